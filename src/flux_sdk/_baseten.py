@@ -1,0 +1,169 @@
+"""Baseten: ``POST https://model-{id}.api.baseten.co/{environment}/predict``.
+
+The body is the FLUX.1 [schnell] truss's input (``prompt``, ``seed``,
+``num_inference_steps``, ``width``, ``height`` and any extra field); the answer is
+``{"data": "<base64>"}`` (the docs' example says ``output``, so that is read too).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from pydantic_core import core_schema, to_json
+
+from ._errors import ConfigError, InvalidRequestError, InvalidResponseError, ProviderError, warn
+from ._models import GeneratedImage, GenerateRequest
+from ._provider import (
+    ParamRules,
+    check_base_url,
+    decode_base64,
+    excerpt,
+    json_shape,
+    media_type,
+    optional,
+    parse_json,
+    raise_for_status,
+    redact,
+    request_id,
+    resolve_api_key,
+)
+
+__all__ = ["Baseten"]
+
+# The truss reads width/height (default 1024); FLUX works on multiples of 16. Only
+# 1024x1024, 1216x832 and 896x1152 are pre-compiled; other sizes recompile (slow, once).
+RULES = ParamRules(steps=(1, 50), size=(64, 2048), size_multiple=16)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+_RESERVED = frozenset({"prompt", "seed", "num_inference_steps", "width", "height"})
+
+
+_OUTPUT = json_shape(
+    {
+        "data": optional(core_schema.str_schema()),
+        "output": optional(core_schema.str_schema()),
+        "error": optional(core_schema.str_schema()),
+    }
+)
+
+
+class Baseten:
+    """FLUX.1 [schnell] deployed on Baseten from its model library.
+
+    The key falls back to ``BASETEN_API_KEY``, the model id to ``BASETEN_MODEL_ID`` and the
+    base URL to ``BASETEN_BASE_URL``, then to ``https://model-{model_id}.api.baseten.co``.
+    Choose the deployment with ``environment`` (``"production"``, ``"development"`` or a
+    custom environment's name) or a ``deployment_id``. Fields in
+    ``GenerateRequest.extra`` (``prompt2``, ``max_sequence_length``, ...) go into the body.
+
+    A seed of 0 means "random" to this model: flux_sdk sends it but warns.
+    """
+
+    name = "baseten"
+    rules = RULES
+
+    def __init__(
+        self,
+        api_key: str | SecretStr | None = None,
+        model_id: str | None = None,
+        *,
+        environment: str = "production",
+        deployment_id: str | None = None,
+        base_url: str | None = None,
+    ) -> None:
+        self.api_key = resolve_api_key(api_key, "BASETEN_API_KEY", "Baseten")
+        model_id = model_id or os.environ.get("BASETEN_MODEL_ID") or None
+        base_url = base_url or os.environ.get("BASETEN_BASE_URL") or None
+        if model_id is not None and not _NAME.fullmatch(model_id):
+            raise ConfigError(f"the Baseten model id {model_id!r} is not a valid id")
+        if base_url is None:
+            if model_id is None:
+                raise ConfigError(
+                    "no Baseten model id: pass model_id=... or set the BASETEN_MODEL_ID "
+                    "environment variable (or give base_url)"
+                )
+            base_url = f"https://model-{model_id}.api.baseten.co"
+        self.model_id = model_id
+        self.environment = environment
+        self.deployment_id = deployment_id
+        base = check_base_url(base_url, provider="Baseten", setting="the Baseten base URL")
+        self.url = base.copy_with(path=base.path.rstrip("/") + _path(environment, deployment_id))
+        self._headers = {
+            "Authorization": f"Api-Key {self.api_key.get_secret_value()}",
+            "Content-Type": "application/json",
+        }
+
+    def __repr__(self) -> str:
+        return f"Baseten(url={str(self.url)!r})"
+
+    def build_request(self, request: GenerateRequest) -> httpx.Request:
+        body: dict[str, Any] = {"prompt": request.prompt}
+        if request.seed is not None:
+            if request.seed == 0:
+                warn(
+                    "Baseten's FLUX.1 [schnell] treats seed=0 as 'pick a random seed', so "
+                    "this image will not be reproducible; use a seed from 1 up"
+                )
+            body["seed"] = request.seed
+        if request.steps is not None:
+            body["num_inference_steps"] = request.steps
+        if request.width is not None:
+            body["width"] = request.width
+        if request.height is not None:
+            body["height"] = request.height
+        for key, value in request.extra.items():
+            if key in _RESERVED:
+                raise InvalidRequestError(
+                    f"extra[{key!r}] duplicates a field of the request; use the "
+                    f"{'steps' if key == 'num_inference_steps' else key}=... argument instead"
+                )
+            body[key] = value
+        return httpx.Request("POST", self.url, headers=self._headers, content=to_json(body))
+
+    def parse_response(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:
+        rid = request_id(response.headers)
+        raise_for_status(response, provider=self.name, secrets=(self.api_key,))
+        body = response.content
+        if media_type(response).startswith("image/"):
+            return GeneratedImage.from_data(
+                body, provider=self.name, request=request, request_id=rid
+            )
+        output = parse_json(_OUTPUT, response, provider=self.name, secrets=(self.api_key,))
+        field = "data" if output.get("data") else "output"
+        b64 = output.get(field)
+        if not b64:
+            if output.get("error"):
+                raise ProviderError(
+                    f"{self.name} reported a failure: "
+                    f"{redact(output['error'], (self.api_key,))[:1000]}",
+                    provider=self.name,
+                    status_code=response.status_code,
+                    body=excerpt(body, (self.api_key,)),
+                    request_id=rid,
+                    retryable=False,
+                )
+            raise InvalidResponseError(
+                f"{self.name} answered HTTP {response.status_code} without 'data' or 'output'",
+                provider=self.name,
+                status_code=response.status_code,
+                request_id=rid,
+            )
+        data = decode_base64(b64, provider=self.name, field=field, request_id=rid)
+        return GeneratedImage.from_data(data, provider=self.name, request=request, request_id=rid)
+
+
+def _path(environment: str, deployment_id: str | None) -> str:
+    if deployment_id is not None:
+        if environment != "production":
+            raise ConfigError("give Baseten either environment=... or deployment_id=..., not both")
+        if not _NAME.fullmatch(deployment_id):
+            raise ConfigError(f"the Baseten deployment id {deployment_id!r} is not a valid id")
+        return f"/deployment/{deployment_id}/predict"
+    if not _NAME.fullmatch(environment):
+        raise ConfigError(f"the Baseten environment name {environment!r} is not a valid name")
+    if environment in ("production", "development"):
+        return f"/{environment}/predict"
+    return f"/environments/{environment}/predict"

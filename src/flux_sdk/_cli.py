@@ -1,0 +1,167 @@
+"""The ``flux-sdk`` command: generate an image, or serve the emulator."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._client import FluxClient
+
+PROVIDERS = ("auto", "dataoorts", "baseten", "emulator")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _one_line_warnings()
+    try:
+        result: int = args.run(args)
+    except KeyboardInterrupt:
+        print("flux-sdk: interrupted", file=sys.stderr)
+        return 130
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="flux-sdk", description="Generate FLUX.1 [schnell] images from the command line."
+    )
+    parser.add_argument("--version", action="version", version=f"flux-sdk {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True)
+
+    gen = commands.add_parser(
+        "generate",
+        help="generate one image",
+        description=(
+            "Generate one image and print where it was saved. With --provider auto (the "
+            "default) the first provider with a key in the environment is used "
+            "(DATAOORTS_API_KEY, then BASETEN_API_KEY), else the bundled emulator."
+        ),
+    )
+    gen.add_argument("prompt", help="what to draw")
+    gen.add_argument("--provider", choices=PROVIDERS, default="auto")
+    gen.add_argument(
+        "--out",
+        metavar="FILE",
+        help="where to save; the right extension is added if missing "
+        "(default: a name made from the prompt)",
+    )
+    gen.add_argument("--seed", type=int, metavar="N")
+    gen.add_argument("--steps", type=int, metavar="N")
+    gen.add_argument("--width", type=int, metavar="N", help="Baseten only")
+    gen.add_argument("--height", type=int, metavar="N", help="Baseten only")
+    gen.add_argument("--base-url", metavar="URL", help="override the provider's base URL")
+    gen.add_argument("--model-id", metavar="ID", help="Baseten model id (or BASETEN_MODEL_ID)")
+    gen.add_argument("--timeout", type=float, metavar="SECONDS", help="per attempt")
+    gen.set_defaults(run=_generate)
+
+    emu = commands.add_parser(
+        "emulator",
+        help="serve the provider emulator on loopback",
+        description="Serve the emulator (both providers' wire formats) with uvicorn.",
+    )
+    emu.add_argument("--host", default="127.0.0.1", help="a loopback address (default %(default)s)")
+    emu.add_argument("--port", type=int, default=8787)
+    emu.add_argument("--api-key", default=None, help="the key it accepts (default emulator-key)")
+    emu.add_argument("--dataoorts-response", choices=("json", "raw"), default="json")
+    emu.add_argument("--image-bytes", type=int, metavar="N", help="pad every image to N bytes")
+    emu.set_defaults(run=_emulator)
+    return parser
+
+
+def _one_line_warnings() -> None:
+    def show(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+        print(f"flux-sdk: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import anyio
+
+    from ._errors import FluxError
+
+    try:
+        path = anyio.run(_generate_async, args)
+    except FluxError as exc:
+        print(f"flux-sdk: error: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+async def _generate_async(args: argparse.Namespace) -> Path:
+    async with contextlib.AsyncExitStack() as stack:
+        client = await stack.enter_async_context(await _client(args, stack))
+        image = await client.generate(
+            args.prompt, seed=args.seed, steps=args.steps, width=args.width, height=args.height
+        )
+    return await image.asave(args.out or _slug(args.prompt))
+
+
+async def _client(args: argparse.Namespace, stack: contextlib.AsyncExitStack) -> FluxClient:
+    from ._baseten import Baseten
+    from ._client import DEFAULT_TIMEOUT, FluxClient
+    from ._dataoorts import Dataoorts
+
+    timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
+    name = args.provider
+    if name == "auto":
+        if os.environ.get("DATAOORTS_API_KEY"):
+            name = "dataoorts"
+        elif os.environ.get("BASETEN_API_KEY"):
+            name = "baseten"
+        else:
+            print("flux-sdk: no API key in the environment; using the emulator", file=sys.stderr)
+            name = "emulator"
+    if name == "dataoorts":
+        return FluxClient(Dataoorts(base_url=args.base_url), timeout=timeout)
+    if name == "baseten":
+        return FluxClient(Baseten(model_id=args.model_id, base_url=args.base_url), timeout=timeout)
+    import httpx
+
+    from .emulator import DEFAULT_API_KEY, EmulatorApp
+
+    # The whole stack in process: the real client and provider, an ASGI transport in
+    # place of a socket, and the emulator answering as Dataoorts would.
+    transport = httpx.ASGITransport(app=EmulatorApp())
+    http = await stack.enter_async_context(httpx.AsyncClient(transport=transport))
+    provider = Dataoorts(api_key=DEFAULT_API_KEY, base_url="http://127.0.0.1/api/v1")
+    return FluxClient(provider, http_client=http, timeout=timeout)
+
+
+def _slug(prompt: str, limit: int = 48) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:limit].rstrip("-")
+    return slug or "image"
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from .emulator import DEFAULT_API_KEY, EmulatorApp, run
+
+    key = args.api_key or DEFAULT_API_KEY
+    app = EmulatorApp(
+        api_key=key, dataoorts_response=args.dataoorts_response, image_bytes=args.image_bytes
+    )
+    base = f"http://{args.host}:{args.port}"
+    print(
+        f"flux-sdk emulator on {base} (API key {key!r})\n"
+        f"  Dataoorts: DATAOORTS_BASE_URL={base}/api/v1\n"
+        f"  Baseten:   BASETEN_BASE_URL={base}",
+        file=sys.stderr,
+    )
+    try:
+        run(app, host=args.host, port=args.port)
+    except (RuntimeError, ValueError) as exc:
+        print(f"flux-sdk: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,191 @@
+"""Every failure a caller can see, under one root.
+
+    FluxError                       retryable?
+    ├── ConfigError                 no   (missing key or model id, bad base URL)
+    ├── InvalidRequestError         no   (also a ValueError; raised before any network I/O)
+    ├── ProviderError               by status: 408, 409, 429 and 5xx yes, others no
+    │   ├── AuthenticationError          401, 403
+    │   ├── RateLimitError               429
+    │   ├── ServerError                  5xx
+    │   └── BadRequestError              any other 4xx
+    ├── TransportError              yes  (connect/read failures, truncated bodies)
+    │   └── RequestTimeout          yes
+    └── InvalidResponseError        usually yes (a 2xx that carries no usable image)
+
+The retry policy asks only ``error.retryable``; nothing else in the library keeps a list
+of status codes.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigError",
+    "FluxError",
+    "FluxWarning",
+    "InvalidRequestError",
+    "InvalidResponseError",
+    "ProviderError",
+    "RateLimitError",
+    "RequestTimeout",
+    "ServerError",
+    "TransportError",
+]
+
+_RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+class FluxWarning(UserWarning):
+    """A request that will work, but probably not the way the caller meant."""
+
+
+def warn(message: str) -> None:
+    # stacklevel 4 points past provider -> client.generate -> caller's line in most paths.
+    warnings.warn(message, FluxWarning, stacklevel=4)
+
+
+class FluxError(Exception):
+    """Base class of every error flux_sdk raises.
+
+    ``retryable`` says whether sending the same request again can succeed. ``attempts``
+    is how many attempts the call made before giving up, and ``previous`` holds the
+    errors of the earlier attempts, oldest first.
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self, message: str, *, provider: str | None = None, retryable: bool | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        if retryable is not None:
+            self.retryable = retryable
+        self.attempts = 1
+        self.previous: tuple[FluxError, ...] = ()
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class ConfigError(FluxError):
+    """The client or provider is set up wrongly: nothing was sent."""
+
+
+class InvalidRequestError(FluxError, ValueError):
+    """The request breaks a rule of the provider: nothing was sent."""
+
+
+class ProviderError(FluxError):
+    """The provider answered with an HTTP error status.
+
+    ``body`` is an excerpt of what it sent (at most 1,000 characters), ``retry_after``
+    the delay in seconds it asked for, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status_code: int,
+        body: str = "",
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        if retryable is None:
+            retryable = status_code in _RETRYABLE_STATUS or status_code >= 500
+        super().__init__(message, provider=provider, retryable=retryable)
+        self.status_code = status_code
+        self.body = body
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+
+class AuthenticationError(ProviderError):
+    """HTTP 401 or 403: the API key is missing, wrong, or lacks access."""
+
+
+class RateLimitError(ProviderError):
+    """HTTP 429: the provider asks us to slow down (see ``retry_after``)."""
+
+
+class ServerError(ProviderError):
+    """HTTP 5xx: the provider failed; usually transient."""
+
+
+class BadRequestError(ProviderError):
+    """Any other HTTP 4xx: the provider refused the request as sent."""
+
+
+class TransportError(FluxError):
+    """The connection failed, was reset, or ended before the whole body arrived."""
+
+    retryable = True
+
+
+class RequestTimeout(TransportError):
+    """An attempt, or the whole call, ran out of time."""
+
+
+class InvalidResponseError(FluxError):
+    """A success status that carries no usable image.
+
+    A missing field, broken base64, bytes that are not an image, or an HTML page: usually
+    a transient fault somewhere between us and the model, so retryable unless said
+    otherwise (a body over the size cap is not).
+    """
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, retryable=retryable)
+        self.status_code = status_code
+        self.request_id = request_id
+
+
+def error_for_status(
+    status_code: int,
+    message: str,
+    *,
+    provider: str,
+    body: str = "",
+    request_id: str | None = None,
+    retry_after: float | None = None,
+) -> ProviderError:
+    """The ``ProviderError`` subclass that names what an HTTP status means."""
+    cls: type[ProviderError]
+    if status_code in (401, 403):
+        cls = AuthenticationError
+    elif status_code == 429:
+        cls = RateLimitError
+    elif status_code >= 500:
+        cls = ServerError
+    elif 400 <= status_code < 500:
+        cls = BadRequestError
+    else:
+        cls = ProviderError
+    return cls(
+        message,
+        provider=provider,
+        status_code=status_code,
+        body=body,
+        request_id=request_id,
+        retry_after=retry_after,
+    )

@@ -1,0 +1,334 @@
+"""What a provider is, and the pure helpers the built-in ones share.
+
+A provider maps data and does no I/O: ``build_request`` turns a `GenerateRequest` into an
+``httpx.Request`` and ``parse_response`` turns the ``httpx.Response`` into a
+`GeneratedImage` or raises a `FluxError`. `FluxClient` does the sending. A host that needs
+several round trips (submit, poll, download) implements `FlowProvider` instead: a
+generator that yields each request and is sent each response, as httpx's
+``Auth.auth_flow`` does, so it stays pure too.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import os
+import time
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+from pydantic import SecretStr
+from pydantic_core import SchemaValidator, ValidationError, core_schema
+
+from ._errors import ConfigError, InvalidRequestError, InvalidResponseError, error_for_status
+from ._models import MAX_PROMPT_CHARS, MAX_SEED, GeneratedImage, GenerateRequest
+
+__all__ = [
+    "FlowProvider",
+    "ParamRules",
+    "Provider",
+    "decode_base64",
+    "raise_for_status",
+]
+
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-baseten-request-id", "cf-ray")
+_EXCERPT_CHARS = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class ParamRules:
+    """The parameter ranges one provider (and model) accepts, checked before sending.
+
+    Bounds are inclusive. ``size=None`` means the model takes no width or height.
+    """
+
+    prompt_chars: tuple[int, int] = (1, MAX_PROMPT_CHARS)
+    steps: tuple[int, int] = (1, 50)
+    seed: tuple[int, int] = (0, MAX_SEED)
+    size: tuple[int, int] | None = (64, 2048)
+    size_multiple: int = 1
+
+    def check(self, request: GenerateRequest, provider: str) -> None:
+        """Raise `InvalidRequestError` naming the first rule ``request`` breaks."""
+        low, high = self.prompt_chars
+        if not low <= len(request.prompt) <= high:
+            raise InvalidRequestError(
+                f"{provider} needs a prompt of {low} to {high} characters "
+                f"(got {len(request.prompt)})"
+            )
+        _check_range(provider, "steps", request.steps, self.steps)
+        _check_range(provider, "seed", request.seed, self.seed)
+        for side in ("width", "height"):
+            value = getattr(request, side)
+            if value is None:
+                continue
+            if self.size is None:
+                raise InvalidRequestError(f"{provider} does not accept {side} for this model")
+            _check_range(provider, side, value, self.size)
+            if value % self.size_multiple:
+                raise InvalidRequestError(
+                    f"{provider} needs {side} to be a multiple of {self.size_multiple} "
+                    f"(got {value})"
+                )
+
+
+def _check_range(provider: str, field: str, value: int | None, bounds: tuple[int, int]) -> None:
+    if value is not None and not bounds[0] <= value <= bounds[1]:
+        raise InvalidRequestError(
+            f"{provider} needs {field} between {bounds[0]} and {bounds[1]} (got {value})"
+        )
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A host that answers one HTTP request with one image."""
+
+    name: str
+    rules: ParamRules
+
+    def build_request(self, request: GenerateRequest) -> httpx.Request:
+        """The HTTP request that asks this host for ``request``'s image."""
+        ...
+
+    def parse_response(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:
+        """The image in ``response`` (its body already read), or raise a `FluxError`."""
+        ...
+
+
+@runtime_checkable
+class FlowProvider(Protocol):
+    """A host that needs several round trips (submit, poll, download) for one image."""
+
+    name: str
+    rules: ParamRules
+
+    def generate_flow(
+        self, request: GenerateRequest
+    ) -> Generator[httpx.Request, httpx.Response, GeneratedImage]:
+        """Yield each request, receive its response, return the image at the end."""
+        ...
+
+
+# Helpers shared by providers. All pure; all raise only FluxError subclasses.
+
+
+def resolve_api_key(api_key: str | SecretStr | None, env_var: str, provider: str) -> SecretStr:
+    """The key given, else the environment variable's, else a `ConfigError` naming it."""
+    if isinstance(api_key, SecretStr):
+        api_key = api_key.get_secret_value()
+    if api_key is None:
+        api_key = os.environ.get(env_var)
+    if not api_key or not api_key.strip():
+        raise ConfigError(
+            f"no {provider} API key: pass api_key=... or set the {env_var} environment variable"
+        )
+    api_key = api_key.strip()
+    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in api_key):
+        # Never echo the key itself, not even in part.
+        raise ConfigError(f"the {provider} API key contains spaces or non-ASCII characters")
+    return SecretStr(api_key)
+
+
+def check_base_url(url: str, *, provider: str, setting: str) -> httpx.URL:
+    """Parse a base URL, refusing plain http except to a loopback host."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ConfigError(f"{setting} is not a valid URL: {exc}") from None
+    if parsed.scheme not in ("https", "http") or not parsed.host:
+        raise ConfigError(f"{setting} must be an https:// URL (got {url!r})")
+    if parsed.username or parsed.password:
+        raise ConfigError(f"{setting} must not carry credentials in the URL")
+    if parsed.query or parsed.fragment:
+        raise ConfigError(f"{setting} must not have a query string or fragment (got {url!r})")
+    if parsed.scheme == "http" and not _is_loopback(parsed.host):
+        raise ConfigError(
+            f"{setting} uses plain http to {parsed.host!r}, which would send your {provider} "
+            "API key unencrypted; use https (plain http is allowed only for loopback hosts)"
+        )
+    return parsed
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def request_id(headers: httpx.Headers) -> str | None:
+    """The provider's id for this request, if it sent one (quote it to their support)."""
+    for name in _REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return str(value)[:200]
+    return None
+
+
+def retry_after(headers: httpx.Headers, *, now: float | None = None) -> float | None:
+    """Seconds the server asked us to wait: ``retry-after-ms``, or ``Retry-After`` as
+    seconds or an HTTP date. None when absent or unreadable."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def excerpt(body: bytes, secrets: Iterable[SecretStr] = ()) -> str:
+    """The start of a body as text, with any of our secrets blanked out."""
+    text = body[: _EXCERPT_CHARS * 4].decode("utf-8", "replace")[:_EXCERPT_CHARS]
+    return redact(text, secrets)
+
+
+def redact(text: str, secrets: Iterable[SecretStr]) -> str:
+    for secret in secrets:
+        value = secret.get_secret_value()
+        if value and value in text:
+            text = text.replace(value, "**********")
+    return text
+
+
+def _error_message(body: bytes) -> str | None:
+    """The human message in a JSON error body, whatever common shape it takes."""
+    from pydantic_core import from_json
+
+    try:
+        data = from_json(body[:65_536], allow_partial=False)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    for key in ("error", "message", "detail"):
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, dict) and isinstance(value.get("message"), str):
+            return str(value["message"])
+    errors = data.get("errors")
+    if isinstance(errors, list):
+        messages = [
+            str(e.get("message")) if isinstance(e, dict) and e.get("message") else str(e)
+            for e in errors
+        ]
+        if messages:
+            return "; ".join(messages)
+    return None
+
+
+def raise_for_status(
+    response: httpx.Response, *, provider: str, secrets: Iterable[SecretStr] = ()
+) -> None:
+    """Raise the right `ProviderError` subclass unless ``response`` is a 2xx.
+
+    The message quotes the provider's own error text when its body has one.
+    """
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    secrets = tuple(secrets)
+    body = response.content
+    rid = request_id(response.headers)
+    if 300 <= status < 400:
+        where = response.headers.get("location", "elsewhere")
+        message = (
+            f"{provider} answered HTTP {status}, a redirect to {where}; flux_sdk never "
+            "follows redirects, so your API key is not sent to another address. "
+            "Check the base URL."
+        )
+        raise error_for_status(status, message, provider=provider, request_id=rid)
+    detail = _error_message(body)
+    if detail is None:
+        media = response.headers.get("content-type", "").split(";")[0].strip() or "no type"
+        detail = f"a {media} body" if body else "an empty body"
+    message = f"{provider} answered HTTP {status}: {redact(detail, secrets)[:_EXCERPT_CHARS]}"
+    if rid:
+        message += f" (request id {rid})"
+    raise error_for_status(
+        status,
+        message,
+        provider=provider,
+        body=excerpt(body, secrets),
+        request_id=rid,
+        retry_after=retry_after(response.headers),
+    )
+
+
+def decode_base64(text: str, *, provider: str, field: str, request_id: str | None) -> bytes:
+    """Decode standard base64 fast, tolerating a ``data:`` URL prefix and line breaks."""
+    import binascii
+
+    import pybase64
+
+    try:
+        return pybase64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        pass
+    # The slow path, for bodies that wrap lines or send a data: URL.
+    cleaned = text.partition(",")[2] if text.startswith("data:") else text
+    cleaned = "".join(cleaned.split())
+    try:
+        return pybase64.b64decode(cleaned, validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise InvalidResponseError(
+            f"{provider} sent {field} that is not valid base64 ({len(text)} characters)",
+            provider=provider,
+            request_id=request_id,
+        ) from None
+
+
+def optional(schema: core_schema.CoreSchema) -> core_schema.TypedDictField:
+    """A JSON field that may be missing or null."""
+    return core_schema.typed_dict_field(core_schema.nullable_schema(schema), required=False)
+
+
+def json_shape(fields: dict[str, core_schema.TypedDictField]) -> SchemaValidator:
+    """A validator for a JSON object with these fields (others are ignored).
+
+    A plain pydantic-core validator: the same Rust JSON parser as a model, without the
+    cost of building a model class at import time.
+    """
+    return SchemaValidator(core_schema.typed_dict_schema(fields))
+
+
+def parse_json(
+    shape: SchemaValidator,
+    response: httpx.Response,
+    *,
+    provider: str,
+    secrets: Iterable[SecretStr] = (),
+) -> dict[str, Any]:
+    """The response body checked against ``shape``, or an `InvalidResponseError`."""
+    try:
+        data: dict[str, Any] = shape.validate_json(response.content)
+    except ValidationError as exc:
+        invalid = exc.errors()[0]["type"] == "json_invalid"
+        raise InvalidResponseError(
+            f"{provider} sent {'invalid JSON' if invalid else 'JSON of an unexpected shape'} "
+            f"with HTTP {response.status_code}: {excerpt(response.content[:200], secrets)!r}",
+            provider=provider,
+            status_code=response.status_code,
+            request_id=request_id(response.headers),
+        ) from None
+    return data
+
+
+def media_type(response: httpx.Response) -> str:
+    return str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
