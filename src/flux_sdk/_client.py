@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from pydantic import JsonValue
@@ -269,14 +270,18 @@ class FluxClient:
             raise self._too_large(f"declares {int(declared)} bytes")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > limit:
-                if response.is_success:
-                    raise self._too_large(f"ran past {limit} bytes")
-                chunks.append(chunk[: len(chunk) - (size - limit)])
-                break
-            chunks.append(chunk)
+        # aclosing: leaving the loop early must still finalise httpx's generators (trio
+        # reports any that are left for the garbage collector).
+        stream = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
+        async with contextlib.aclosing(stream) as body:
+            async for chunk in body:
+                size += len(chunk)
+                if size > limit:
+                    if response.is_success:
+                        raise self._too_large(f"ran past {limit} bytes")
+                    chunks.append(chunk[: len(chunk) - (size - limit)])
+                    break
+                chunks.append(chunk)
         return b"".join(chunks)
 
     def _too_large(self, what: str) -> InvalidResponseError:
@@ -323,14 +328,10 @@ def _make_request(
             "generate() takes a prompt string or a GenerateRequest, "
             f"not {type(prompt_or_request).__name__}"
         )
-    base = prompt_or_request
     if seed is None and steps is None and width is None and height is None and not extra:
-        return base
-    return GenerateRequest(
-        prompt=base.prompt,
-        seed=base.seed if seed is None else seed,
-        steps=base.steps if steps is None else steps,
-        width=base.width if width is None else width,
-        height=base.height if height is None else height,
-        extra={**base.extra, **extra},
-    )
+        return prompt_or_request
+    changes: dict[str, Any] = {"extra": {**prompt_or_request.extra, **extra}}
+    for field, value in (("seed", seed), ("steps", steps), ("width", width), ("height", height)):
+        if value is not None:
+            changes[field] = value
+    return prompt_or_request.replace(**changes)

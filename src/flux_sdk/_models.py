@@ -58,6 +58,15 @@ class GenerateRequest(BaseModel):
         except ValidationError as exc:
             raise InvalidRequestError(_describe(exc)) from None
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(
+            f"GenerateRequest is frozen; use request.replace({name}=...) for a changed copy"
+        )
+
+    def replace(self, **changes: Any) -> GenerateRequest:
+        """A copy with some fields changed, validated like a new request."""
+        return GenerateRequest(**{**self.model_dump(), **changes})
+
     @field_validator("prompt")
     @classmethod
     def _prompt_is_sendable(cls, value: str) -> str:

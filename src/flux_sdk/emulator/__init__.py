@@ -1,0 +1,36 @@
+"""A local stand-in for the Dataoorts and Baseten FLUX.1 [schnell] services.
+
+``EmulatorApp`` is a plain ASGI 3 application (standard library only) that speaks both
+providers' wire formats on their real paths, so the SDK, its examples and its users'
+own code can run end to end with no API key, no network and no cost. It doubles the
+services, not flux_sdk: what it accepts and refuses follows the providers' documents.
+Images are real PNG files, deterministic for the prompt, seed, steps and size.
+
+In process, with no sockets at all::
+
+    import httpx
+    from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp
+
+    transport = httpx.ASGITransport(app=EmulatorApp())
+    async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as http:
+        response = await http.post(
+            "/production/predict",
+            headers={"Authorization": f"Api-Key {DEFAULT_API_KEY}"},
+            json={"prompt": "a lighthouse at dawn"},
+        )
+
+Over real HTTP on loopback (needs ``pip install 'flux-sdk[emulator]'`` for uvicorn)::
+
+    python -c "from flux_sdk.emulator import run; run()"   # http://127.0.0.1:8787
+
+Dataoorts answers on ``POST /api/v1`` (``Authorization: Bearer KEY``); Baseten on
+``POST /production/predict``, ``/development/predict``, ``/environments/{name}/predict``
+and ``/deployment/{id}/predict`` (``Authorization: Api-Key KEY``). The key is
+``DEFAULT_API_KEY`` unless you pass ``api_key=``.
+"""
+
+from flux_sdk.emulator._app import DEFAULT_API_KEY, EmulatorApp
+from flux_sdk.emulator._image import render_png
+from flux_sdk.emulator._server import run, serve
+
+__all__ = ["DEFAULT_API_KEY", "EmulatorApp", "render_png", "run", "serve"]

@@ -1,0 +1,289 @@
+"""The emulator's ASGI application: Dataoorts and Baseten wire formats on their real paths."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, Literal, TypeVar
+
+from flux_sdk.emulator._image import render_png
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+_Default = TypeVar("_Default", int, None)
+
+DEFAULT_API_KEY = "emulator-key"
+DATAOORTS_MODEL = "black-forest-labs/flux-1-schnell"
+MAX_BODY_BYTES = 1024 * 1024
+
+_DATAOORTS_PATH = "/api/v1"
+_BASETEN_PATH = re.compile(
+    r"/(?:production|development|environments/[A-Za-z0-9_-]+|deployment/[A-Za-z0-9_-]+)/predict"
+)
+_BASETEN_AUTH_ERROR = "please check the api-key you provided"
+# torch.Generator.manual_seed accepts this range; the emulator keeps to it for both hosts.
+_SEED_MIN, _SEED_MAX = -(2**63), 2**64 - 1
+
+
+class _Reject(Exception):
+    """A request the service refuses: the status, the message and a Cloudflare error code."""
+
+    def __init__(self, status: int, message: str, code: int = 5006) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+
+class EmulatorApp:
+    """An ASGI 3 app that answers like Dataoorts and Baseten do, with stand-in images.
+
+    It is a test double of the services, not of flux_sdk: anything that speaks their
+    wire formats (our SDK, plain httpx, curl) can run end to end with no key and no
+    network. Images come from ``render_png``, so equal requests give equal bytes.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        dataoorts_response: Literal["json", "raw"] = "json",
+        image_bytes: int | None = None,
+        default_size: int = 1024,
+    ) -> None:
+        self.api_key = api_key
+        self.dataoorts_response = dataoorts_response
+        self.image_bytes = image_bytes
+        self.default_size = default_size
+        self.requests_seen = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._handle(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # refused: HTTP only
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route one HTTP request; fault injection belongs at the top of this method."""
+        self.requests_seen += 1
+        request_id = f"emu-{self.requests_seen:06d}"
+        headers = {"x-request-id": request_id}
+        path: str = scope["path"]
+        if path == _DATAOORTS_PATH:
+            baseten = False
+        elif _BASETEN_PATH.fullmatch(path):
+            baseten = True
+            headers["x-baseten-request-id"] = request_id
+        else:
+            await _send_json(send, 404, _cloudflare_error(7000, "No route for that URI"), headers)
+            return
+        try:
+            if scope["method"] != "POST":
+                headers["allow"] = "POST"
+                raise _Reject(405, f"Method {scope['method']} not allowed, use POST", code=7001)
+            body = await _read_body(scope, receive)
+            if body is None:
+                return  # the client went away; nobody is left to answer
+            if baseten:
+                _check_key(scope, self.api_key, ("api-key", "bearer"))
+                await _send_bytes(send, 200, self._baseten(body), "application/json", headers)
+            else:
+                _check_key(scope, self.api_key, ("bearer",))
+                content, content_type = self._dataoorts(body)
+                await _send_bytes(send, 200, content, content_type, headers)
+        except _Reject as exc:
+            error = {"error": exc.message} if baseten else _cloudflare_error(exc.code, exc.message)
+            await _send_json(send, exc.status, error, headers)
+
+    def _dataoorts(self, body: bytes) -> tuple[bytes, str]:
+        request = _json_object(body)
+        if "model" not in request or "data" not in request:
+            raise _Reject(400, "Error: the body needs the properties 'model' and 'data'")
+        if request["model"] != DATAOORTS_MODEL:
+            raise _Reject(400, f"No such model {request['model']!r}", code=5007)
+        data = request["data"]
+        if not isinstance(data, dict):
+            raise _Reject(400, "Error: Type mismatch of '/data', 'object' expected")
+        prompt = data.get("prompt")
+        if not isinstance(prompt, str) or not 2 <= len(prompt) <= 2048:
+            raise _Reject(
+                400, "Error: oneOf at '/prompt' not met, need a string of 2 to 2048 characters"
+            )
+        steps = _int_field(data, "steps", 4, 1, 8, status=400)
+        seed = data.get("seed")
+        if isinstance(seed, str) and seed.isascii() and seed.isdigit() and len(seed) <= 20:
+            data = {**data, "seed": int(seed)}  # the seed document quotes it: '12345'
+        seed = _int_field(data, "seed", None, 0, _SEED_MAX, status=400)
+        size = self.default_size  # this model takes no width or height
+        png = render_png(
+            prompt, seed=seed, steps=steps, width=size, height=size, target_bytes=self.image_bytes
+        )
+        if self.dataoorts_response == "raw":
+            return png, "image/png"
+        envelope = {
+            "result": {"image_base64": base64.b64encode(png).decode("ascii")},
+            "success": True,
+            "errors": [],
+            "messages": [],
+        }
+        return json.dumps(envelope).encode(), "application/json"
+
+    def _baseten(self, body: bytes) -> bytes:
+        request = _json_object(body)
+        prompt = request.get("prompt")
+        if not isinstance(prompt, str):
+            # Faithful to the real model: truss-examples' flux/schnell calls prompt.split()
+            # unguarded, so a missing prompt crashes the model and Baseten answers 500.
+            raise _Reject(500, f"'{type(prompt).__name__}' object has no attribute 'split'")
+        prompt2 = request.get("prompt2")
+        if prompt2 is not None and not isinstance(prompt2, str):
+            raise _Reject(422, "'prompt2' must be a string")
+        # Type-checked, then ignored: schnell forces guidance_scale to 0.0.
+        guidance = request.get("guidance_scale", 0.0)
+        if isinstance(guidance, bool) or not isinstance(guidance, (int, float, type(None))):
+            raise _Reject(422, "'guidance_scale' must be a number")
+        # Seed 0 (like a missing seed) means "random" to the real model; the emulator stays
+        # deterministic and treats 0 like any other seed.
+        seed = _int_field(request, "seed", None, _SEED_MIN, _SEED_MAX)
+        steps = _int_field(request, "num_inference_steps", 4, 1, 50)
+        width = _int_field(request, "width", self.default_size, 64, 2048, multiple=16)
+        height = _int_field(request, "height", self.default_size, 64, 2048, multiple=16)
+        max_words = _int_field(request, "max_sequence_length", 256, 1, 512)
+        # The model truncates the prompt to max_sequence_length whitespace-separated words.
+        words = prompt.split()
+        if len(words) > max_words:
+            prompt = " ".join(words[:max_words])
+        if prompt2 is not None:
+            prompt = f"{prompt}\x00{prompt2}"
+        # The real model answers JPEG; PNG is fine because clients must sniff the format.
+        png = render_png(
+            prompt,
+            seed=seed,
+            steps=steps,
+            width=width,
+            height=height,
+            target_bytes=self.image_bytes,
+        )
+        return json.dumps({"data": base64.b64encode(png).decode("ascii")}).encode()
+
+
+def _int_field(
+    obj: Mapping[str, Any],
+    key: str,
+    default: _Default,
+    low: int,
+    high: int,
+    *,
+    multiple: int = 1,
+    status: int = 422,
+) -> int | _Default:
+    """Read an optional integer (``null`` means absent; a bool is not an integer)."""
+    value = obj.get(key)
+    if value is None:
+        return default
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not low <= value <= high
+        or value % multiple
+    ):
+        rule = f"an integer from {low} to {high}" + (
+            f", a multiple of {multiple}" if multiple > 1 else ""
+        )
+        raise _Reject(status, f"'{key}' must be {rule}, got {value!r}")
+    return value
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        raise _Reject(400, "the request body is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise _Reject(400, "the request body must be a JSON object")
+    return parsed
+
+
+def _check_key(scope: Scope, api_key: str, schemes: tuple[str, ...]) -> None:
+    scheme, _, key = _header(scope, b"authorization").partition(" ")
+    # compare_digest: a habit worth keeping even for a test server's fixed key.
+    if scheme.lower() not in schemes or not hmac.compare_digest(
+        key.strip().encode(), api_key.encode()
+    ):
+        raise _Reject(
+            401, _BASETEN_AUTH_ERROR if "api-key" in schemes else "Authentication error", 10000
+        )
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return ""
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
+    """The whole body, across every ``http.request`` message; None if the client left."""
+    declared = _header(scope, b"content-length")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _Reject(413, f"request body over {MAX_BODY_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:  # a chunked body declares no length up front
+            raise _Reject(413, f"request body over {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _cloudflare_error(code: int, message: str) -> dict[str, Any]:
+    # Dataoorts' envelope and model catalogue match Cloudflare Workers AI's (PROVIDERS.md).
+    return {
+        "success": False,
+        "errors": [{"code": code, "message": message}],
+        "messages": [],
+        "result": None,
+    }
+
+
+async def _send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    raw = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_json(
+    send: Send, status: int, obj: Any, headers: Mapping[str, str] | None = None
+) -> None:
+    await _send_bytes(send, status, json.dumps(obj).encode(), "application/json", headers)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    # Nothing to set up, but answering lets uvicorn's default lifespan="auto" start cleanly.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
