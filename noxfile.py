@@ -43,7 +43,9 @@ def typecheck(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the documentation site; warnings are errors."""
     session.install("-e", ".", *_group("docs"))
-    session.run("mkdocs", "build", "--strict", "--site-dir", os.path.join(session.create_tmp(), "site"))
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", os.path.join(session.create_tmp(), "site")
+    )
 
 
 @nox.session
@@ -51,7 +53,9 @@ def demo(session: nox.Session) -> None:
     """The main job: one image through the full stack (the emulator when no key is set)."""
     session.install("-e", ".")
     prompt = "a tiny astronaut hatching from an egg on the moon"
-    session.run("flux-sdk", "generate", prompt, "--seed", "7", "--out", "astronaut", *session.posargs)
+    session.run(
+        "flux-sdk", "generate", prompt, "--seed", "7", "--out", "astronaut", *session.posargs
+    )
 
 
 @nox.session

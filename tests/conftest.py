@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 _OUR_ENV = (
@@ -23,3 +25,25 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's real keys must never leak into (or change) a test."""
     for name in _OUR_ENV:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def emulator_url() -> Iterator[str]:
+    """The emulator (Dataoorts answering JSON) on a real loopback port, for the session."""
+    from flux_sdk.emulator import EmulatorApp
+
+    from ._server import serve
+
+    with serve(EmulatorApp()) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def raw_emulator_url() -> Iterator[str]:
+    """The emulator with Dataoorts answering raw image bytes."""
+    from flux_sdk.emulator import EmulatorApp
+
+    from ._server import serve
+
+    with serve(EmulatorApp(dataoorts_response="raw")) as url:
+        yield url
