@@ -96,6 +96,9 @@ def _generate(args: argparse.Namespace) -> int:
     except FluxError as exc:
         print(f"flux-sdk: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the image could not be written
+        print(f"flux-sdk: error: could not save the image: {exc}", file=sys.stderr)
+        return 1
     print(path)
     return 0
 
@@ -146,13 +149,22 @@ def _slug(prompt: str, limit: int = 48) -> str:
 
 
 def _emulator(args: argparse.Namespace) -> int:
+    from ._provider import _is_loopback
     from .emulator import DEFAULT_API_KEY, EmulatorApp, run
 
+    if not _is_loopback(args.host):
+        print(
+            f"flux-sdk: error: the emulator only listens on loopback, not {args.host!r}: "
+            "its API key is public",
+            file=sys.stderr,
+        )
+        return 1
     key = args.api_key or DEFAULT_API_KEY
     app = EmulatorApp(
         api_key=key, dataoorts_response=args.dataoorts_response, image_bytes=args.image_bytes
     )
-    base = f"http://{args.host}:{args.port}"
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    base = f"http://{host}:{args.port}"
     print(
         f"flux-sdk emulator on {base} (API key {key!r})\n"
         f"  Dataoorts: DATAOORTS_BASE_URL={base}/api/v1\n"

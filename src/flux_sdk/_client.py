@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import httpx
 from pydantic import JsonValue
@@ -30,17 +31,19 @@ __all__ = ["DEFAULT_TIMEOUT", "CallNext", "FluxClient", "Middleware"]
 
 logger = logging.getLogger("flux_sdk")
 
-#: Per attempt. Generation takes about a second, but Baseten holds a request while it
-#: scales a model up from zero, so reads get two minutes.
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+"""Per attempt. Generation takes about a second, but Baseten holds a request while it
+scales a model up from zero, so reads get two minutes."""
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 # An error body is only quoted, so reading more than this would be waste.
 _ERROR_BODY_LIMIT = 64 * 1024
 _DROP_ON_REBUILD = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
 
+_T = TypeVar("_T")
+
 CallNext = Callable[[GenerateRequest], Awaitable[GeneratedImage]]
-#: ``async def middleware(request, call_next) -> GeneratedImage``, as in Starlette.
 Middleware = Callable[[GenerateRequest, CallNext], Awaitable[GeneratedImage]]
+"""``async def middleware(request, call_next) -> GeneratedImage``, as in Starlette."""
 
 # The HTTP request built (and so validated) in generate(), handed to the innermost call
 # without a second build. A middleware that swaps the GenerateRequest gets a fresh one.
@@ -164,6 +167,7 @@ class FluxClient:
     async def _call_provider(self, request: GenerateRequest) -> GeneratedImage:
         """The innermost call: one attempt at the provider."""
         if self._flow:
+            self.provider.rules.check(request, self.provider.name)
             return await self._run_flow(request)
         assert isinstance(self.provider, Provider)
         prebuilt = _prebuilt.get()
@@ -173,16 +177,17 @@ class FluxClient:
             self.provider.rules.check(request, self.provider.name)
             http_request = self._build(request)
         response = await self._send(http_request)
-        return self._parse(self.provider.parse_response, request, response)
+        parse = self.provider.parse_response
+        return self._guard(lambda: parse(request, response), response)
 
     async def _run_flow(self, request: GenerateRequest) -> GeneratedImage:
         assert isinstance(self.provider, FlowProvider)
         flow = self.provider.generate_flow(request)
         try:
-            http_request = next(flow)
+            http_request = self._guard(lambda: next(flow), None)
             while True:
                 response = await self._send(self._with_defaults(http_request))
-                http_request = flow.send(response)
+                http_request = self._guard(functools.partial(flow.send, response), response)
         except StopIteration as done:
             image: GeneratedImage = done.value
             return image
@@ -197,23 +202,19 @@ class FluxClient:
         http_request.extensions.setdefault("timeout", self._timeout_extension)
         return http_request
 
-    def _parse(
-        self,
-        parse: Callable[[GenerateRequest, httpx.Response], GeneratedImage],
-        request: GenerateRequest,
-        response: httpx.Response,
-    ) -> GeneratedImage:
+    def _guard(self, step: Callable[[], _T], response: httpx.Response | None) -> _T:
+        """Run provider code; a bug in it still surfaces as a FluxError."""
         try:
-            return parse(request, response)
+            return step()
         except FluxError:
             raise
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            # A third-party provider's parsing bug must still surface as a FluxError.
+            status = "" if response is None else f" (HTTP {response.status_code})"
             raise InvalidResponseError(
-                f"{self.provider.name} could not read its response "
-                f"(HTTP {response.status_code}): {type(exc).__name__}: {exc}",
+                f"{self.provider.name} could not handle its response{status}: "
+                f"{type(exc).__name__}: {exc}",
                 provider=self.provider.name,
-                status_code=response.status_code,
+                status_code=None if response is None else response.status_code,
             ) from exc
 
     async def _send(self, http_request: httpx.Request) -> httpx.Response:

@@ -13,7 +13,7 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import ValidationError, core_schema, to_json
 
-from ._errors import InvalidRequestError, InvalidResponseError, ProviderError
+from ._errors import ConfigError, InvalidRequestError, InvalidResponseError, ProviderError
 from ._models import GeneratedImage, GenerateRequest
 from ._provider import (
     ParamRules,
@@ -37,14 +37,14 @@ FLUX_SCHNELL = "black-forest-labs/flux-1-schnell"
 
 # From the model's page: prompt 2..2048 characters, steps 1..8, no width or height.
 FLUX_RULES = ParamRules(prompt_chars=(2, 2048), steps=(1, 8), size=None)
-# Other models on the same endpoint take height/width 256..2048 (PROVIDERS.md).
-OTHER_MODEL_RULES = ParamRules(prompt_chars=(2, 2048), steps=(1, 50), size=(256, 2048))
+# Other models on the same endpoint take height/width 256..2048 and `num_steps` up to 20.
+OTHER_MODEL_RULES = ParamRules(prompt_chars=(2, 2048), steps=(1, 20), size=(256, 2048))
 
 # Workers AI codes for failures that pass: 3007 timeout, 3008 aborted, 3040 out of capacity.
 _TRANSIENT_CODES = frozenset({3007, 3008, 3040})
 # 3036: the daily allocation is spent. A 429, but retrying cannot help until it resets.
 _QUOTA_SPENT = 3036
-_RESERVED = frozenset({"prompt", "steps", "seed", "width", "height"})
+_RESERVED = frozenset({"prompt", "steps", "num_steps", "seed", "width", "height"})
 
 
 _ENVELOPE = json_shape(
@@ -76,10 +76,12 @@ class Dataoorts:
         base_url: str | None = None,
     ) -> None:
         self.api_key = resolve_api_key(api_key, "DATAOORTS_API_KEY", "Dataoorts")
-        if not model or not isinstance(model, str):
-            raise InvalidRequestError("model must be a non-empty string")
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigError("the Dataoorts model must be a non-empty string")
         self.model = model
         self.rules = FLUX_RULES if model == FLUX_SCHNELL else OTHER_MODEL_RULES
+        # FLUX.1 [schnell] reads `steps`; the other image models there read `num_steps`.
+        self._steps_field = "steps" if model == FLUX_SCHNELL else "num_steps"
         url = base_url or os.environ.get("DATAOORTS_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = check_base_url(url, provider="Dataoorts", setting="the Dataoorts base URL")
         # Built once per provider: every request shares the same two headers.
@@ -94,7 +96,7 @@ class Dataoorts:
     def build_request(self, request: GenerateRequest) -> httpx.Request:
         data: dict[str, Any] = {"prompt": request.prompt}
         if request.steps is not None:
-            data["steps"] = request.steps
+            data[self._steps_field] = request.steps
         if request.seed is not None:
             data["seed"] = request.seed
         if request.width is not None:
@@ -164,4 +166,11 @@ def _codes(body: bytes) -> set[int]:
 
 
 def _codes_of(errors: list[Any]) -> set[int]:
-    return {e["code"] for e in errors if isinstance(e, dict) and isinstance(e.get("code"), int)}
+    codes = set()
+    for error in errors:
+        code = error.get("code") if isinstance(error, dict) else None
+        if isinstance(code, int) and not isinstance(code, bool):
+            codes.add(code)
+        elif isinstance(code, str) and code.isdigit():
+            codes.add(int(code))
+    return codes

@@ -18,6 +18,8 @@ of status codes.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 
 __all__ = [
@@ -42,9 +44,17 @@ class FluxWarning(UserWarning):
     """A request that will work, but probably not the way the caller meant."""
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
 def warn(message: str) -> None:
-    # stacklevel 4 points past provider -> client.generate -> caller's line in most paths.
-    warnings.warn(message, FluxWarning, stacklevel=4)
+    """Warn, pointing at the first line outside flux_sdk: the caller's own code."""
+    level = 2  # 1 would be this function; 2 is the frame that called it
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    warnings.warn(message, FluxWarning, stacklevel=level)
 
 
 class FluxError(Exception):
@@ -84,7 +94,10 @@ class InvalidRequestError(FluxError, ValueError):
 
 
 class ProviderError(FluxError):
-    """The provider answered with an HTTP error status.
+    """The provider refused or failed the request.
+
+    Usually an HTTP error status; a failure reported inside a 2xx body (Dataoorts'
+    ``success: false``, a Baseten ``{"error": ...}``) keeps that 2xx ``status_code``.
 
     ``body`` is an excerpt of what it sent (at most 1,000 characters), ``retry_after``
     the delay in seconds it asked for, if any.

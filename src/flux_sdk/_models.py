@@ -160,9 +160,9 @@ class GeneratedImage:
         """Wrap image bytes, or raise `InvalidResponseError` if they are not an image."""
         media_type = sniff_media_type(data)
         if media_type is None:
+            # The bytes are not quoted: they could echo a credential back.
             raise InvalidResponseError(
-                f"{provider} returned {len(data)} bytes that are not a PNG, JPEG or WebP "
-                f"image (they start with {data[:16]!r})",
+                f"{provider} returned {len(data)} bytes that are not a PNG, JPEG or WebP image",
                 provider=provider,
                 request_id=request_id,
             )

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from pydantic_core import SchemaValidator, ValidationError, core_schema
 
 from ._errors import ConfigError, InvalidRequestError, InvalidResponseError, error_for_status
-from ._models import MAX_PROMPT_CHARS, MAX_SEED, GeneratedImage, GenerateRequest
+from ._models import MAX_PROMPT_CHARS, MAX_SEED, GeneratedImage, GenerateRequest, sniff_media_type
 
 __all__ = [
     "FlowProvider",
@@ -192,10 +192,15 @@ def retry_after(headers: httpx.Headers, *, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def excerpt(body: bytes, secrets: Iterable[SecretStr] = ()) -> str:
-    """The start of a body as text, with any of our secrets blanked out."""
-    text = body[: _EXCERPT_CHARS * 4].decode("utf-8", "replace")[:_EXCERPT_CHARS]
-    return redact(text, secrets)
+def excerpt(body: bytes, secrets: Iterable[SecretStr] = (), limit: int = _EXCERPT_CHARS) -> str:
+    """The start of a body as text, with any of our secrets blanked out.
+
+    Redaction runs before the cut, so a key straddling the cut cannot leak in part.
+    """
+    secrets = tuple(secrets)
+    margin = max((len(s.get_secret_value()) for s in secrets), default=0)
+    text = body[: (limit + margin) * 4].decode("utf-8", "replace")[: limit + margin]
+    return redact(text, secrets)[:limit]
 
 
 def redact(text: str, secrets: Iterable[SecretStr]) -> str:
@@ -247,7 +252,7 @@ def raise_for_status(
     body = response.content
     rid = request_id(response.headers)
     if 300 <= status < 400:
-        where = response.headers.get("location", "elsewhere")
+        where = redact(str(response.headers.get("location", "elsewhere")), secrets)[:200]
         message = (
             f"{provider} answered HTTP {status}, a redirect to {where}; flux_sdk never "
             "follows redirects, so your API key is not sent to another address. "
@@ -256,8 +261,7 @@ def raise_for_status(
         raise error_for_status(status, message, provider=provider, request_id=rid)
     detail = _error_message(body)
     if detail is None:
-        media = response.headers.get("content-type", "").split(";")[0].strip() or "no type"
-        detail = f"a {media} body" if body else "an empty body"
+        detail = _describe_body(response, secrets)
     message = f"{provider} answered HTTP {status}: {redact(detail, secrets)[:_EXCERPT_CHARS]}"
     if rid:
         message += f" (request id {rid})"
@@ -269,6 +273,41 @@ def raise_for_status(
         request_id=rid,
         retry_after=retry_after(response.headers),
     )
+
+
+def _describe_body(response: httpx.Response, secrets: Iterable[SecretStr]) -> str:
+    """A short description of a body that has no JSON error message."""
+    body = response.content
+    if not body:
+        return "an empty body"
+    media = media_type(response) or "untyped"
+    if media.startswith("text/") and "html" not in media:
+        first_line = excerpt(body, secrets, limit=300).strip().splitlines()
+        if first_line:
+            return first_line[0]
+    return f"a {media} body of {len(body)} bytes"
+
+
+def image_from_body(
+    response: httpx.Response,
+    *,
+    provider: str,
+    request: GenerateRequest,
+    secrets: Iterable[SecretStr] = (),
+) -> GeneratedImage:
+    """The response body as an image, or an `InvalidResponseError` saying what came instead."""
+    body = response.content
+    rid = request_id(response.headers)
+    if sniff_media_type(body) is None:
+        raise InvalidResponseError(
+            f"{provider} answered HTTP {response.status_code} with "
+            f"{_describe_body(response, secrets)} where an image was expected: "
+            f"{excerpt(body, secrets, limit=80)!r}",
+            provider=provider,
+            status_code=response.status_code,
+            request_id=rid,
+        )
+    return GeneratedImage.from_data(body, provider=provider, request=request, request_id=rid)
 
 
 def decode_base64(text: str, *, provider: str, field: str, request_id: str | None) -> bytes:
@@ -322,7 +361,7 @@ def parse_json(
         invalid = exc.errors()[0]["type"] == "json_invalid"
         raise InvalidResponseError(
             f"{provider} sent {'invalid JSON' if invalid else 'JSON of an unexpected shape'} "
-            f"with HTTP {response.status_code}: {excerpt(response.content[:200], secrets)!r}",
+            f"with HTTP {response.status_code}: {excerpt(response.content, secrets, limit=200)!r}",
             provider=provider,
             status_code=response.status_code,
             request_id=request_id(response.headers),

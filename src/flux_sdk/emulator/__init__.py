@@ -6,22 +6,26 @@ own code can run end to end with no API key, no network and no cost. It doubles 
 services, not flux_sdk: what it accepts and refuses follows the providers' documents.
 Images are real PNG files, deterministic for the prompt, seed, steps and size.
 
-In process, with no sockets at all::
+In process, with no sockets at all:
 
-    import httpx
-    from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp
+```python
+import httpx
+from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp
 
-    transport = httpx.ASGITransport(app=EmulatorApp())
-    async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as http:
-        response = await http.post(
-            "/production/predict",
-            headers={"Authorization": f"Api-Key {DEFAULT_API_KEY}"},
-            json={"prompt": "a lighthouse at dawn"},
-        )
+transport = httpx.ASGITransport(app=EmulatorApp())
+async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as http:
+    response = await http.post(
+        "/production/predict",
+        headers={"Authorization": f"Api-Key {DEFAULT_API_KEY}"},
+        json={"prompt": "a lighthouse at dawn"},
+    )
+```
 
-Over real HTTP on loopback (needs ``pip install 'flux-sdk[emulator]'`` for uvicorn)::
+Over real HTTP on loopback (needs ``pip install 'flux-sdk[emulator]'`` for uvicorn):
 
-    python -c "from flux_sdk.emulator import run; run()"   # http://127.0.0.1:8787
+```bash
+flux-sdk emulator --port 8787        # or: python -c "from flux_sdk.emulator import run; run()"
+```
 
 Dataoorts answers on ``POST /api/v1`` (``Authorization: Bearer KEY``); Baseten on
 ``POST /production/predict``, ``/development/predict``, ``/environments/{name}/predict``

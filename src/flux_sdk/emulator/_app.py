@@ -127,13 +127,10 @@ class EmulatorApp:
         )
         if self.dataoorts_response == "raw":
             return png, "image/png"
-        envelope = {
-            "result": {"image_base64": base64.b64encode(png).decode("ascii")},
-            "success": True,
-            "errors": [],
-            "messages": [],
-        }
-        return json.dumps(envelope).encode(), "application/json"
+        envelope = (
+            b'{"result": {"image_base64": "%s"}, "success": true, "errors": [], "messages": []}'
+        )
+        return _with_base64(envelope, png), "application/json"
 
     def _baseten(self, body: bytes) -> bytes:
         request = _json_object(body)
@@ -171,7 +168,7 @@ class EmulatorApp:
             height=height,
             target_bytes=self.image_bytes,
         )
-        return json.dumps({"data": base64.b64encode(png).decode("ascii")}).encode()
+        return _with_base64(b'{"data": "%s"}', png)
 
 
 def _int_field(
@@ -201,6 +198,12 @@ def _int_field(
     return value
 
 
+def _with_base64(template: bytes, png: bytes) -> bytes:
+    # Base64 never needs JSON escaping; skipping json.dumps halves the cost of a 2 MB reply.
+    before, after = template.split(b"%s")
+    return b"".join((before, base64.b64encode(png), after))
+
+
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         parsed = json.loads(body)
@@ -214,12 +217,10 @@ def _json_object(body: bytes) -> dict[str, Any]:
 def _check_key(scope: Scope, api_key: str, schemes: tuple[str, ...]) -> None:
     scheme, _, key = _header(scope, b"authorization").partition(" ")
     # compare_digest: a habit worth keeping even for a test server's fixed key.
-    if scheme.lower() not in schemes or not hmac.compare_digest(
-        key.strip().encode(), api_key.encode()
-    ):
-        raise _Reject(
-            401, _BASETEN_AUTH_ERROR if "api-key" in schemes else "Authentication error", 10000
-        )
+    if scheme.lower() in schemes and hmac.compare_digest(key.strip().encode(), api_key.encode()):
+        return
+    message = _BASETEN_AUTH_ERROR if "api-key" in schemes else "Authentication error"
+    raise _Reject(401, message, code=10000)
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -16,6 +16,7 @@ async def serve(
     Runs on asyncio, as uvicorn does. Only loopback hosts are allowed: the emulator
     accepts a fixed, published API key, so it must never face a network.
     """
+    _require_loopback(host)
     try:
         import uvicorn
     except ImportError as exc:

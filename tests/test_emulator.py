@@ -1,0 +1,582 @@
+"""The emulator speaks both providers' wire formats; checked with plain httpx, not our client."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import struct
+import sys
+import threading
+import zlib
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from PIL import Image
+
+from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp, render_png, run, serve
+from flux_sdk.emulator._app import MAX_BODY_BYTES
+
+pytestmark = pytest.mark.anyio
+
+DATAOORTS = "/api/v1"
+MODEL = "black-forest-labs/flux-1-schnell"
+BEARER = {"Authorization": f"Bearer {DEFAULT_API_KEY}"}
+API_KEY = {"Authorization": f"Api-Key {DEFAULT_API_KEY}"}
+SMALL = {"width": 64, "height": 64}
+
+
+def client(app: EmulatorApp | None = None) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app or EmulatorApp(default_size=64))
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
+
+
+def dataoorts_body(**data: Any) -> dict[str, Any]:
+    return {"model": MODEL, "data": {"prompt": "a red fox", **data}}
+
+
+def decode(png: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(png))
+    image.load()  # decodes every pixel and checks every chunk's CRC
+    return image
+
+
+def chunks(png: bytes) -> list[tuple[bytes, bytes]]:
+    """Split a PNG into (type, data) chunks, checking the signature and every CRC."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    found, pos = [], 8
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind, data = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", png[pos + 8 + length : pos + 12 + length])
+        assert crc == zlib.crc32(kind + data), kind
+        found.append((kind, data))
+        pos += 12 + length
+    assert pos == len(png)
+    return found
+
+
+# Images
+
+
+async def test_render_png_is_a_valid_8_bit_rgb_png() -> None:
+    """Any PNG reader accepts the image: signature, IHDR, IDAT, IEND and CRCs are right."""
+    png = render_png("a red fox", seed=7, steps=4, width=96, height=64)
+    found = chunks(png)
+    assert [kind for kind, _ in found] == [b"IHDR", b"IDAT", b"IEND"]
+    assert struct.unpack(">IIBBBBB", found[0][1]) == (96, 64, 8, 2, 0, 0, 0)
+    image = decode(png)
+    assert (image.size, image.mode) == ((96, 64), "RGB")
+    assert len(image.getcolors(maxcolors=96 * 64) or []) > 2  # a pattern, not a flat fill
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"prompt": "a blue fox"}, {"seed": 8}, {"seed": None}, {"steps": 5}, {"width": 112}],
+)
+async def test_render_png_is_deterministic_and_input_sensitive(change: dict[str, Any]) -> None:
+    """Equal inputs give equal bytes, and changing any input changes the picture itself."""
+    inputs: dict[str, Any] = {"prompt": "a red fox", "seed": 7, "steps": 4, "width": 96}
+    first = render_png(**inputs, height=64)
+    assert render_png(**inputs, height=64) == first
+    other = render_png(**{**inputs, **change}, height=64)
+    assert decode(other).tobytes() != decode(first).tobytes()
+
+
+async def test_render_png_pads_to_exact_size_with_incompressible_private_chunk() -> None:
+    """Benchmarks get exactly the size they ask for, still decodable, not shrinkable by gzip."""
+    plain = render_png("a red fox", seed=7, steps=4, width=96, height=64)
+    padded = render_png("a red fox", seed=7, steps=4, width=96, height=64, target_bytes=2_000_000)
+    assert len(padded) == 2_000_000
+    assert [kind for kind, _ in chunks(padded)] == [b"IHDR", b"IDAT", b"flUx", b"IEND"]
+    assert decode(padded).tobytes() == decode(plain).tobytes()
+    assert len(zlib.compress(padded)) > 0.99 * len(padded)
+
+
+@pytest.mark.parametrize("offset", [-1, 0, 11])
+async def test_render_png_leaves_image_unpadded_when_target_is_too_small(offset: int) -> None:
+    """A target the image already fills (or that no 12-byte chunk fits) returns it as is."""
+    fox = {"seed": 7, "steps": 4, "width": 96, "height": 64}
+    plain = render_png("a red fox", **fox)
+    target = len(plain) + offset
+    assert render_png("a red fox", **fox, target_bytes=target) == plain
+    padded = render_png("a red fox", **fox, target_bytes=target + 1)
+    assert len(padded) == (target + 1 if offset == 11 else len(plain))
+
+
+@pytest.mark.parametrize(("width", "height"), [(0, 64), (64, 0), (-16, 64)])
+async def test_render_png_refuses_empty_sizes(width: int, height: int) -> None:
+    """An impossible size is a clear ValueError rather than a broken file."""
+    with pytest.raises(ValueError, match="positive"):
+        render_png("a red fox", seed=7, steps=4, width=width, height=height)
+
+
+# Dataoorts
+
+
+async def test_dataoorts_json_envelope_carries_a_base64_png() -> None:
+    """A Dataoorts call answers the Workers AI envelope with the image in result.image_base64."""
+    async with client(EmulatorApp()) as http:
+        response = await http.post(DATAOORTS, headers=BEARER, json=dataoorts_body())
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-request-id"] == "emu-000001"
+    body = response.json()
+    assert (body["success"], body["errors"], body["messages"]) == (True, [], [])
+    png = base64.b64decode(body["result"]["image_base64"], validate=True)
+    assert decode(png).size == (1024, 1024)  # default_size, as the model has no size input
+    assert png == render_png("a red fox", seed=None, steps=4, width=1024, height=1024)
+
+
+async def test_dataoorts_raw_mode_returns_png_bytes() -> None:
+    """In raw mode Dataoorts answers the image bytes themselves, typed image/png."""
+    async with client(EmulatorApp(dataoorts_response="raw", default_size=80)) as http:
+        response = await http.post(DATAOORTS, headers=BEARER, json=dataoorts_body(steps=8))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert decode(response.content).size == (80, 80)
+    assert response.content == render_png("a red fox", seed=None, steps=8, width=80, height=80)
+
+
+async def test_dataoorts_seed_as_digit_string_equals_the_integer() -> None:
+    """The seed document's quoted seed '12345' gives the same image as the integer 12345."""
+    app = EmulatorApp(dataoorts_response="raw", default_size=64)
+    async with client(app) as http:
+        quoted = await http.post(DATAOORTS, headers=BEARER, json=dataoorts_body(seed="12345"))
+        number = await http.post(DATAOORTS, headers=BEARER, json=dataoorts_body(seed=12345))
+        other = await http.post(DATAOORTS, headers=BEARER, json=dataoorts_body(seed=12346))
+    assert quoted.status_code == number.status_code == 200
+    assert quoted.content == number.content != other.content
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"prompt": "ab"}, {"prompt": "x" * 2048}, {"steps": 1}, {"steps": 8}, {"seed": 0}],
+)
+async def test_dataoorts_accepts_the_documented_limits(data: dict[str, Any]) -> None:
+    """Values at the documented edges (prompt 2..2048 chars, steps 1..8) are accepted."""
+    async with client() as http:
+        response = await http.post(DATAOORTS, headers=BEARER, json=dataoorts_body(**data))
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong-key"},
+        {"Authorization": f"Api-Key {DEFAULT_API_KEY}"},
+        {"Authorization": DEFAULT_API_KEY},
+    ],
+)
+async def test_dataoorts_refuses_bad_auth_with_401_envelope(headers: dict[str, str]) -> None:
+    """A missing or wrong key is a 401 in the Workers AI error envelope."""
+    async with client() as http:
+        response = await http.post(DATAOORTS, headers=headers, json=dataoorts_body())
+    assert response.status_code == 401
+    assert response.json() == {
+        "success": False,
+        "errors": [{"code": 10000, "message": "Authentication error"}],
+        "messages": [],
+        "result": None,
+    }
+
+
+async def test_dataoorts_custom_api_key() -> None:
+    """The key is configurable, and the default key stops working when it is changed."""
+    async with client(EmulatorApp(api_key="s3cret", default_size=64)) as http:
+        good = await http.post(
+            DATAOORTS, headers={"Authorization": "Bearer s3cret"}, json=dataoorts_body()
+        )
+        old = await http.post(DATAOORTS, headers=BEARER, json=dataoorts_body())
+    assert (good.status_code, old.status_code) == (200, 401)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"[1, 2]",
+        json.dumps({"data": {"prompt": "a red fox"}}).encode(),
+        json.dumps({"model": MODEL}).encode(),
+        json.dumps({"model": "black-forest-labs/flux-1-dev", "data": {"prompt": "ab"}}).encode(),
+        json.dumps({"model": MODEL, "data": "a red fox"}).encode(),
+        json.dumps({"model": MODEL, "data": {}}).encode(),
+        json.dumps(dataoorts_body(prompt=42)).encode(),
+        json.dumps(dataoorts_body(prompt="a")).encode(),
+        json.dumps(dataoorts_body(prompt="x" * 2049)).encode(),
+        json.dumps(dataoorts_body(steps=0)).encode(),
+        json.dumps(dataoorts_body(steps=9)).encode(),
+        json.dumps(dataoorts_body(steps=True)).encode(),
+        json.dumps(dataoorts_body(steps="4")).encode(),
+        json.dumps(dataoorts_body(steps=4.0)).encode(),
+        json.dumps(dataoorts_body(seed=1.5)).encode(),
+        json.dumps(dataoorts_body(seed="12a")).encode(),
+        json.dumps(dataoorts_body(seed=True)).encode(),
+        json.dumps(dataoorts_body(seed=-1)).encode(),
+    ],
+)
+async def test_dataoorts_refuses_invalid_input_with_400_envelope(body: bytes) -> None:
+    """Malformed bodies and out-of-range inputs are a 400 with a readable error message."""
+    async with client() as http:
+        response = await http.post(
+            DATAOORTS, headers={**BEARER, "Content-Type": "application/json"}, content=body
+        )
+    assert response.status_code == 400
+    payload = response.json()
+    assert (payload["success"], payload["messages"], payload["result"]) == (False, [], None)
+    [error] = payload["errors"]
+    assert isinstance(error["code"], int)
+    assert isinstance(error["message"], str)
+    assert len(error["message"]) > 10
+
+
+# Baseten
+
+BASETEN_PATHS = [
+    "/production/predict",
+    "/development/predict",
+    "/environments/staging-2/predict",
+    "/deployment/abc_123/predict",
+]
+
+
+@pytest.mark.parametrize("path", BASETEN_PATHS)
+@pytest.mark.parametrize("scheme", ["Api-Key", "Bearer"])
+async def test_baseten_routes_answer_base64_png(path: str, scheme: str) -> None:
+    """Every synchronous Baseten path answers {"data": base64 image} for either auth form."""
+    headers = {"Authorization": f"{scheme} {DEFAULT_API_KEY}"}
+    async with client() as http:
+        response = await http.post(path, headers=headers, json={"prompt": "a red fox", **SMALL})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-baseten-request-id"] == response.headers["x-request-id"]
+    png = base64.b64decode(response.json()["data"], validate=True)
+    assert decode(png).size == (64, 64)
+
+
+async def test_baseten_size_steps_and_seed_shape_the_image() -> None:
+    """width/height set the image size (default default_size), and every input is honoured."""
+    request = {"prompt": "a red fox", "seed": 3, "num_inference_steps": 2}
+    async with client(EmulatorApp(default_size=128)) as http:
+        default = await http.post("/production/predict", headers=API_KEY, json=request)
+        wide = await http.post(
+            "/production/predict", headers=API_KEY, json={**request, "width": 96, "height": 64}
+        )
+    default_png = base64.b64decode(default.json()["data"])
+    assert decode(default_png).size == (128, 128)
+    assert default_png == render_png("a red fox", seed=3, steps=2, width=128, height=128)
+    assert decode(base64.b64decode(wide.json()["data"])).size == (96, 64)
+
+
+async def test_baseten_ignores_guidance_and_unknown_keys_and_truncates_prompt() -> None:
+    """As the real model does: guidance is forced to 0, extras are ignored, long prompts cut."""
+    base = {"prompt": "a red fox", "seed": 0, **SMALL}
+    variants = [
+        {**base, "guidance_scale": 3.5, "extra": [1, 2]},
+        {**base, "prompt": "a red fox jumping", "max_sequence_length": 3},
+        {**base, "prompt2": None, "seed": 0},
+    ]
+    async with client() as http:
+        expected = (await http.post("/production/predict", headers=API_KEY, json=base)).json()
+        for variant in variants:
+            response = await http.post("/production/predict", headers=API_KEY, json=variant)
+            assert response.json() == expected, variant
+        second = await http.post(
+            "/production/predict", headers=API_KEY, json={**base, "prompt2": "x"}
+        )
+    assert second.status_code == 200
+    assert second.json() != expected
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Api-Key wrong"},
+        {"Authorization": f"Token {DEFAULT_API_KEY}"},
+        {"Authorization": f"Api-Key{DEFAULT_API_KEY}"},
+    ],
+)
+async def test_baseten_refuses_bad_auth_with_401(headers: dict[str, str]) -> None:
+    """A missing or wrong key is a 401 with Baseten's own message."""
+    async with client() as http:
+        response = await http.post("/production/predict", headers=headers, json={"prompt": "hi"})
+    assert response.status_code == 401
+    assert response.json() == {"error": "please check the api-key you provided"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"{not json", 400),
+        (b'"a red fox"', 400),
+        (b"{}", 500),
+        (b'{"prompt": null}', 500),
+        (b'{"prompt": 12}', 500),
+        (b'{"prompt": "a", "seed": "1"}', 422),
+        (b'{"prompt": "a", "seed": true}', 422),
+        (b'{"prompt": "a", "seed": 1.0}', 422),
+        (b'{"prompt": "a", "num_inference_steps": 0}', 422),
+        (b'{"prompt": "a", "num_inference_steps": 51}', 422),
+        (b'{"prompt": "a", "num_inference_steps": "4"}', 422),
+        (b'{"prompt": "a", "width": 48}', 422),
+        (b'{"prompt": "a", "width": 2064}', 422),
+        (b'{"prompt": "a", "width": 100}', 422),
+        (b'{"prompt": "a", "height": false}', 422),
+        (b'{"prompt": "a", "height": 512.0}', 422),
+        (b'{"prompt": "a", "max_sequence_length": "256"}', 422),
+        (b'{"prompt": "a", "guidance_scale": "high"}', 422),
+        (b'{"prompt": "a", "prompt2": 3}', 422),
+    ],
+)
+async def test_baseten_refuses_invalid_input(body: bytes, status: int) -> None:
+    """Bad JSON is 400, a missing prompt crashes the model (500), bad values are 422."""
+    async with client() as http:
+        response = await http.post("/production/predict", headers=API_KEY, content=body)
+    assert response.status_code == status
+    [(key, message)] = response.json().items()
+    assert key == "error"
+    assert isinstance(message, str)
+    assert message
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [{"width": 64, "height": 2048}, {"num_inference_steps": 1}, {"num_inference_steps": 50}],
+)
+async def test_baseten_accepts_limits(request_: dict[str, Any]) -> None:
+    """Sizes 64..2048 in steps of 16 and 1..50 inference steps are accepted."""
+    async with client() as http:
+        response = await http.post(
+            "/production/predict", headers=API_KEY, json={"prompt": "a", **SMALL, **request_}
+        )
+    assert response.status_code == 200, response.text
+
+
+# HTTP plumbing
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/api/v2",
+        "/api/v1/",
+        "/environments/bad.name/predict",
+        "/deployment//predict",
+        "/production/predict/x",
+        "/production/async_predict",
+    ],
+)
+async def test_unknown_path_is_404(path: str) -> None:
+    """A path neither provider serves is a 404, so a wrong base URL fails loudly."""
+    async with client() as http:
+        response = await http.post(path, headers=BEARER, json={})
+    assert response.status_code == 404
+    assert response.json()["errors"] == [{"code": 7000, "message": "No route for that URI"}]
+    assert response.headers["x-request-id"].startswith("emu-")
+
+
+@pytest.mark.parametrize(
+    ("path", "key"), [(DATAOORTS, "errors"), ("/development/predict", "error")]
+)
+async def test_wrong_method_is_405(path: str, key: str) -> None:
+    """Only POST is served; other methods get 405, an Allow header and the provider's body."""
+    async with client() as http:
+        response = await http.get(path, headers=BEARER)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert key in response.json()
+
+
+class ChunkedBody(httpx.AsyncByteStream):
+    """A JSON body padded with spaces to ``size`` bytes, sent chunked in ``parts`` pieces.
+
+    A plain iterator rather than an async generator: the app stops reading a body that is
+    too large, and an abandoned async generator would warn when trio collects it.
+    """
+
+    def __init__(self, size: int, parts: int = 4) -> None:
+        head = json.dumps({"prompt": "a red fox", **SMALL}).encode()
+        whole = head + b" " * (size - len(head))
+        step = -(-size // parts)
+        self.pieces = [whole[start : start + step] for start in range(0, size, step)]
+        self.pulled = 0
+
+    def __aiter__(self) -> ChunkedBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self.pulled == len(self.pieces):
+            raise StopAsyncIteration
+        self.pulled += 1
+        return self.pieces[self.pulled - 1]
+
+
+async def post_chunked(body: ChunkedBody) -> httpx.Response:
+    async with client() as http:
+        request = httpx.Request(
+            "POST", "http://127.0.0.1/production/predict", headers=API_KEY, stream=body
+        )
+        assert "content-length" not in request.headers
+        response = await http.send(request)
+        await response.aread()
+        return response
+
+
+async def test_body_over_one_mebibyte_is_413() -> None:
+    """A body over 1 MiB is refused with 413 when it declares its length."""
+    body = b"{" + b" " * (MAX_BODY_BYTES - 1) + b"}"
+    async with client() as http:
+        response = await http.post("/production/predict", headers=API_KEY, content=body)
+    assert response.status_code == 413
+    assert "error" in response.json()
+
+
+async def test_chunked_body_over_one_mebibyte_is_413() -> None:
+    """A chunked body, which declares no length, is refused with 413 once it passes 1 MiB."""
+    one_byte_over = await post_chunked(ChunkedBody(MAX_BODY_BYTES + 1))
+    assert one_byte_over.status_code == 413
+    assert "error" in one_byte_over.json()
+    twice = ChunkedBody(2 * MAX_BODY_BYTES, parts=8)
+    assert (await post_chunked(twice)).status_code == 413
+    assert twice.pulled == 5  # refused as soon as it passed the limit, the rest left unread
+
+
+async def test_body_of_exactly_one_mebibyte_in_many_messages_is_read_whole() -> None:
+    """A body split over several ASGI messages is joined; 1 MiB exactly is still accepted."""
+    body = ChunkedBody(MAX_BODY_BYTES)
+    response = await post_chunked(body)
+    assert response.status_code == 200, response.text
+    assert body.pulled == 4
+    assert decode(base64.b64decode(response.json()["data"])).size == (64, 64)
+
+
+async def test_image_bytes_pads_every_provider_response() -> None:
+    """image_bytes makes every image exactly that long, and it still decodes."""
+    app = EmulatorApp(image_bytes=300_000, default_size=64, dataoorts_response="raw")
+    async with client(app) as http:
+        raw = await http.post(DATAOORTS, headers=BEARER, json=dataoorts_body())
+        baseten = await http.post("/production/predict", headers=API_KEY, json={"prompt": "ab"})
+    baseten_png = base64.b64decode(baseten.json()["data"])
+    for png in (raw.content, baseten_png):
+        assert len(png) == 300_000
+        assert decode(png).size == (64, 64)
+
+
+async def test_requests_seen_counts_every_request_and_ids_follow_it() -> None:
+    """Tests can count the calls that reached the service, errors included."""
+    app = EmulatorApp(default_size=64)
+    async with client(app) as http:
+        first = await http.post(DATAOORTS, headers=BEARER, json=dataoorts_body())
+        await http.post("/nowhere")
+        third = await http.post("/production/predict", json={"prompt": "ab"})
+    assert app.requests_seen == 3
+    assert (first.headers["x-request-id"], third.headers["x-request-id"]) == (
+        "emu-000001",
+        "emu-000003",
+    )
+
+
+async def test_lifespan_startup_and_shutdown_complete() -> None:
+    """The app answers the lifespan protocol, so servers' default lifespan=auto starts it."""
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    with anyio.fail_after(5):
+        await EmulatorApp()({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    assert sent == [{"type": "lifespan.startup.complete"}, {"type": "lifespan.shutdown.complete"}]
+
+
+async def test_client_that_leaves_mid_body_gets_no_response() -> None:
+    """A disconnect while the body is read ends the request quietly, as a server expects."""
+    incoming: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b"{", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/v1", "headers": []}
+    await EmulatorApp()(scope, receive, send)
+    assert (sent, incoming) == ([], [])
+
+
+# Serving
+
+
+async def test_serves_over_real_loopback_with_uvicorn() -> None:
+    """The app runs under a real uvicorn server, so any HTTP client can reach it."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = EmulatorApp(default_size=64)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="none", http="h11"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        with anyio.fail_after(10):
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
+                await anyio.sleep(0.005)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            response = await http.post(DATAOORTS, headers=BEARER, json=dataoorts_body())
+    finally:
+        server.should_exit = True
+        await anyio.to_thread.run_sync(thread.join, 10)
+    assert not thread.is_alive()
+    assert response.status_code == 200
+    assert decode(base64.b64decode(response.json()["result"]["image_base64"])).size == (64, 64)
+    assert app.requests_seen == 1
+
+
+ALL_INTERFACES = "0.0.0.0"
+
+
+@pytest.mark.parametrize("host", [ALL_INTERFACES, "::", "192.168.1.10", "example.com"])
+async def test_serving_refuses_non_loopback_hosts(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server with a published key must never listen beyond this machine."""
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # were the check missing: fail, not serve
+    with pytest.raises(ValueError, match="loopback"):
+        await serve(host=host)
+    with pytest.raises(ValueError, match="loopback"):
+        run(host=host)
+
+
+async def test_serving_without_uvicorn_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without uvicorn installed the error says which extra to install."""
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    with pytest.raises(RuntimeError, match=r"flux-sdk\[emulator\]"):
+        await serve()
+
+
+async def test_importing_the_emulator_loads_only_the_standard_library() -> None:
+    """The emulator imports nothing outside the standard library, so it adds no dependency."""
+    code = (
+        "import sys, flux_sdk; before = set(sys.modules); import flux_sdk.emulator; "
+        "new = {m.split('.')[0] for m in set(sys.modules) - before}; "
+        "print(sorted(new - set(sys.stdlib_module_names) - {'flux_sdk'}))"
+    )
+    result = await anyio.run_process([sys.executable, "-c", code])
+    assert result.stdout.decode().strip() == "[]"
