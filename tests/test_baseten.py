@@ -607,7 +607,7 @@ async def test_end_to_end_server_error_through_client() -> None:
     """A model's own error at HTTP 500 reaches the caller as a retryable ServerError."""
     with respx.mock(assert_all_called=True, assert_all_mocked=True) as router:
         router.post(URL).mock(return_value=httpx.Response(500, json={"error": "CUDA OOM"}))
-        async with flux_sdk.FluxClient(Baseten(KEY, MODEL_ID)) as client:
+        async with flux_sdk.FluxClient(Baseten(KEY, MODEL_ID), max_retries=0) as client:
             with pytest.raises(ServerError, match="CUDA OOM") as info:
                 await client.generate("red velvet cake")
     assert info.value.retryable is True

@@ -52,7 +52,8 @@ def router() -> Generator[respx.MockRouter, None, None]:
 
 
 def _client(**kwargs: Any) -> FluxClient:
-    return FluxClient(Dataoorts(api_key=KEY), **kwargs)
+    """A Dataoorts client; one attempt per call unless a test asks for retries."""
+    return FluxClient(Dataoorts(api_key=KEY), **{"max_retries": 0, **kwargs})
 
 
 async def test_generate_sends_one_request_and_returns_the_image(
@@ -322,7 +323,7 @@ async def test_a_provider_parsing_bug_still_surfaces_as_a_flux_error(
 ) -> None:
     """A third-party provider that trips on a body raises InvalidResponseError, not KeyError."""
     router.post("https://echo.example/gen").respond(200, json={"unexpected": True})
-    async with FluxClient(EchoProvider()) as client:
+    async with FluxClient(EchoProvider(), max_retries=0) as client:
         with pytest.raises(InvalidResponseError, match="KeyError") as caught:
             await client.generate("a cat")
     assert isinstance(caught.value.__cause__, KeyError)

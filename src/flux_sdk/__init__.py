@@ -8,7 +8,7 @@ async with FluxClient(Dataoorts()) as client:
 """
 
 from ._baseten import Baseten
-from ._client import DEFAULT_TIMEOUT, CallNext, FluxClient, Middleware
+from ._client import DEFAULT_TIMEOUT, FluxClient
 from ._dataoorts import Dataoorts
 from ._errors import (
     AuthenticationError,
@@ -24,8 +24,11 @@ from ._errors import (
     ServerError,
     TransportError,
 )
+from ._events import EventHook, FluxEvent
+from ._middleware import CallNext, ConcurrencyLimit, Deadline, Middleware, RateLimit
 from ._models import GeneratedImage, GenerateRequest, sniff_media_type
 from ._provider import FlowProvider, ParamRules, Provider, decode_base64, raise_for_status
+from ._retry import Retry, RetryBudget
 from ._version import __version__
 
 __all__ = [
@@ -34,11 +37,15 @@ __all__ = [
     "BadRequestError",
     "Baseten",
     "CallNext",
+    "ConcurrencyLimit",
     "ConfigError",
     "Dataoorts",
+    "Deadline",
+    "EventHook",
     "FlowProvider",
     "FluxClient",
     "FluxError",
+    "FluxEvent",
     "FluxWarning",
     "GenerateRequest",
     "GeneratedImage",
@@ -48,8 +55,11 @@ __all__ = [
     "ParamRules",
     "Provider",
     "ProviderError",
+    "RateLimit",
     "RateLimitError",
     "RequestTimeout",
+    "Retry",
+    "RetryBudget",
     "ServerError",
     "TransportError",
     "__version__",

@@ -7,8 +7,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from contextvars import ContextVar
+from collections.abc import AsyncGenerator, Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -23,11 +22,14 @@ from ._errors import (
     RequestTimeout,
     TransportError,
 )
+from ._events import Call, EventHook, FluxEvent, current_call
+from ._middleware import ConcurrencyLimit, Deadline, Middleware, RateLimit, chain
 from ._models import GeneratedImage, GenerateRequest
 from ._provider import FlowProvider, Provider
+from ._retry import Retry
 from ._version import __version__
 
-__all__ = ["DEFAULT_TIMEOUT", "CallNext", "FluxClient", "Middleware"]
+__all__ = ["DEFAULT_TIMEOUT", "FluxClient"]
 
 logger = logging.getLogger("flux_sdk")
 
@@ -41,61 +43,76 @@ _DROP_ON_REBUILD = frozenset({b"content-encoding", b"content-length", b"transfer
 
 _T = TypeVar("_T")
 
-CallNext = Callable[[GenerateRequest], Awaitable[GeneratedImage]]
-Middleware = Callable[[GenerateRequest, CallNext], Awaitable[GeneratedImage]]
-"""``async def middleware(request, call_next) -> GeneratedImage``, as in Starlette."""
-
-# The HTTP request built (and so validated) in generate(), handed to the innermost call
-# without a second build. A middleware that swaps the GenerateRequest gets a fresh one.
-_prebuilt: ContextVar[tuple[GenerateRequest, httpx.Request] | None] = ContextVar(
-    "flux_sdk_prebuilt", default=None
-)
-
 
 class FluxClient:
     """Generates images through one provider; use it as ``async with FluxClient(...)``.
 
-    It owns one ``httpx.AsyncClient`` (sized for ``max_concurrency`` connections) unless
-    you pass ``http_client``, which it uses and leaves open. ``timeout`` bounds each
-    attempt; a response body over ``max_response_bytes`` is refused without being read.
-    ``middleware`` runs outermost first around the provider call.
+    Every call runs through a chain of middleware, outermost first::
+
+        Deadline -> Retry -> RateLimit -> ConcurrencyLimit -> your middleware -> provider
+
+    The deadline is outermost so retries cannot outlive the caller's budget; the rate and
+    concurrency limits sit inside retry so every attempt is counted and a backoff sleep
+    holds no slot; your own middleware sees each attempt. ``max_retries``,
+    ``max_concurrency`` and ``rate_limit`` take a number, or a configured `Retry`,
+    `ConcurrencyLimit` or `RateLimit` (to tune backoff, or to share a limit between
+    clients). ``timeout`` bounds each attempt, ``deadline`` the whole call.
+
+    It owns one ``httpx.AsyncClient`` whose pool is sized to the concurrency limit (so no
+    request ever waits for a connection), unless you pass ``http_client``, which it uses
+    and leaves open. A body over ``max_response_bytes`` is refused without being read.
+    ``on_event`` receives a `FluxEvent` per attempt, retry, success and failure.
     """
 
     def __init__(
         self,
         provider: Provider | FlowProvider,
         *,
+        max_retries: int | Retry = 3,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        http_client: httpx.AsyncClient | None = None,
-        max_concurrency: int = 16,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        deadline: float | None = None,
+        max_concurrency: int | ConcurrencyLimit = 16,
+        rate_limit: float | RateLimit | None = None,
         middleware: Sequence[Middleware] = (),
+        on_event: EventHook | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if not isinstance(provider, (Provider, FlowProvider)):
             raise ConfigError(
                 f"{provider!r} is not a provider: it needs name, rules, and either "
                 "build_request and parse_response, or generate_flow"
             )
-        if not isinstance(max_concurrency, int) or max_concurrency < 1:
-            raise ConfigError(
-                f"max_concurrency must be a positive integer (got {max_concurrency!r})"
-            )
         if not isinstance(max_response_bytes, int) or max_response_bytes < 1:
             raise ConfigError(
                 f"max_response_bytes must be a positive integer (got {max_response_bytes!r})"
             )
+        try:
+            self.retry = max_retries if isinstance(max_retries, Retry) else Retry(max_retries)
+            self.concurrency = (
+                max_concurrency
+                if isinstance(max_concurrency, ConcurrencyLimit)
+                else ConcurrencyLimit(max_concurrency)
+            )
+            self.rate_limit = (
+                rate_limit
+                if rate_limit is None or isinstance(rate_limit, RateLimit)
+                else RateLimit(rate_limit)
+            )
+            self.deadline = Deadline(deadline)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self.provider = provider
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.max_response_bytes = max_response_bytes
+        self.on_event = on_event
         self._timeout_extension = self.timeout.as_dict()
         self._owns_http = http_client is None
         if http_client is None:
-            limits = httpx.Limits(
-                max_connections=max_concurrency, max_keepalive_connections=max_concurrency
-            )
+            size = self.concurrency.limit
             http_client = httpx.AsyncClient(
                 timeout=self.timeout,
-                limits=limits,
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
                 headers={"User-Agent": f"flux-sdk-python/{__version__}"},
             )
         self._http = http_client
@@ -104,10 +121,13 @@ class FluxClient:
         self._default_headers = list(http_client.headers.multi_items())
         self._closed = False
         self._flow = isinstance(provider, FlowProvider) and not isinstance(provider, Provider)
-        call: CallNext = self._call_provider
-        for layer in reversed(middleware):
-            call = _wrap(layer, call)
-        self._chain = call
+        # Why this order: see the class docstring.
+        layers: list[Middleware] = [self.deadline, self.retry]
+        if self.rate_limit is not None:
+            layers.append(self.rate_limit)
+        layers += [self.concurrency, *middleware]
+        self.middleware: tuple[Middleware, ...] = tuple(layers)
+        self._chain = chain(layers, self._call_provider)
 
     def __repr__(self) -> str:
         return f"FluxClient({self.provider!r})"
@@ -139,46 +159,110 @@ class FluxClient:
         steps: int | None = None,
         width: int | None = None,
         height: int | None = None,
+        max_retries: int | None = None,
+        deadline: float | None = None,
+        timeout: float | httpx.Timeout | None = None,
         **extra: JsonValue,
     ) -> GeneratedImage:
         """Generate one image.
 
         Everything is checked before anything is sent: a bad value raises
         `InvalidRequestError`. Keyword arguments override the fields of a
-        `GenerateRequest` passed in; unknown ones go into ``extra``.
+        `GenerateRequest` passed in; unknown ones go into ``extra``. ``max_retries``,
+        ``deadline`` and ``timeout`` override the client's for this call only.
         """
         if self._closed:
             raise ConfigError("this FluxClient is closed; create a new one")
         request = _make_request(prompt_or_request, seed, steps, width, height, extra)
+        call = Call(self.provider.name, on_event=self.on_event)
+        _call_options(call, max_retries, deadline, timeout)
         self.provider.rules.check(request, self.provider.name)
-        token = _prebuilt.set(None if self._flow else (request, self._build(request)))
+        if not self._flow:
+            call.prebuilt = (request, self._build(request, call))
+        token = current_call.set(call)
         start = time.perf_counter()
         try:
             image = await self._chain(request)
+        except FluxError as exc:
+            call.emit(
+                FluxEvent(
+                    "failure",
+                    provider=call.provider,
+                    attempt=max(call.attempts, 1),
+                    elapsed=time.perf_counter() - start,
+                    error=exc,
+                )
+            )
+            raise
         finally:
-            _prebuilt.reset(token)
-        return dataclasses.replace(image, elapsed=time.perf_counter() - start)
+            current_call.reset(token)
+        elapsed = time.perf_counter() - start
+        call.emit(
+            FluxEvent("success", provider=call.provider, attempt=image.attempts, elapsed=elapsed)
+        )
+        return dataclasses.replace(image, elapsed=elapsed)
 
-    def _build(self, request: GenerateRequest) -> httpx.Request:
+    def _build(self, request: GenerateRequest, call: Call | None) -> httpx.Request:
         """The provider's HTTP request for ``request``, with our defaults: no I/O."""
         assert isinstance(self.provider, Provider)
-        return self._with_defaults(self.provider.build_request(request))
+        http_request = self._with_defaults(self.provider.build_request(request))
+        if call is not None and call.timeout is not None:
+            http_request.extensions["timeout"] = call.timeout
+        return http_request
 
     async def _call_provider(self, request: GenerateRequest) -> GeneratedImage:
         """The innermost call: one attempt at the provider."""
+        call = current_call.get()
+        if call is not None:
+            call.attempts += 1
+        start = time.perf_counter()
+        try:
+            image = await self._attempt(request, call)
+        except FluxError as exc:
+            self._attempted(call, start, getattr(exc, "status_code", None), exc)
+            raise
+        self._attempted(call, start, 200, None)
+        return image
+
+    async def _attempt(self, request: GenerateRequest, call: Call | None) -> GeneratedImage:
         if self._flow:
             self.provider.rules.check(request, self.provider.name)
             return await self._run_flow(request)
         assert isinstance(self.provider, Provider)
-        prebuilt = _prebuilt.get()
+        prebuilt = call.prebuilt if call is not None else None
         if prebuilt is not None and prebuilt[0] is request:
             http_request = prebuilt[1]
         else:
             self.provider.rules.check(request, self.provider.name)
-            http_request = self._build(request)
+            http_request = self._build(request, call)
         response = await self._send(http_request)
         parse = self.provider.parse_response
         return self._guard(lambda: parse(request, response), response)
+
+    def _attempted(
+        self, call: Call | None, start: float, status: int | None, error: FluxError | None
+    ) -> None:
+        """Log and report one finished attempt."""
+        elapsed = time.perf_counter() - start
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s attempt %d: %s in %.3f s",
+                self.provider.name,
+                call.attempts if call is not None else 1,
+                f"HTTP {status}" if error is None else f"{type(error).__name__}: {error}",
+                elapsed,
+            )
+        if call is not None and call.on_event is not None:
+            call.emit(
+                FluxEvent(
+                    "attempt",
+                    provider=call.provider,
+                    attempt=call.attempts,
+                    elapsed=elapsed,
+                    status_code=status,
+                    error=error,
+                )
+            )
 
     async def _run_flow(self, request: GenerateRequest) -> GeneratedImage:
         assert isinstance(self.provider, FlowProvider)
@@ -295,13 +379,6 @@ class FluxClient:
         )
 
 
-def _wrap(layer: Middleware, call_next: CallNext) -> CallNext:
-    async def call(request: GenerateRequest) -> GeneratedImage:
-        return await layer(request, call_next)
-
-    return call
-
-
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -336,3 +413,30 @@ def _make_request(
         if value is not None:
             changes[field] = value
     return prompt_or_request.replace(**changes)
+
+
+def _call_options(
+    call: Call,
+    max_retries: int | None,
+    deadline: float | None,
+    timeout: float | httpx.Timeout | None,
+) -> None:
+    """Check and record one call's overrides of the client's knobs."""
+    if max_retries is not None:
+        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+            raise InvalidRequestError(
+                f"max_retries must be a non-negative integer (got {max_retries!r})"
+            )
+        call.max_retries = max_retries
+    if deadline is not None:
+        call.deadline = _seconds("deadline", deadline)
+    if timeout is not None:
+        if not isinstance(timeout, httpx.Timeout):
+            timeout = httpx.Timeout(_seconds("timeout", timeout))
+        call.timeout = timeout.as_dict()
+
+
+def _seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidRequestError(f"{name} must be a positive number of seconds (got {value!r})")
+    return float(value)
