@@ -381,7 +381,10 @@ async def test_debug_log_names_the_attempt_but_never_the_key(
         with pytest.raises(ProviderError) as caught:
             await client.generate("a cat")
     lines = [r.getMessage() for r in caplog.records if r.name == "flux_sdk"]
-    assert any("dataoorts POST" in line and "HTTP 401" in line for line in lines)
+    assert len(lines) == 1  # one DEBUG line per attempt
+    assert lines[0].startswith(
+        "dataoorts attempt 1: AuthenticationError: dataoorts answered HTTP 401"
+    )
     everything = " ".join(r.getMessage() for r in caplog.records)
     everything += str(caught.value) + repr(caught.value) + caught.value.body + repr(client)
     assert KEY not in everything

@@ -219,9 +219,9 @@ class FluxClient:
         try:
             image = await self._attempt(request, call)
         except FluxError as exc:
-            self._attempted(call, start, getattr(exc, "status_code", None), exc)
+            self._attempted(call, start, getattr(exc, "status_code", None), exc, len_=None)
             raise
-        self._attempted(call, start, 200, None)
+        self._attempted(call, start, 200, None, len_=len(image.data))
         return image
 
     async def _attempt(self, request: GenerateRequest, call: Call | None) -> GeneratedImage:
@@ -240,16 +240,25 @@ class FluxClient:
         return self._guard(lambda: parse(request, response), response)
 
     def _attempted(
-        self, call: Call | None, start: float, status: int | None, error: FluxError | None
+        self,
+        call: Call | None,
+        start: float,
+        status: int | None,
+        error: FluxError | None,
+        len_: int | None,
     ) -> None:
-        """Log and report one finished attempt."""
+        """Log and report one finished attempt: one DEBUG line, one event."""
         elapsed = time.perf_counter() - start
         if logger.isEnabledFor(logging.DEBUG):
+            if error is None:
+                outcome = f"HTTP {status}, a {len_}-byte image"
+            else:
+                outcome = f"{type(error).__name__}: {error}"
             logger.debug(
                 "%s attempt %d: %s in %.3f s",
                 self.provider.name,
                 call.attempts if call is not None else 1,
-                f"HTTP {status}" if error is None else f"{type(error).__name__}: {error}",
+                outcome,
                 elapsed,
             )
         if call is not None and call.on_event is not None:
@@ -304,7 +313,6 @@ class FluxClient:
     async def _send(self, http_request: httpx.Request) -> httpx.Response:
         """Send one request and read its body, capped, into a new ``httpx.Response``."""
         name = self.provider.name
-        start = time.perf_counter()
         try:
             response = await self._http.send(http_request, stream=True, follow_redirects=False)
             try:
@@ -329,16 +337,6 @@ class FluxClient:
                 f"the connection to {name} at {http_request.url.host} failed ({_describe(exc)})",
                 provider=name,
             ) from exc
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "%s %s %s -> HTTP %d, %d bytes in %.3f s",
-                name,
-                http_request.method,
-                http_request.url,
-                response.status_code,
-                len(body),
-                time.perf_counter() - start,
-            )
         headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _DROP_ON_REBUILD]
         return httpx.Response(
             response.status_code,
