@@ -75,6 +75,33 @@ def _parser() -> argparse.ArgumentParser:
     emu.add_argument("--api-key", default=None, help="the key it accepts (default emulator-key)")
     emu.add_argument("--dataoorts-response", choices=("json", "raw"), default="json")
     emu.add_argument("--image-bytes", type=int, metavar="N", help="pad every image to N bytes")
+    faults = emu.add_argument_group(
+        "faults", "make the emulator misbehave like a real provider (see docs/emulator.md)"
+    )
+    faults.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability that a request gets a fault (default 0)",
+    )
+    faults.add_argument(
+        "--fault-kinds",
+        metavar="K,K",
+        help="kinds to draw from, e.g. 429,503,reset "
+        "(default: all of 429 500 502 503 reset truncated stall slow "
+        "invalid_json invalid_base64 html)",
+    )
+    faults.add_argument(
+        "--fault-script",
+        metavar="K,K",
+        help="faults for the first requests in order; 'ok' answers normally",
+    )
+    faults.add_argument("--fault-seed", type=int, default=0, metavar="N")
+    faults.add_argument("--retry-after", type=float, default=1.0, metavar="SECONDS")
+    faults.add_argument("--stall-seconds", type=float, default=30.0, metavar="SECONDS")
+    faults.add_argument("--slow-interval", type=float, default=1.0, metavar="SECONDS")
+    faults.add_argument("--slow-chunk", type=int, default=1, metavar="BYTES")
     emu.set_defaults(run=_emulator)
     return parser
 
@@ -150,7 +177,7 @@ def _slug(prompt: str, limit: int = 48) -> str:
 
 def _emulator(args: argparse.Namespace) -> int:
     from ._provider import _is_loopback
-    from .emulator import DEFAULT_API_KEY, EmulatorApp, run
+    from .emulator import DEFAULT_API_KEY, EmulatorApp, Fault, FaultPlan, run
 
     if not _is_loopback(args.host):
         print(
@@ -160,8 +187,29 @@ def _emulator(args: argparse.Namespace) -> int:
         )
         return 1
     key = args.api_key or DEFAULT_API_KEY
+    try:
+        kinds = [Fault(k) for k in args.fault_kinds.split(",")] if args.fault_kinds else None
+        script = [
+            None if k == "ok" else Fault(k) for k in (args.fault_script or "").split(",") if k
+        ]
+        plan = FaultPlan(
+            script,
+            rate=args.fault_rate,
+            seed=args.fault_seed,
+            retry_after=args.retry_after,
+            stall_seconds=args.stall_seconds,
+            slow_interval=args.slow_interval,
+            slow_chunk=args.slow_chunk,
+            **({"kinds": kinds} if kinds else {}),
+        )
+    except ValueError as exc:
+        print(f"flux-sdk: error: {exc}", file=sys.stderr)
+        return 2
     app = EmulatorApp(
-        api_key=key, dataoorts_response=args.dataoorts_response, image_bytes=args.image_bytes
+        api_key=key,
+        dataoorts_response=args.dataoorts_response,
+        image_bytes=args.image_bytes,
+        faults=plan,
     )
     host = f"[{args.host}]" if ":" in args.host else args.host
     base = f"http://{host}:{args.port}"

@@ -31,10 +31,36 @@ Dataoorts answers on ``POST /api/v1`` (``Authorization: Bearer KEY``); Baseten o
 ``POST /production/predict``, ``/development/predict``, ``/environments/{name}/predict``
 and ``/deployment/{id}/predict`` (``Authorization: Api-Key KEY``). The key is
 ``DEFAULT_API_KEY`` unless you pass ``api_key=``.
+
+To test retries and timeouts, make it fail the way real providers do: a ``FaultPlan``
+scripts ``Fault``s request by request, or injects them at a seeded random rate:
+
+```python
+from flux_sdk.emulator import EmulatorApp, Fault, FaultPlan
+
+app = EmulatorApp(faults=FaultPlan([Fault.RATE_LIMIT, None, Fault.RESET], rate=0.3, seed=1))
+app.faults.outage(Fault.UNAVAILABLE)  # every request 503 ...
+app.faults.clear()                    # ... until cleared
+app.faults.injected, app.faults.requests  # what happened so far: a Counter and a count
+```
+
+Transport-level faults (``RESET``, ``TRUNCATED``, ``STALL``, ``SLOW``) are only faithful
+over a real server; ``Fault`` says what a client sees in each setting.
 """
 
 from flux_sdk.emulator._app import DEFAULT_API_KEY, EmulatorApp
+from flux_sdk.emulator._faults import ALL_FAULTS, Fault, FaultPlan, InjectedDisconnect
 from flux_sdk.emulator._image import render_png
 from flux_sdk.emulator._server import run, serve
 
-__all__ = ["DEFAULT_API_KEY", "EmulatorApp", "render_png", "run", "serve"]
+__all__ = [
+    "ALL_FAULTS",
+    "DEFAULT_API_KEY",
+    "EmulatorApp",
+    "Fault",
+    "FaultPlan",
+    "InjectedDisconnect",
+    "render_png",
+    "run",
+    "serve",
+]

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
+from flux_sdk.emulator._asgi import Receive, Scope, Send, cloudflare_error, send_bytes, send_json
+from flux_sdk.emulator._faults import FaultPlan, inject
 from flux_sdk.emulator._image import render_png
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 _Default = TypeVar("_Default", int, None)
 
 DEFAULT_API_KEY = "emulator-key"
@@ -46,6 +45,13 @@ class EmulatorApp:
     It is a test double of the services, not of flux_sdk: anything that speaks their
     wire formats (our SDK, plain httpx, curl) can run end to end with no key and no
     network. Images come from ``render_png``, so equal requests give equal bytes.
+
+    ``faults`` makes it misbehave the way real providers do (see ``FaultPlan``); it is
+    kept as ``app.faults``, which tests may re-arm or replace while the app serves. A
+    fault is decided once the request body has been read and before the key and the
+    body are checked, since a real outage does not care whether a request was valid.
+    Requests refused before that (unknown path, wrong method, body over 1 MiB) are
+    never faulted, and a request given no fault is answered exactly as without a plan.
     """
 
     def __init__(
@@ -55,11 +61,13 @@ class EmulatorApp:
         dataoorts_response: Literal["json", "raw"] = "json",
         image_bytes: int | None = None,
         default_size: int = 1024,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.api_key = api_key
         self.dataoorts_response = dataoorts_response
         self.image_bytes = image_bytes
         self.default_size = default_size
+        self.faults = FaultPlan() if faults is None else faults
         self.requests_seen = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -71,7 +79,7 @@ class EmulatorApp:
             await send({"type": "websocket.close", "code": 1008})  # refused: HTTP only
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Route one HTTP request; fault injection belongs at the top of this method."""
+        """Route one request and read its body; then answer it, or inject the fault drawn."""
         self.requests_seen += 1
         request_id = f"emu-{self.requests_seen:06d}"
         headers = {"x-request-id": request_id}
@@ -82,25 +90,41 @@ class EmulatorApp:
             baseten = True
             headers["x-baseten-request-id"] = request_id
         else:
-            await _send_json(send, 404, _cloudflare_error(7000, "No route for that URI"), headers)
+            await send_json(send, 404, cloudflare_error(7000, "No route for that URI"), headers)
             return
         try:
             if scope["method"] != "POST":
                 headers["allow"] = "POST"
                 raise _Reject(405, f"Method {scope['method']} not allowed, use POST", code=7001)
             body = await _read_body(scope, receive)
-            if body is None:
-                return  # the client went away; nobody is left to answer
+        except _Reject as exc:
+            await _refuse(send, exc, baseten, headers)
+            return
+        if body is None:
+            return  # the client went away; nobody is left to answer
+        answer = functools.partial(self._answer, scope, body, baseten, headers)
+        fault = self.faults.draw()
+        if fault is None:
+            await answer(send)
+        else:
+            await inject(
+                fault, self.faults, answer, receive, send, baseten=baseten, headers=headers
+            )
+
+    async def _answer(
+        self, scope: Scope, body: bytes, baseten: bool, headers: dict[str, str], send: Send
+    ) -> None:
+        """The service working normally: check the key and the body, then send the image."""
+        try:
             if baseten:
                 _check_key(scope, self.api_key, ("api-key", "bearer"))
-                await _send_bytes(send, 200, self._baseten(body), "application/json", headers)
+                await send_bytes(send, 200, self._baseten(body), "application/json", headers)
             else:
                 _check_key(scope, self.api_key, ("bearer",))
                 content, content_type = self._dataoorts(body)
-                await _send_bytes(send, 200, content, content_type, headers)
+                await send_bytes(send, 200, content, content_type, headers)
         except _Reject as exc:
-            error = {"error": exc.message} if baseten else _cloudflare_error(exc.code, exc.message)
-            await _send_json(send, exc.status, error, headers)
+            await _refuse(send, exc, baseten, headers)
 
     def _dataoorts(self, body: bytes) -> tuple[bytes, str]:
         request = _json_object(body)
@@ -250,33 +274,9 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-def _cloudflare_error(code: int, message: str) -> dict[str, Any]:
-    # Dataoorts' envelope and model catalogue match Cloudflare Workers AI's (PROVIDERS.md).
-    return {
-        "success": False,
-        "errors": [{"code": code, "message": message}],
-        "messages": [],
-        "result": None,
-    }
-
-
-async def _send_bytes(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: str,
-    headers: Mapping[str, str] | None = None,
-) -> None:
-    raw = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
-    raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send_json(
-    send: Send, status: int, obj: Any, headers: Mapping[str, str] | None = None
-) -> None:
-    await _send_bytes(send, status, json.dumps(obj).encode(), "application/json", headers)
+async def _refuse(send: Send, exc: _Reject, baseten: bool, headers: Mapping[str, str]) -> None:
+    error = {"error": exc.message} if baseten else cloudflare_error(exc.code, exc.message)
+    await send_json(send, exc.status, error, headers)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
