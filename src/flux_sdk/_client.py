@@ -204,8 +204,9 @@ class FluxClient:
 
     def _build(self, request: GenerateRequest, call: Call | None) -> httpx.Request:
         """The provider's HTTP request for ``request``, with our defaults: no I/O."""
-        assert isinstance(self.provider, Provider)
-        http_request = self._with_defaults(self.provider.build_request(request))
+        # Decided once in __init__: a runtime Protocol isinstance costs ~10 us a call.
+        provider = cast(Provider, self.provider)
+        http_request = self._with_defaults(provider.build_request(request))
         if call is not None and call.timeout is not None:
             http_request.extensions["timeout"] = call.timeout
         return http_request
@@ -228,7 +229,7 @@ class FluxClient:
         if self._flow:
             self.provider.rules.check(request, self.provider.name)
             return await self._run_flow(request)
-        assert isinstance(self.provider, Provider)
+        provider = cast(Provider, self.provider)
         prebuilt = call.prebuilt if call is not None else None
         if prebuilt is not None and prebuilt[0] is request:
             http_request = prebuilt[1]
@@ -236,7 +237,7 @@ class FluxClient:
             self.provider.rules.check(request, self.provider.name)
             http_request = self._build(request, call)
         response = await self._send(http_request)
-        parse = self.provider.parse_response
+        parse = provider.parse_response
         return self._guard(lambda: parse(request, response), response)
 
     def _attempted(
@@ -274,8 +275,7 @@ class FluxClient:
             )
 
     async def _run_flow(self, request: GenerateRequest) -> GeneratedImage:
-        assert isinstance(self.provider, FlowProvider)
-        flow = self.provider.generate_flow(request)
+        flow = cast(FlowProvider, self.provider).generate_flow(request)
         try:
             http_request = self._guard(lambda: next(flow), None)
             while True:
