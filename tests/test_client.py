@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import io
 import logging
 from collections.abc import Generator
 from typing import Any
@@ -12,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from PIL import Image
 
 from flux_sdk import (
     CallNext,
@@ -29,19 +27,15 @@ from flux_sdk import (
     TransportError,
 )
 
+from ._images import image_bytes
+
 pytestmark = pytest.mark.anyio
 
 KEY = "sk-test-4f9a-very-secret"
 URL = "https://cloud.dataoorts.com/api/v1"
 
 
-def _png() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (4, 4), (10, 200, 30)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-PNG = _png()
+PNG = image_bytes(color=(10, 200, 30))
 OK_JSON = {"result": {"image_base64": base64.b64encode(PNG).decode()}, "success": True}
 
 

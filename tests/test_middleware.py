@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -12,7 +11,6 @@ import anyio
 import httpx
 import pytest
 import respx
-from PIL import Image
 
 from flux_sdk import (
     CallNext,
@@ -31,6 +29,7 @@ from flux_sdk import (
 )
 from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp
 
+from ._images import image_bytes
 from ._server import serve
 
 pytestmark = pytest.mark.anyio
@@ -38,13 +37,10 @@ pytestmark = pytest.mark.anyio
 URL = "https://cloud.dataoorts.com/api/v1"
 
 
-def _png() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (2, 2)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-OK_JSON = {"result": {"image_base64": base64.b64encode(_png()).decode()}, "success": True}
+OK_JSON = {
+    "result": {"image_base64": base64.b64encode(image_bytes(size=2)).decode()},
+    "success": True,
+}
 
 
 @pytest.fixture

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from flux_sdk import (
     GeneratedImage,
@@ -19,14 +17,9 @@ from flux_sdk import (
     sniff_media_type,
 )
 
+from ._images import image_bytes
 
-def _image_bytes(fmt: str) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (4, 4), (200, 30, 90)).save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-PNG, JPEG, WEBP = _image_bytes("PNG"), _image_bytes("JPEG"), _image_bytes("WEBP")
+PNG, JPEG, WEBP = (image_bytes(f, color=(200, 30, 90)) for f in ("PNG", "JPEG", "WEBP"))
 
 
 def _image(data: bytes = PNG, **request: Any) -> GeneratedImage:

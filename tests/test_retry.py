@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import io
 import logging
 import time
 from collections.abc import Generator
@@ -14,7 +13,6 @@ import anyio
 import httpx
 import pytest
 import respx
-from PIL import Image
 
 import flux_sdk._retry
 from flux_sdk import (
@@ -33,20 +31,20 @@ from flux_sdk import (
     TransportError,
 )
 
+from ._images import image_bytes
+
 pytestmark = pytest.mark.anyio
 
 KEY = "sk-retry-test-key"
 URL = "https://cloud.dataoorts.com/api/v1"
 
 
-def _png() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (2, 2)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 OK = httpx.Response(
-    200, json={"result": {"image_base64": base64.b64encode(_png()).decode()}, "success": True}
+    200,
+    json={
+        "result": {"image_base64": base64.b64encode(image_bytes(size=2)).decode()},
+        "success": True,
+    },
 )
 
 
