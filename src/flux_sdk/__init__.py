@@ -8,6 +8,7 @@ async with FluxClient(Dataoorts()) as client:
 """
 
 from ._baseten import Baseten
+from ._batch import BatchIterator, BatchProgress, SavedImage
 from ._client import DEFAULT_TIMEOUT, FluxClient
 from ._dataoorts import Dataoorts
 from ._errors import (
@@ -21,6 +22,7 @@ from ._errors import (
     ProviderError,
     RateLimitError,
     RequestTimeout,
+    SaveError,
     ServerError,
     TransportError,
 )
@@ -36,6 +38,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Baseten",
+    "BatchIterator",
+    "BatchProgress",
     "CallNext",
     "ConcurrencyLimit",
     "ConfigError",
@@ -60,6 +64,8 @@ __all__ = [
     "RequestTimeout",
     "Retry",
     "RetryBudget",
+    "SaveError",
+    "SavedImage",
     "ServerError",
     "TransportError",
     "__version__",

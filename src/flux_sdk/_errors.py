@@ -10,7 +10,8 @@
     │   └── BadRequestError              any other 4xx
     ├── TransportError              yes  (connect/read failures, truncated bodies)
     │   └── RequestTimeout          yes
-    └── InvalidResponseError        usually yes (a 2xx that carries no usable image)
+    ├── InvalidResponseError        usually yes (a 2xx that carries no usable image)
+    └── SaveError                   no   (also an OSError; a batch could not write its directory)
 
 The retry policy asks only ``error.retryable``; nothing else in the library keeps a list
 of status codes.
@@ -33,6 +34,7 @@ __all__ = [
     "ProviderError",
     "RateLimitError",
     "RequestTimeout",
+    "SaveError",
     "ServerError",
     "TransportError",
 ]
@@ -171,6 +173,18 @@ class InvalidResponseError(FluxError):
         super().__init__(message, provider=provider, retryable=retryable)
         self.status_code = status_code
         self.request_id = request_id
+
+
+class SaveError(FluxError, OSError):
+    """A batch could not write its directory (disk full, no permission, locked by another
+    batch). The batch stops: paying for images that cannot be kept would be waste."""
+
+    def __init__(self, message: str, *, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def error_for_status(

@@ -136,6 +136,7 @@ class GeneratedImage:
 
     ``media_type`` comes from the bytes themselves, never from a header or a file name.
     ``elapsed`` is the whole call in seconds, retries included; ``attempts`` counts them.
+    ``path`` is where a batch saved it (`FluxClient.generate_many` with ``save_dir``).
     """
 
     data: bytes
@@ -146,6 +147,7 @@ class GeneratedImage:
     elapsed: float = 0.0
     attempts: int = 1
     request_id: str | None = None
+    path: Path | None = None
 
     @classmethod
     def from_data(
@@ -234,5 +236,7 @@ class GeneratedImage:
         return (
             f"GeneratedImage(media_type={self.media_type!r}, bytes={len(self.data)}, "
             f"provider={self.provider!r}, seed={self.seed!r}, attempts={self.attempts}, "
-            f"elapsed={self.elapsed:.3f}, request_id={self.request_id!r})"
+            f"elapsed={self.elapsed:.3f}, request_id={self.request_id!r}"
+            + ("" if self.path is None else f", path={str(self.path)!r}")
+            + ")"
         )
