@@ -124,7 +124,7 @@ class Baseten:
         return httpx.Request("POST", self.url, headers=self._headers, content=to_json(body))
 
     def parse_response(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:
-        rid = request_id(response.headers)
+        rid = request_id(response.headers, (self.api_key,))
         raise_for_status(response, provider=self.name, secrets=(self.api_key,))
         body = response.content
         if media_type(response).startswith("image/"):

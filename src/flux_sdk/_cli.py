@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -65,16 +64,62 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--timeout", type=float, metavar="SECONDS", help="per attempt")
     gen.set_defaults(run=_generate)
 
+    batch = commands.add_parser(
+        "batch",
+        help="generate an image for every prompt in a file",
+        description=(
+            "Generate an image for every prompt in PROMPTS into DIR, with a manifest.jsonl "
+            "of what was made. Running the same command again finishes only what is "
+            "missing or failed. Exit code 0 only when every item succeeded."
+        ),
+    )
+    batch.add_argument(
+        "prompts",
+        metavar="PROMPTS",
+        help="a text file with one prompt a line, a JSONL file of request objects "
+        '({"prompt": ..., "seed": ...}), or - for standard input',
+    )
+    batch.add_argument("--out-dir", required=True, metavar="DIR", help="where images go")
+    batch.add_argument("--provider", choices=PROVIDERS, default="auto")
+    batch.add_argument(
+        "--concurrency", type=int, default=16, metavar="N", help="requests in flight (default 16)"
+    )
+    batch.add_argument(
+        "--seed", type=int, metavar="N", help="item i gets seed N+i, unless it sets its own"
+    )
+    batch.add_argument("--steps", type=int, metavar="N", help="unless an item sets its own")
+    batch.add_argument(
+        "--max-retries", type=int, default=6, metavar="N", help="per item (default 6)"
+    )
+    batch.add_argument("--base-url", metavar="URL", help="override the provider's base URL")
+    batch.add_argument("--model-id", metavar="ID", help="Baseten model id (or BASETEN_MODEL_ID)")
+    batch.add_argument("--timeout", type=float, metavar="SECONDS", help="per attempt")
+    batch.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines", "none"),
+        default="auto",
+        help="a bar on a terminal, periodic lines otherwise (default auto)",
+    )
+    batch.set_defaults(run=_batch)
+
     emu = commands.add_parser(
         "emulator",
         help="serve the provider emulator on loopback",
-        description="Serve the emulator (both providers' wire formats) with uvicorn.",
+        description="Serve the emulator (both providers' wire formats, and an OpenAI-style "
+        "/v1/images/generations for benchmarks) with uvicorn.",
     )
     emu.add_argument("--host", default="127.0.0.1", help="a loopback address (default %(default)s)")
     emu.add_argument("--port", type=int, default=8787)
     emu.add_argument("--api-key", default=None, help="the key it accepts (default emulator-key)")
     emu.add_argument("--dataoorts-response", choices=("json", "raw"), default="json")
     emu.add_argument("--image-bytes", type=int, metavar="N", help="pad every image to N bytes")
+    emu.add_argument(
+        "--default-size",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="side of images with no size asked (Dataoorts always) (default %(default)s)",
+    )
     faults = emu.add_argument_group(
         "faults", "make the emulator misbehave like a real provider (see docs/emulator.md)"
     )
@@ -136,10 +181,14 @@ async def _generate_async(args: argparse.Namespace) -> Path:
         image = await client.generate(
             args.prompt, seed=args.seed, steps=args.steps, width=args.width, height=args.height
         )
-    return await image.asave(args.out or _slug(args.prompt))
+    from ._batch import slug
+
+    return await image.asave(args.out or slug(args.prompt, limit=48))
 
 
-async def _client(args: argparse.Namespace, stack: contextlib.AsyncExitStack) -> FluxClient:
+async def _client(
+    args: argparse.Namespace, stack: contextlib.AsyncExitStack, **options: Any
+) -> FluxClient:
     from ._baseten import Baseten
     from ._client import DEFAULT_TIMEOUT, FluxClient
     from ._dataoorts import Dataoorts
@@ -155,9 +204,10 @@ async def _client(args: argparse.Namespace, stack: contextlib.AsyncExitStack) ->
             print("flux-sdk: no API key in the environment; using the emulator", file=sys.stderr)
             name = "emulator"
     if name == "dataoorts":
-        return FluxClient(Dataoorts(base_url=args.base_url), timeout=timeout)
+        return FluxClient(Dataoorts(base_url=args.base_url), timeout=timeout, **options)
     if name == "baseten":
-        return FluxClient(Baseten(model_id=args.model_id, base_url=args.base_url), timeout=timeout)
+        baseten = Baseten(model_id=args.model_id, base_url=args.base_url)
+        return FluxClient(baseten, timeout=timeout, **options)
     import httpx
 
     from .emulator import DEFAULT_API_KEY, EmulatorApp
@@ -167,18 +217,22 @@ async def _client(args: argparse.Namespace, stack: contextlib.AsyncExitStack) ->
     transport = httpx.ASGITransport(app=EmulatorApp())
     http = await stack.enter_async_context(httpx.AsyncClient(transport=transport))
     provider = Dataoorts(api_key=DEFAULT_API_KEY, base_url="http://127.0.0.1/api/v1")
-    return FluxClient(provider, http_client=http, timeout=timeout)
+    return FluxClient(provider, http_client=http, timeout=timeout, **options)
 
 
-def _slug(prompt: str, limit: int = 48) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:limit].rstrip("-")
-    return slug or "image"
+def _batch(args: argparse.Namespace) -> int:
+    from ._cli_batch import run_batch
+
+    return run_batch(args)
 
 
 def _emulator(args: argparse.Namespace) -> int:
     from ._provider import _is_loopback
     from .emulator import DEFAULT_API_KEY, EmulatorApp, Fault, FaultPlan, run
 
+    if args.default_size < 1:
+        print("flux-sdk: error: --default-size must be at least 1", file=sys.stderr)
+        return 2
     if not _is_loopback(args.host):
         print(
             f"flux-sdk: error: the emulator only listens on loopback, not {args.host!r}: "
@@ -209,6 +263,7 @@ def _emulator(args: argparse.Namespace) -> int:
         api_key=key,
         dataoorts_response=args.dataoorts_response,
         image_bytes=args.image_bytes,
+        default_size=args.default_size,
         faults=plan,
     )
     host = f"[{args.host}]" if ":" in args.host else args.host
@@ -216,7 +271,8 @@ def _emulator(args: argparse.Namespace) -> int:
     print(
         f"flux-sdk emulator on {base} (API key {key!r})\n"
         f"  Dataoorts: DATAOORTS_BASE_URL={base}/api/v1\n"
-        f"  Baseten:   BASETEN_BASE_URL={base}",
+        f"  Baseten:   BASETEN_BASE_URL={base}\n"
+        f"  OpenAI-style images (benchmarks): OPENAI_BASE_URL={base}/v1",
         file=sys.stderr,
     )
     try:

@@ -6,14 +6,16 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast, overload
 
 import httpx
 from pydantic import JsonValue
 
+from ._batch import Batch, BatchIterator, BatchProgress, BatchResult, SavedImage, _Runner
 from ._errors import (
     ConfigError,
     FluxError,
@@ -120,6 +122,7 @@ class FluxClient:
         # client's default headers (User-Agent, a user's own) are merged in here.
         self._default_headers = list(http_client.headers.multi_items())
         self._closed = False
+        self._runners: set[_Runner] = set()  # iter_many batches still running
         self._flow = isinstance(provider, FlowProvider) and not isinstance(provider, Provider)
         # Why this order: see the class docstring.
         layers: list[Middleware] = [self.deadline, self.retry]
@@ -148,6 +151,8 @@ class FluxClient:
         if self._closed:
             return
         self._closed = True
+        for runner in list(self._runners):
+            await runner.stop()
         if self._owns_http:
             await self._http.aclose()
 
@@ -201,6 +206,106 @@ class FluxClient:
             FluxEvent("success", provider=call.provider, attempt=image.attempts, elapsed=elapsed)
         )
         return dataclasses.replace(image, elapsed=elapsed)
+
+    @overload
+    async def generate_many(
+        self,
+        items: Iterable[str | GenerateRequest],
+        *,
+        save_dir: str | os.PathLike[str] | None = ...,
+        keep_images: Literal[True] = ...,
+        on_progress: Callable[[BatchProgress], object] | None = ...,
+        max_retries: int | None = ...,
+    ) -> list[GeneratedImage | FluxError]: ...
+
+    @overload
+    async def generate_many(
+        self,
+        items: Iterable[str | GenerateRequest],
+        *,
+        save_dir: str | os.PathLike[str],
+        keep_images: Literal[False],
+        on_progress: Callable[[BatchProgress], object] | None = ...,
+        max_retries: int | None = ...,
+    ) -> list[SavedImage | FluxError]: ...
+
+    @overload
+    async def generate_many(
+        self,
+        items: Iterable[str | GenerateRequest],
+        *,
+        save_dir: str | os.PathLike[str] | None = ...,
+        keep_images: bool,
+        on_progress: Callable[[BatchProgress], object] | None = ...,
+        max_retries: int | None = ...,
+    ) -> list[GeneratedImage | SavedImage | FluxError]: ...
+
+    async def generate_many(
+        self,
+        items: Iterable[str | GenerateRequest],
+        *,
+        save_dir: str | os.PathLike[str] | None = None,
+        keep_images: bool = True,
+        on_progress: Callable[[BatchProgress], object] | None = None,
+        max_retries: int | None = None,
+    ) -> (
+        list[GeneratedImage | FluxError]
+        | list[SavedImage | FluxError]
+        | list[GeneratedImage | SavedImage | FluxError]
+    ):
+        """Generate an image for each item; results in input order.
+
+        Items are prompts or `GenerateRequest`s. A failed item is its `FluxError` in the
+        list and the others go on; the client's retries and limits apply to each, and at
+        most ``max_concurrency`` run at once. With ``save_dir`` each image is written as
+        it arrives (see the batch docs for names, ``manifest.jsonl`` and resuming), and
+        ``keep_images=False`` keeps only a `SavedImage` record of each in memory.
+        ``on_progress`` is called with a `BatchProgress` each time an item ends.
+        ``max_retries`` overrides the client's for every item.
+        """
+        batch = self._batch(items, save_dir, keep_images, on_progress, max_retries)
+        results: list[BatchResult | None] = [None] * len(batch.items)
+
+        async def keep(item: tuple[int, BatchResult]) -> None:
+            results[item[0]] = item[1]
+
+        await batch.run(keep)
+        return cast("list[GeneratedImage | FluxError]", results)
+
+    def iter_many(
+        self,
+        items: Iterable[str | GenerateRequest],
+        *,
+        save_dir: str | os.PathLike[str] | None = None,
+        keep_images: bool = True,
+        on_progress: Callable[[BatchProgress], object] | None = None,
+        max_retries: int | None = None,
+    ) -> BatchIterator:
+        """Like `generate_many`, but yields ``(index, result)`` as each item ends.
+
+        Each result can be written and dropped, so memory follows the concurrency
+        limit, not the batch size. Leaving the loop early cancels the rest.
+        """
+        return BatchIterator(self._batch(items, save_dir, keep_images, on_progress, max_retries))
+
+    def _batch(
+        self,
+        items: Iterable[str | GenerateRequest],
+        save_dir: str | os.PathLike[str] | None,
+        keep_images: bool,
+        on_progress: Callable[[BatchProgress], object] | None,
+        max_retries: int | None,
+    ) -> Batch:
+        if self._closed:
+            raise ConfigError("this FluxClient is closed; create a new one")
+        return Batch(
+            self,
+            items,
+            save_dir=save_dir,
+            keep_images=keep_images,
+            on_progress=on_progress,
+            max_retries=max_retries,
+        )
 
     def _build(self, request: GenerateRequest, call: Call | None) -> httpx.Request:
         """The provider's HTTP request for ``request``, with our defaults: no I/O."""
@@ -313,6 +418,10 @@ class FluxClient:
     async def _send(self, http_request: httpx.Request) -> httpx.Response:
         """Send one request and read its body, capped, into a new ``httpx.Response``."""
         name = self.provider.name
+        accept = http_request.headers.get("accept-encoding")
+        if accept is not None and accept != "gzip, deflate":
+            # Never invite an encoding that _read_capped cannot inflate within the cap.
+            http_request.headers["accept-encoding"] = _accepted_encodings(accept)
         try:
             response = await self._http.send(http_request, stream=True, follow_redirects=False)
             try:
@@ -351,21 +460,34 @@ class FluxClient:
         declared = response.headers.get("content-length", "")
         if response.is_success and declared.isdigit() and int(declared) > limit:
             raise self._too_large(f"declares {int(declared)} bytes")
+        try:
+            # A response built whole (a mock transport's) was read and decoded already.
+            whole = response.content
+        except httpx.ResponseNotRead:
+            pass
+        else:
+            if len(whole) > limit and response.is_success:
+                raise self._too_large(f"ran past {limit} bytes")
+            return whole[:limit]
+        # The body is read raw and inflated here, never past the room left under the cap:
+        # httpx's own decoder inflates each chunk whole, so a few kilobytes of gzip arriving
+        # together could become gigabytes before any check.
+        layers = _inflaters(response.headers.get_list("content-encoding", split_commas=True))
         chunks: list[bytes] = []
-        size = 0
+        size = raw = 0
         # aclosing: leaving the loop early must still finalise httpx's generators (trio
         # reports any that are left for the garbage collector).
-        stream = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
+        stream = cast("AsyncGenerator[bytes, None]", response.aiter_raw())
         async with contextlib.aclosing(stream) as body:
             async for chunk in body:
-                size += len(chunk)
-                if size > limit:
+                raw += len(chunk)
+                size += _inflate(layers, chunk, limit - size, chunks)
+                if size > limit or raw > limit:
                     if response.is_success:
                         raise self._too_large(f"ran past {limit} bytes")
-                    chunks.append(chunk[: len(chunk) - (size - limit)])
                     break
-                chunks.append(chunk)
-        return b"".join(chunks)
+        data = b"".join(chunks)
+        return data if size <= limit else data[:limit]
 
     def _too_large(self, what: str) -> InvalidResponseError:
         return InvalidResponseError(
@@ -438,3 +560,98 @@ def _seconds(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise InvalidRequestError(f"{name} must be a positive number of seconds (got {value!r})")
     return float(value)
+
+
+# Bounded decoding of compressed bodies, for FluxClient._read_capped.
+
+_INFLATE_STEP = 64 * 1024
+# Each layer holds a 32 KiB window; urllib3 stops at five layers too.
+_MAX_ENCODING_LAYERS = 5
+_DECODED_HERE = frozenset({"gzip", "x-gzip", "deflate", "identity"})
+
+
+class _Inflater:
+    """One gzip or deflate layer of a body, inflated at most ``_INFLATE_STEP`` bytes a call."""
+
+    def __init__(self, coding: str) -> None:
+        import zlib
+
+        deflate = coding == "deflate"
+        self._zlib = zlib.decompressobj(zlib.MAX_WBITS if deflate else zlib.MAX_WBITS | 16)
+        # "deflate" means zlib-wrapped, but some servers send raw deflate, as httpx and
+        # browsers allow: the input is kept until the 2-byte zlib header has been checked,
+        # so a body that fails that check can be read again as raw deflate.
+        self._head: bytes | None = b"" if deflate else None
+        self.tail = b""
+
+    def inflate(self, data: bytes) -> bytes:
+        """Up to ``_INFLATE_STEP`` bytes out of ``data``; input left over goes to ``tail``."""
+        import zlib
+
+        try:
+            out = self._zlib.decompress(data, _INFLATE_STEP)
+        except zlib.error as exc:
+            if self._head is None:
+                raise httpx.DecodingError(str(exc)) from exc
+            data, self._head = self._head + data, None
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+            return self.inflate(data)
+        if self._head is not None:
+            self._head += data
+            if len(self._head) >= 2:
+                self._head = None  # the header passed: this is zlib-wrapped deflate
+        self.tail = self._zlib.unconsumed_tail
+        return out
+
+
+def _inflaters(codings: list[str]) -> list[_Inflater]:
+    """The decoders for a ``Content-Encoding`` list, the last one applied first.
+
+    Unknown codings pass through undecoded, as httpx does; br and zstd are refused
+    because they were not asked for and cannot be inflated within a bound here.
+    """
+    layers = []
+    for coding in reversed(codings):
+        coding = coding.strip().lower()
+        if coding in ("gzip", "x-gzip", "deflate"):
+            layers.append(_Inflater(coding))
+        elif coding in ("br", "zstd"):
+            raise httpx.DecodingError(
+                f"it is {coding}-encoded, which flux_sdk does not ask for or decode"
+            )
+    if len(layers) > _MAX_ENCODING_LAYERS:
+        raise httpx.DecodingError(f"it has {len(layers)} layers of compression")
+    return layers
+
+
+def _inflate(layers: Sequence[_Inflater], data: bytes, room: int, out: list[bytes]) -> int:
+    """Decode ``data`` through ``layers`` into ``out``; return how many bytes were added.
+
+    It stops as soon as more than ``room`` bytes have come out, so whatever a body's
+    compression ratio, ``out`` grows by at most ``room + _INFLATE_STEP`` bytes.
+    """
+    if not layers:
+        out.append(data)
+        return len(data)
+    layer, rest = layers[0], layers[1:]
+    produced = 0
+    while True:
+        piece = layer.inflate(data)
+        data = layer.tail
+        if piece:
+            produced += _inflate(rest, piece, room - produced, out)
+            if produced > room:
+                return produced
+        if not data and len(piece) < _INFLATE_STEP:
+            # All input used and the output not full: nothing is pending inside zlib.
+            return produced
+
+
+def _accepted_encodings(value: str) -> str:
+    """An ``Accept-Encoding`` value without the codings `_inflaters` refuses."""
+    kept = [
+        item.strip()
+        for item in value.split(",")
+        if item.split(";")[0].strip().lower() in _DECODED_HERE
+    ]
+    return ", ".join(kept) or "identity"

@@ -113,7 +113,7 @@ class Dataoorts:
         return httpx.Request("POST", self.base_url, headers=self._headers, content=body)
 
     def parse_response(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:
-        rid = request_id(response.headers)
+        rid = request_id(response.headers, (self.api_key,))
         body = response.content
         if not response.is_success:
             try:

@@ -135,9 +135,10 @@ def check_base_url(url: str, *, provider: str, setting: str) -> httpx.URL:
     """Parse a base URL, refusing plain http except to a loopback host."""
     try:
         parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError) as exc:
+        host = parsed.host  # decodes IDNA, which can fail on its own (`xn--a.example`)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
         raise ConfigError(f"{setting} is not a valid URL: {exc}") from None
-    if parsed.scheme not in ("https", "http") or not parsed.host:
+    if parsed.scheme not in ("https", "http") or not host:
         raise ConfigError(f"{setting} must be an https:// URL (got {url!r})")
     if parsed.username or parsed.password:
         raise ConfigError(f"{setting} must not carry credentials in the URL")
@@ -160,12 +161,16 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def request_id(headers: httpx.Headers) -> str | None:
-    """The provider's id for this request, if it sent one (quote it to their support)."""
+def request_id(headers: httpx.Headers, secrets: Iterable[SecretStr] = ()) -> str | None:
+    """The provider's id for this request, if it sent one (quote it to their support).
+
+    ``secrets`` are blanked out: a server that echoes the key into its id header must
+    not get it into an error message or a repr.
+    """
     for name in _REQUEST_ID_HEADERS:
         value = headers.get(name)
         if value:
-            return str(value)[:200]
+            return redact(str(value), secrets)[:200]
     return None
 
 
@@ -250,7 +255,7 @@ def raise_for_status(
         return
     secrets = tuple(secrets)
     body = response.content
-    rid = request_id(response.headers)
+    rid = request_id(response.headers, secrets)
     if 300 <= status < 400:
         where = redact(str(response.headers.get("location", "elsewhere")), secrets)[:200]
         message = (
@@ -297,7 +302,7 @@ def image_from_body(
 ) -> GeneratedImage:
     """The response body as an image, or an `InvalidResponseError` saying what came instead."""
     body = response.content
-    rid = request_id(response.headers)
+    rid = request_id(response.headers, secrets)
     if sniff_media_type(body) is None:
         raise InvalidResponseError(
             f"{provider} answered HTTP {response.status_code} with "
@@ -364,7 +369,7 @@ def parse_json(
             f"with HTTP {response.status_code}: {excerpt(response.content, secrets, limit=200)!r}",
             provider=provider,
             status_code=response.status_code,
-            request_id=request_id(response.headers),
+            request_id=request_id(response.headers, secrets),
         ) from None
     return data
 
