@@ -64,3 +64,27 @@ def imports(session: nox.Session) -> None:
     """How long `import flux_sdk` takes against its dependencies alone."""
     session.install("-e", ".")
     session.run("python", "benchmarks/import_time.py", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """flux_sdk against raw httpx, raw aiohttp and openai-python; writes docs/benchmarks.md.
+
+    About 7 minutes on 2 cores; ``nox -s bench -- --quick`` is a smoke test under a
+    minute that writes its page to a temporary file instead.
+    """
+    session.install("-e", ".", *_group("bench"))
+    session.run("python", "benchmarks/bench.py", *session.posargs)
+
+
+@nox.session
+def reliability(session: nox.Session) -> None:
+    """The whole suite with the reliability scenarios at full count (1,000-prompt batches,
+    10,000 cancellations, 10,000 fuzz examples per provider); writes docs/reliability.md."""
+    session.install("-e", ".", *_group("test"))
+    report = os.path.join(session.create_tmp(), "reliability.json")
+    if os.path.exists(report):
+        os.remove(report)
+    env = {"FLUX_SDK_RELIABILITY": "full", "FLUX_SDK_RELIABILITY_REPORT": report}
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs, env=env)
+    session.run("python", "-m", "tests._reliability", report, "docs/reliability.md")

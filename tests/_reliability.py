@@ -216,3 +216,105 @@ def running_tasks() -> int:
         for nursery in task.child_nurseries:
             stack.extend(nursery.child_tasks)
     return count
+
+
+# The page: `python -m tests._reliability REPORT.json docs/reliability.md`
+
+_GROUPS = {
+    "batch": (
+        "Batches to disk against the emulator on loopback",
+        "1,000 prompts per run, 32 at a time. `faults30`: 30% of answers faulty (429 with "
+        "Retry-After, 500, 502, 503, reset mid-body, short body, stall past the read "
+        "timeout, invalid JSON, invalid base64, HTML with 200); goal: every file correct "
+        "byte for byte, no duplicates, no leftovers, attempts <= 1.6 x requests. `outage`: "
+        "every answer a 503; goal: attempts <= 1.2 x requests + 10. `unauthorized`: every "
+        "answer a 401; goal: exactly one attempt per item.",
+    ),
+    "cancellation": (
+        "Cancellations",
+        "10,000 requests, about 30% cancelled at random moments (timeouts, cancel scopes, "
+        "deadlines). Goal: nothing left in the pool or running, no PoolTimeout, and the "
+        "next request succeeds.",
+    ),
+    "fuzz": (
+        "Fuzzing (hypothesis)",
+        "Arbitrary statuses, headers and bodies into each provider's parsing (directly and "
+        "through the client), and arbitrary user input into `generate`. Goal: only "
+        "`FluxError`s or valid images; bad input refused before any request.",
+    ),
+    "size_cap": (
+        "Size cap and decompression bombs",
+        "Peak memory (tracemalloc) while a body over `max_response_bytes` is refused.",
+    ),
+    "secrets": (
+        "Secrets",
+        "Every log record at DEBUG, every `FluxError`, and the repr and str of every public "
+        "object made in the whole suite, checked for every API key the suite used.",
+    ),
+}
+
+
+def render_page(report: dict[str, object], command: str) -> str:
+    """docs/reliability.md from a report file: one table per group of scenarios."""
+    import platform
+
+    scenarios = report.get("scenarios", {})
+    assert isinstance(scenarios, dict)
+    lines = [
+        "# Reliability",
+        "",
+        "What the reliability suite measured in its last full run. Every scenario also runs",
+        "in the normal test suite with small counts; this page comes from",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        f"run in `{report.get('mode')}` mode with Python {platform.python_version()} on",
+        f"{platform.machine()} ({os.cpu_count()} cores). The figures are the run's own;"
+        " every scenario's goal is asserted by its test, so the run passing means each one"
+        " was met.",
+        "",
+    ]
+    for group, (title, about) in _GROUPS.items():
+        names = sorted(name for name in scenarios if name.split(".")[0] == group)
+        if not names:
+            continue
+        lines += [f"## {title}", "", about, ""]
+        if len(names) == 1:  # one scenario: a figure a row reads better than a wide row
+            lines += ["| figure | value |", "|---|---:|"]
+            for key, value in scenarios[names[0]].items():
+                lines.append(f"| {key.replace('_', ' ')} | {_cell(value)} |")
+            lines.append("")
+            continue
+        columns: list[str] = []
+        for name in names:
+            columns += [key for key in scenarios[name] if key not in columns]
+        lines.append("| scenario | " + " | ".join(c.replace("_", " ") for c in columns) + " |")
+        lines.append("|---|" + "---:|" * len(columns))
+        for name in names:
+            figures = scenarios[name]
+            cells = [_cell(figures.get(column, "")) for column in columns]
+            lines.append(f"| {name.partition('.')[2] or name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return str(value)
+
+
+if __name__ == "__main__":
+    import sys
+
+    source, page = sys.argv[1], sys.argv[2]
+    data = json.loads(Path(source).read_text(encoding="utf-8"))
+    command = sys.argv[3] if len(sys.argv) > 3 else "nox -s reliability"
+    Path(page).write_text(render_page(data, command) + "\n", encoding="utf-8")
+    print(f"wrote {page}")
