@@ -179,8 +179,13 @@ def test_a_batch_stopped_half_way_is_finished_by_a_rerun(
     exactly once and no temp file or partial image left."""
     _slow_app()
     out = tmp_path / "out"
+    # As typed at a terminal: SIGINT may be ignored where the suite runs (a background
+    # job), so the child puts Python's own Ctrl-C handler back before it starts.
+    args = command(url, prompts_file, out, "--concurrency", "2")
+    start = "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    start += "from flux_sdk._cli import main; sys.exit(main(sys.argv[1:]))"
     process = subprocess.Popen(
-        command(url, prompts_file, out, "--concurrency", "2"),
+        [sys.executable, "-c", start, *args[3:]],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

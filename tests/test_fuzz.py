@@ -39,6 +39,7 @@ from flux_sdk import (
 
 from ._images import image_bytes
 from ._reliability import count, record
+from .conftest import SECRET_WATCH
 
 # One key for every fuzzed provider: the strategies below plant it in bodies and headers.
 KEY = "fz-key-7Q2xW9vL4mN8pR3tK6"
@@ -428,13 +429,22 @@ ODD_TEXT = [
     "a\r\nb",
     '"}, "model": "injected", "x": {"',
 ]
+
+
+def _holds_no_key(value: object) -> bool:
+    """Hypothesis also tries string literals it finds in our code, the emulator's key
+    among them; a caller who types a key into a prompt sends it, which is not a leak."""
+    text = repr(value)
+    return not any(key in text for key in SECRET_WATCH.keys)
+
+
 any_prompts = st.one_of(
     st.text(max_size=40),
     st.sampled_from(ODD_TEXT),
     st.text(alphabet=st.characters(categories=["Cs", "Mn", "Cf", "Zs"]), max_size=10),
     st.integers(0, 25_000).map(lambda n: "a" * n),
     st.sampled_from([1, 1.5, True, None, b"a cat", ["a cat"], {"prompt": "a cat"}]),
-)
+).filter(_holds_no_key)
 any_numbers = st.one_of(
     st.none(),
     st.integers(-(2**70), 2**70),
@@ -455,7 +465,7 @@ any_extras = st.dictionaries(
     | st.sampled_from(["prompt", "num_steps", "num_inference_steps", "prompt2", "guidance"]),
     any_extra_values,
     max_size=3,
-)
+).filter(_holds_no_key)
 any_knobs = st.fixed_dictionaries(
     {},
     optional={
