@@ -1,4 +1,4 @@
-"""The emulator's ASGI application: Dataoorts and Baseten wire formats on their real paths."""
+"""The emulator's ASGI application: Dataoorts, Baseten and OpenAI-style wire formats."""
 
 from __future__ import annotations
 
@@ -7,11 +7,19 @@ import functools
 import hmac
 import json
 import re
+import time
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
 from flux_sdk.emulator._asgi import Receive, Scope, Send, cloudflare_error, send_bytes, send_json
-from flux_sdk.emulator._faults import FaultPlan, inject
+from flux_sdk.emulator._faults import (
+    _BAD_BASE64,
+    _PNG_BASE64_START,
+    Fault,
+    FaultPlan,
+    _seconds,
+    inject,
+)
 from flux_sdk.emulator._image import render_png
 
 _Default = TypeVar("_Default", int, None)
@@ -21,26 +29,40 @@ DATAOORTS_MODEL = "black-forest-labs/flux-1-schnell"
 MAX_BODY_BYTES = 1024 * 1024
 
 _DATAOORTS_PATH = "/api/v1"
+_OPENAI_PATH = "/v1/images/generations"
 _BASETEN_PATH = re.compile(
     r"/(?:production|development|environments/[A-Za-z0-9_-]+|deployment/[A-Za-z0-9_-]+)/predict"
 )
 _BASETEN_AUTH_ERROR = "please check the api-key you provided"
 # torch.Generator.manual_seed accepts this range; the emulator keeps to it for both hosts.
 _SEED_MIN, _SEED_MAX = -(2**63), 2**64 - 1
+# OpenAI's limit for its GPT image models; the DALL-E models take fewer characters.
+_OPENAI_PROMPT_CHARS = 32000
+_OPENAI_SIZE = re.compile(r"([0-9]{1,4})x([0-9]{1,4})")
+
+# Which wire format a path speaks: it decides the shape of errors and canned faults.
+_Host = Literal["dataoorts", "baseten", "openai"]
 
 
 class _Reject(Exception):
     """A request the service refuses: the status, the message and a Cloudflare error code."""
 
-    def __init__(self, status: int, message: str, code: int = 5006) -> None:
+    def __init__(
+        self, status: int, message: str, code: int = 5006, param: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
+        self.param = param  # the offending field, for OpenAI-style errors
 
 
 class EmulatorApp:
     """An ASGI 3 app that answers like Dataoorts and Baseten do, with stand-in images.
+
+    It also answers OpenAI's Images API shape on ``POST /v1/images/generations``, so
+    OpenAI-style clients (openai-python among them) can be measured against the same
+    images; that route is a benchmark peer, not a provider of flux_sdk.
 
     It is a test double of the services, not of flux_sdk: anything that speaks their
     wire formats (our SDK, plain httpx, curl) can run end to end with no key and no
@@ -84,10 +106,13 @@ class EmulatorApp:
         request_id = f"emu-{self.requests_seen:06d}"
         headers = {"x-request-id": request_id}
         path: str = scope["path"]
+        host: _Host
         if path == _DATAOORTS_PATH:
-            baseten = False
+            host = "dataoorts"
+        elif path == _OPENAI_PATH:
+            host = "openai"
         elif _BASETEN_PATH.fullmatch(path):
-            baseten = True
+            host = "baseten"
             headers["x-baseten-request-id"] = request_id
         else:
             await send_json(send, 404, cloudflare_error(7000, "No route for that URI"), headers)
@@ -98,33 +123,43 @@ class EmulatorApp:
                 raise _Reject(405, f"Method {scope['method']} not allowed, use POST", code=7001)
             body = await _read_body(scope, receive)
         except _Reject as exc:
-            await _refuse(send, exc, baseten, headers)
+            await _refuse(send, exc, host, headers)
             return
         if body is None:
             return  # the client went away; nobody is left to answer
-        answer = functools.partial(self._answer, scope, body, baseten, headers)
+        answer = functools.partial(self._answer, scope, body, host, headers)
         fault = self.faults.draw()
         if fault is None:
             await answer(send)
+            return
+        # inject() knows the Dataoorts and Baseten error shapes; OpenAI's are made here.
+        canned = _openai_fault(fault, self.faults) if host == "openai" else None
+        if canned is not None:
+            status, content, content_type, extra = canned
+            await send_bytes(send, status, content, content_type, {**headers, **extra})
         else:
+            baseten = host == "baseten"
             await inject(
                 fault, self.faults, answer, receive, send, baseten=baseten, headers=headers
             )
 
     async def _answer(
-        self, scope: Scope, body: bytes, baseten: bool, headers: dict[str, str], send: Send
+        self, scope: Scope, body: bytes, host: _Host, headers: dict[str, str], send: Send
     ) -> None:
         """The service working normally: check the key and the body, then send the image."""
         try:
-            if baseten:
+            if host == "baseten":
                 _check_key(scope, self.api_key, ("api-key", "bearer"))
                 await send_bytes(send, 200, self._baseten(body), "application/json", headers)
+            elif host == "openai":
+                _check_key(scope, self.api_key, ("bearer",))
+                await send_bytes(send, 200, self._openai(body), "application/json", headers)
             else:
                 _check_key(scope, self.api_key, ("bearer",))
                 content, content_type = self._dataoorts(body)
                 await send_bytes(send, 200, content, content_type, headers)
         except _Reject as exc:
-            await _refuse(send, exc, baseten, headers)
+            await _refuse(send, exc, host, headers)
 
     def _dataoorts(self, body: bytes) -> tuple[bytes, str]:
         request = _json_object(body)
@@ -194,6 +229,76 @@ class EmulatorApp:
         )
         return _with_base64(b'{"data": "%s"}', png)
 
+    def _openai(self, body: bytes) -> bytes:
+        """OpenAI's ``ImagesResponse``: ``{"created", "data": [{"b64_json"} or {"url"}]}``.
+
+        Steps are fixed at 4 and ``seed`` (not an OpenAI field; send it as extra body) is
+        read as on Dataoorts, so a prompt and seed give the same PNG as the Dataoorts
+        route. Image ``k`` of ``n`` uses seed ``seed + k`` (no seed: None, then ``k``).
+        """
+        request = _json_object(body)
+        prompt = request.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            raise _Reject(400, "'prompt' must be a non-empty string", param="prompt")
+        if len(prompt) > _OPENAI_PROMPT_CHARS:
+            raise _Reject(
+                400,
+                f"'prompt' is too long: {len(prompt)} characters, "
+                f"the maximum is {_OPENAI_PROMPT_CHARS}",
+                param="prompt",
+            )
+        model = request.get("model")
+        if model is not None and not isinstance(model, str):
+            raise _Reject(400, "'model' must be a string", param="model")
+        n = _int_field(request, "n", 1, 1, 10, status=400)
+        seed = _int_field(request, "seed", None, 0, _SEED_MAX, status=400)
+        width, height = self._openai_size(request.get("size"))
+        response_format = request.get("response_format")
+        if response_format is None:
+            response_format = "b64_json"  # what the GPT image models always answer
+        if response_format not in ("b64_json", "url"):
+            raise _Reject(
+                400,
+                f"'response_format' must be 'b64_json' or 'url', got {response_format!r}",
+                param="response_format",
+            )
+        # Only DALL-E 3 rewrites prompts; the emulator "revises" it to itself.
+        revised = (
+            b', "revised_prompt": ' + json.dumps(prompt).encode()
+            if (model or "").startswith("dall-e-3")
+            else b""
+        )
+        # A data: URL stands in for a hosted one: it never expires and needs no second route.
+        if response_format == "b64_json":
+            template = b'{"b64_json": "%s"' + revised + b"}"
+        else:
+            template = b'{"url": "data:image/png;base64,%s"' + revised + b"}"
+        items = []
+        for k in range(n):
+            png = render_png(
+                prompt,
+                seed=seed + k if seed is not None else (k or None),
+                steps=4,
+                width=width,
+                height=height,
+                target_bytes=self.image_bytes,
+            )
+            items.append(_with_base64(template, png))
+        created = str(int(time.time())).encode()
+        return b"".join((b'{"created": ', created, b', "data": [', b", ".join(items), b"]}"))
+
+    def _openai_size(self, size: object) -> tuple[int, int]:
+        if size is None or size == "auto":
+            return self.default_size, self.default_size
+        match = _OPENAI_SIZE.fullmatch(size) if isinstance(size, str) else None
+        if match is None or not all(64 <= int(side) <= 2048 for side in match.groups()):
+            raise _Reject(
+                400,
+                f"'size' must be 'auto' or 'WIDTHxHEIGHT' with sides 64 to 2048, got {size!r}",
+                param="size",
+            )
+        return int(match[1]), int(match[2])
+
 
 def _int_field(
     obj: Mapping[str, Any],
@@ -218,7 +323,7 @@ def _int_field(
         rule = f"an integer from {low} to {high}" + (
             f", a multiple of {multiple}" if multiple > 1 else ""
         )
-        raise _Reject(status, f"'{key}' must be {rule}, got {value!r}")
+        raise _Reject(status, f"'{key}' must be {rule}, got {value!r}", param=key)
     return value
 
 
@@ -274,9 +379,57 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-async def _refuse(send: Send, exc: _Reject, baseten: bool, headers: Mapping[str, str]) -> None:
-    error = {"error": exc.message} if baseten else cloudflare_error(exc.code, exc.message)
+async def _refuse(send: Send, exc: _Reject, host: _Host, headers: Mapping[str, str]) -> None:
+    error: dict[str, Any]
+    if host == "baseten":
+        error = {"error": exc.message}
+    elif host == "openai":
+        if exc.status == 401:
+            error = _openai_error("Incorrect API key provided.", code="invalid_api_key")
+        elif exc.status >= 500:
+            error = _openai_error(exc.message, kind="server_error")
+        else:
+            error = _openai_error(exc.message, param=exc.param)
+    else:
+        error = cloudflare_error(exc.code, exc.message)
     await send_json(send, exc.status, error, headers)
+
+
+def _openai_error(
+    message: str,
+    *,
+    kind: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+) -> dict[str, Any]:
+    """OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}``."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+# The messages are the emulator's own, in the shape OpenAI uses for these statuses.
+_OPENAI_FAULTS = {
+    Fault.RATE_LIMIT: (429, "Rate limit reached for images per minute", "requests"),
+    Fault.SERVER_ERROR: (500, "The server had an error while processing your request", None),
+    Fault.BAD_GATEWAY: (502, "Bad gateway", None),
+    Fault.UNAVAILABLE: (503, "The server is overloaded or not ready yet", None),
+}
+
+
+def _openai_fault(fault: Fault, plan: FaultPlan) -> tuple[int, bytes, str, dict[str, str]] | None:
+    """An HTTP-level fault in OpenAI's shapes; None leaves it to ``inject`` (HTML, transport)."""
+    extra = {"retry-after": _seconds(plan.retry_after)} if fault is Fault.RATE_LIMIT else {}
+    if fault in _OPENAI_FAULTS:
+        status, message, kind = _OPENAI_FAULTS[fault]
+        code = "rate_limit_exceeded" if fault is Fault.RATE_LIMIT else None
+        error = _openai_error(message, kind=kind or "server_error", code=code)
+        return status, json.dumps(error).encode(), "application/json", extra
+    if fault is Fault.INVALID_JSON:  # cut off after the start of the image
+        cut = '{"created": 0, "data": [{"b64_json": "' + _PNG_BASE64_START
+        return 200, cut.encode(), "application/json", extra
+    if fault is Fault.INVALID_BASE64:
+        obj = {"created": 0, "data": [{"b64_json": _BAD_BASE64}]}
+        return 200, json.dumps(obj).encode(), "application/json", extra
+    return None
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -1,0 +1,198 @@
+"""One client, one workload, one concurrency: the measurement bench.py runs in a fresh process.
+
+A fresh interpreter per measurement keeps each peak RSS to one client and one workload,
+and keeps one client's imports and caches out of another's figures. The protocol with
+the parent is two lines: after the warm-up this prints ``warm`` and waits for a line on
+standard input (so the parent can read the server's CPU clock at the same moment), then
+it runs the measured requests and prints one JSON object.
+
+    python benchmarks/_worker.py '{"client": "httpx", "url": "http://127.0.0.1:8787", ...}'
+
+Every client makes the same requests (the prompt cycles through eight, so the emulator
+draws each image once) and must return the same image bytes; a wrong length stops the run.
+With ``write`` set, each image goes to a file in a temporary directory, by the same plain
+``write_bytes`` for every client so that only the clients differ. Names repeat every 32
+images: rewriting a file drops its dirty pages, which keeps disk writeback (kernel CPU
+outside every client) small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gc
+import json
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+API_KEY = "emulator-key"
+DATAOORTS_MODEL = "black-forest-labs/flux-1-schnell"
+PROMPTS = [f"a lighthouse at dawn, study {k}" for k in range(8)]
+FILE_NAMES = 32
+
+Generate = Callable[[str], Awaitable[bytes]]
+
+
+async def raw_httpx(url: str, concurrency: int, stack: AsyncExitStack) -> Generate:
+    import httpx
+
+    # The pool sized to the concurrency, as a careful user would; httpx's default of 100
+    # connections would make requests queue for the pool at 256.
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    client = await stack.enter_async_context(httpx.AsyncClient(limits=limits, timeout=300))
+    endpoint = f"{url}/api/v1"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+
+    async def generate(prompt: str) -> bytes:
+        body = {"model": DATAOORTS_MODEL, "data": {"prompt": prompt}}
+        response = await client.post(endpoint, json=body, headers=headers)
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+        return base64.b64decode(json.loads(response.content)["result"]["image_base64"])
+
+    return generate
+
+
+async def raw_aiohttp(url: str, concurrency: int, stack: AsyncExitStack) -> Generate:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=300)
+    session = await stack.enter_async_context(
+        aiohttp.ClientSession(connector=connector, timeout=timeout)
+    )
+    endpoint = f"{url}/api/v1"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+
+    async def generate(prompt: str) -> bytes:
+        body = {"model": DATAOORTS_MODEL, "data": {"prompt": prompt}}
+        async with session.post(endpoint, json=body, headers=headers) as response:
+            content = await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}: {content[:200]!r}")
+        return base64.b64decode(json.loads(content)["result"]["image_base64"])
+
+    return generate
+
+
+async def openai_python(url: str, concurrency: int, stack: AsyncExitStack) -> Generate:
+    from openai import AsyncOpenAI
+
+    # Its defaults otherwise (a pool of 1000 connections, 100 kept alive; 2 retries).
+    client = await stack.enter_async_context(AsyncOpenAI(base_url=f"{url}/v1", api_key=API_KEY))
+
+    async def generate(prompt: str) -> bytes:
+        answer = await client.images.generate(
+            model="flux-1-schnell", prompt=prompt, response_format="b64_json"
+        )
+        assert answer.data is not None
+        b64 = answer.data[0].b64_json
+        assert b64 is not None
+        return base64.b64decode(b64)
+
+    return generate
+
+
+async def flux_sdk(url: str, concurrency: int, stack: AsyncExitStack) -> Generate:
+    from flux_sdk import Dataoorts, FluxClient
+
+    provider = Dataoorts(api_key=API_KEY, base_url=f"{url}/api/v1")
+    # The default stack: deadline, retry, concurrency limit, all on.
+    client = await stack.enter_async_context(FluxClient(provider, max_concurrency=concurrency))
+
+    async def generate(prompt: str) -> bytes:
+        return (await client.generate(prompt)).data
+
+    return generate
+
+
+CLIENTS: dict[str, Callable[[str, int, AsyncExitStack], Awaitable[Generate]]] = {
+    "httpx": raw_httpx,
+    "aiohttp": raw_aiohttp,
+    "openai": openai_python,
+    "flux_sdk": flux_sdk,
+}
+
+
+async def run_batch(
+    generate: Generate,
+    first: int,
+    count: int,
+    concurrency: int,
+    check: Callable[[int, bytes], None],
+) -> None:
+    """``count`` generations with ``concurrency`` in flight: a pool of workers on a counter."""
+    next_index = first
+    end = first + count
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < end:
+            index = next_index
+            next_index += 1
+            check(index, await generate(PROMPTS[index % len(PROMPTS)]))
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, count))))
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    concurrency: int = spec["concurrency"]
+    image_bytes: int = spec["image_bytes"]
+    directory = Path(tempfile.mkdtemp(prefix="flux-bench-")) if spec["write"] else None
+
+    def check(index: int, image: bytes) -> None:
+        if len(image) != image_bytes or not image.startswith(b"\x89PNG"):
+            raise RuntimeError(f"{spec['client']}: image {index} is wrong ({len(image)} bytes)")
+        if directory is not None:
+            (directory / f"{index % FILE_NAMES}.png").write_bytes(image)
+
+    async with AsyncExitStack() as stack:
+        generate = await CLIENTS[spec["client"]](spec["url"], concurrency, stack)
+        rss_ready = rss_kib()
+        # Warm-up: open the pool's connections and fill every lazy cache, unmeasured.
+        await run_batch(generate, 0, spec["warmup"], concurrency, check)
+        gc.collect()
+        print("warm", flush=True)
+        sys.stdin.readline()  # the parent reads the server's CPU clock, then says go
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        cpu, wall = time.process_time(), time.perf_counter()
+        await run_batch(generate, spec["warmup"], spec["count"], concurrency, check)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        after = resource.getrusage(resource.RUSAGE_SELF)
+    if directory is not None:
+        for path in directory.iterdir():
+            path.unlink()
+        directory.rmdir()
+    return {
+        "cpu": cpu,
+        "wall": wall,
+        "count": spec["count"],
+        "user": after.ru_utime - before.ru_utime,
+        "system": after.ru_stime - before.ru_stime,
+        # Minor page faults: fresh multi-megabyte buffers cost about 1 ms per MB on a VM.
+        "minor_faults": after.ru_minflt - before.ru_minflt,
+        "rss_ready_kib": rss_ready,
+        "maxrss_kib": after.ru_maxrss,
+    }
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    print(json.dumps(asyncio.run(measure(spec))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
