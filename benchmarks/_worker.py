@@ -148,16 +148,65 @@ def rss_kib() -> int:
     return 0
 
 
+def window(count: int, concurrency: int) -> tuple[int, int]:
+    """The completions to measure between: ``concurrency`` in flight the whole time.
+
+    All requests start at once, so every one of them is in flight until completion
+    ``count - concurrency``; after that the batch drains. The first completions are
+    skipped too, while the pool still opens connections and the tasks are in lockstep.
+    Tails are left out because they are not the client's steady cost: httpcore's pool,
+    for one, costs more per request the more of its connections are idle, as they are
+    while a batch drains.
+    """
+    high = count - concurrency if count > concurrency else count
+    return min(concurrency, high // 4), high
+
+
+class Clock:
+    """CPU time, wall time and resource usage at chosen completions of a batch."""
+
+    def __init__(self, marks: tuple[int, int]) -> None:
+        self.marks = marks
+        self.completed = 0
+        self.readings: dict[int, tuple[float, float, resource.struct_rusage]] = {}
+        if 0 in marks:
+            self.read()
+
+    def read(self) -> None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.readings[self.completed] = (time.process_time(), time.perf_counter(), usage)
+
+    def tick(self) -> None:
+        self.completed += 1
+        if self.completed in self.marks:
+            self.read()
+
+    def between(self) -> dict[str, float]:
+        (cpu0, wall0, use0), (cpu1, wall1, use1) = (self.readings[m] for m in self.marks)
+        return {
+            "images": self.marks[1] - self.marks[0],
+            "cpu": cpu1 - cpu0,
+            "wall": wall1 - wall0,
+            "user": use1.ru_utime - use0.ru_utime,
+            "system": use1.ru_stime - use0.ru_stime,
+            # Minor page faults: fresh multi-megabyte buffers cost about 1 ms per MB on a VM.
+            "minor_faults": use1.ru_minflt - use0.ru_minflt,
+        }
+
+
 async def measure(spec: dict[str, Any]) -> dict[str, Any]:
     concurrency: int = spec["concurrency"]
     image_bytes: int = spec["image_bytes"]
     directory = Path(tempfile.mkdtemp(prefix="flux-bench-")) if spec["write"] else None
+    clock: Clock | None = None
 
     def check(index: int, image: bytes) -> None:
         if len(image) != image_bytes or not image.startswith(b"\x89PNG"):
             raise RuntimeError(f"{spec['client']}: image {index} is wrong ({len(image)} bytes)")
         if directory is not None:
             (directory / f"{index % FILE_NAMES}.png").write_bytes(image)
+        if clock is not None:
+            clock.tick()
 
     async with AsyncExitStack() as stack:
         generate = await CLIENTS[spec["client"]](spec["url"], concurrency, stack)
@@ -167,25 +216,17 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
         gc.collect()
         print("warm", flush=True)
         sys.stdin.readline()  # the parent reads the server's CPU clock, then says go
-        before = resource.getrusage(resource.RUSAGE_SELF)
-        cpu, wall = time.process_time(), time.perf_counter()
+        clock = Clock(window(spec["count"], concurrency))
         await run_batch(generate, spec["warmup"], spec["count"], concurrency, check)
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        after = resource.getrusage(resource.RUSAGE_SELF)
     if directory is not None:
         for path in directory.iterdir():
             path.unlink()
         directory.rmdir()
     return {
-        "cpu": cpu,
-        "wall": wall,
+        **clock.between(),
         "count": spec["count"],
-        "user": after.ru_utime - before.ru_utime,
-        "system": after.ru_stime - before.ru_stime,
-        # Minor page faults: fresh multi-megabyte buffers cost about 1 ms per MB on a VM.
-        "minor_faults": after.ru_minflt - before.ru_minflt,
         "rss_ready_kib": rss_ready,
-        "maxrss_kib": after.ru_maxrss,
+        "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
 
 

@@ -77,9 +77,9 @@ class Workload:
         """Enough to open the pool and fill lazy caches; at most ``warmup_cap`` requests.
 
         Small answers warm up with a whole wave, so every connection is open before the
-        clock starts. With 2 MiB answers a wave at 256 would cost more time than it is
-        worth: the connections past the cap open during the measurement, which adds
-        about 1% to the CPU figures there.
+        batch starts. With 2 MiB answers a wave at 256 would cost more time than it is
+        worth: the connections past the cap open as the batch starts, before the part
+        that is measured (see ``_worker.window``).
         """
         cap = min(self.warmup_cap, 8) if quick else self.warmup_cap
         return min(max(concurrency, 2), cap)
@@ -91,20 +91,20 @@ WORKLOADS = (
         "Small answers: a 1.5 KB image, about 2 KB of JSON",
         image_bytes=1536,
         write=False,
-        counts={1: 300, 16: 1000, 64: 600, 256: 512},
+        counts={1: 200, 16: 600, 64: 600, 256: 768},
         quick_counts={1: 10, 16: 32, 64: 64, 256: 256},
         warmup_cap=256,
-        repeats=5,
+        repeats=4,
     ),
     Workload(
         "2mib",
         "Realistic answers: a 2 MiB image, about 2.8 MB of JSON, written to disk",
         image_bytes=2 * MIB,
         write=True,
-        counts={1: 16, 16: 96, 64: 128, 256: 384},
+        counts={1: 16, 16: 128, 64: 192, 256: 512},
         quick_counts={1: 2, 16: 16, 64: 16, 256: 16},
         warmup_cap=8,
-        repeats=3,
+        repeats=2,
     ),
 )
 
@@ -193,7 +193,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run_worker(spec: dict[str, Any], server_pid: int) -> dict[str, Any]:
-    """Run ``_worker.py`` for one measurement; add the server's CPU over the measured part."""
+    """Run ``_worker.py`` for one measurement; add the server's CPU over the whole batch."""
     process = subprocess.Popen(
         [sys.executable, str(HERE / "_worker.py"), json.dumps(spec)],
         cwd=ROOT,
@@ -250,15 +250,16 @@ def measure(
         cell.errors.append(str(exc))
         log(f"  {key:5} c={concurrency:<3} {LABELS[client]:14} FAILED: {exc}")
         return
-    cell.cpu_per_image.append(result["cpu"] / count)
-    cell.images_per_s.append(count / result["wall"])
+    images = result["images"]  # the steady part of the batch (see _worker.window)
+    cell.cpu_per_image.append(result["cpu"] / images)
+    cell.images_per_s.append(images / result["wall"])
     cell.maxrss.append(result["maxrss_kib"] * 1024)
     cell.server_cpu_per_image.append(result["server_cpu"] / count)
     cell.system_share.append(result["system"] / max(result["user"] + result["system"], 1e-9))
-    cell.faults_per_image.append(result["minor_faults"] / count)
+    cell.faults_per_image.append(result["minor_faults"] / images)
     log(
         f"  {key:5} c={concurrency:<3} {LABELS[client]:14} "
-        f"{result['cpu'] / count * 1e6:9.0f} us/image  {count / result['wall']:8.1f} images/s  "
+        f"{result['cpu'] / images * 1e6:9.0f} us/image  {images / result['wall']:8.1f} images/s  "
         f"peak RSS {result['maxrss_kib'] / 1000:6.1f} MB"
     )
 
@@ -325,10 +326,10 @@ def machine() -> list[str]:
     meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
     memory = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.MULTILINE)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    versions = ", ".join(
-        f"{name} {version(name)}"
-        for name in ("flux-sdk", "httpx", "httpcore", "aiohttp", "openai", "pydantic", "uvicorn")
-    )
+    names = ["flux-sdk", "httpx", "httpcore", "aiohttp", "openai", "pydantic", "uvicorn"]
+    if version("httpx2") != "not installed":  # the HTTP client of openai-python 3
+        names.insert(names.index("openai") + 1, "httpx2")
+    versions = ", ".join(f"{name} {version(name)}" for name in names)
     return [
         f"- CPU: {model[1].strip() if model else platform.processor() or 'unknown'}, "
         f"{cores} cores available",
@@ -515,12 +516,15 @@ def page(
         "  `TCPConnector(limit=N)`, the same parsing. openai-python: `AsyncOpenAI` with its",
         "  defaults, `images.generate(...)`, then `base64.b64decode`. flux_sdk:",
         "  `FluxClient(Dataoorts(...), max_concurrency=N)` with its default middleware.",
-        "- Each measurement runs in a fresh process: N tasks pull from one counter until",
-        "  the count is done, after an unmeasured warm-up (a whole wave of N small",
-        "  answers; at most 8 requests of 2 MiB, so there the other connections open during",
-        "  the measurement, about 1% of its CPU). **CPU per image** is that process's CPU time",
-        "  (`time.process_time()`, every thread) over the measured requests divided by",
-        "  their number; the server's CPU is counted apart. **Peak RSS** is the process's",
+        "- Each measurement runs in a fresh process: after an unmeasured warm-up (a wave",
+        "  of N small answers, or up to 8 of 2 MiB), N tasks pull from one counter until",
+        "  the batch is done. The figures come from its steady part, while all N requests",
+        "  are in flight: from completion min(N, (count - N) / 4) to completion count - N.",
+        "  This leaves out connection set-up and the drain at the end, when most of a",
+        "  pool's connections sit idle (which costs httpcore's pool more per request).",
+        "- **CPU per image** is that process's CPU time (`time.process_time()`, user and",
+        "  system, every thread) over that part, divided by its images; the server's CPU",
+        "  is read from `/proc` apart, over the whole batch. **Peak RSS** is the process's",
         "  `ru_maxrss`, warm-up included.",
         "- 2 MiB images are checked and written to a file in a temporary directory with",
         "  the same `Path.write_bytes` for every client (flux_sdk's own `save` adds an",
@@ -532,8 +536,14 @@ def page(
             else "- Every figure comes from a single run; the four clients run"
         ),
         "  in turn, starting with a different one each time. These machines are noisy:",
-        "  differences under about 10% are not worth reading into.",
+        "  differences under about 10% are not worth reading into. raw httpx and flux_sdk",
+        "  at 64 and 256 in flight vary up to 2x between repeats: most of their CPU there is",
+        "  httpcore's pool bookkeeping, whose cost depends on how many connections happen",
+        "  to be idle.",
         "- Import times are medians of fresh interpreters, interleaved.",
+        "- To see where one client's CPU goes on one workload:",
+        "  `python benchmarks/profile_client.py flux_sdk 2mib 16` (cProfile; add",
+        "  `--pyinstrument` for a sampling profile).",
         "",
         "## Machine",
         "",
@@ -630,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke test with tiny counts")
     parser.add_argument(
-        "--repeats", type=int, help="repeats per figure (default 5 small, 3 for 2 MiB; quick 1)"
+        "--repeats", type=int, help="repeats per figure (default 4 small, 2 for 2 MiB; quick 1)"
     )
     parser.add_argument("--output", type=Path, help="where to write the page")
     parser.add_argument("--json", type=Path, help="also write every raw figure here")
