@@ -34,8 +34,11 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    from flux_sdk import FluxClient
+
 
 MODE_VARIABLE = "FLUX_SDK_RELIABILITY"
 REPORT_VARIABLE = "FLUX_SDK_RELIABILITY_REPORT"
@@ -176,25 +179,28 @@ def _formatted(formatter: logging.Handler | logging.Formatter, record: logging.L
 # Leaks after cancellation: connections checked out of a pool, tasks still running
 
 
-def pool_state(http: httpx.AsyncClient) -> dict[str, int]:
-    """What an httpx client's connection pool holds: requests in it, and its connections.
+def pool_state(client: FluxClient) -> dict[str, int]:
+    """What a FluxClient's connection pools hold: requests in them, and their connections.
 
     ``requests`` counts requests holding or waiting for a connection and ``busy`` the
     connections neither idle nor closed (mid-request, or still connecting): both are 0
-    when nothing is checked out. Reads httpcore's pool, so it fails loudly, rather than
-    passing, if a new httpx or httpcore moves it.
+    when nothing is checked out. ``clients`` is how many httpx clients it has made (one
+    per request it ever had in flight at once). Reads httpcore's pools, so it fails
+    loudly, rather than passing, if a new httpx or httpcore moves them.
     """
-    pool = http._transport._pool  # type: ignore[attr-defined]
-    connections = list(pool.connections)
-    idle = sum(1 for c in connections if c.is_idle() and not c.is_closed())
-    closed = sum(1 for c in connections if c.is_closed())
-    return {
-        "requests": len(pool._requests),
-        "connections": len(connections),
-        "idle": idle,
-        "closed": closed,
-        "busy": len(connections) - idle - closed,
-    }
+    state = {"clients": 0, "requests": 0, "connections": 0, "idle": 0, "closed": 0, "busy": 0}
+    for http in client._connections.clients:
+        pool = http._transport._pool  # type: ignore[attr-defined]
+        connections = list(pool.connections)
+        idle = sum(1 for c in connections if c.is_idle() and not c.is_closed())
+        closed = sum(1 for c in connections if c.is_closed())
+        state["clients"] += 1
+        state["requests"] += len(pool._requests)
+        state["connections"] += len(connections)
+        state["idle"] += idle
+        state["closed"] += closed
+        state["busy"] += len(connections) - idle - closed
+    return state
 
 
 def running_tasks() -> int:

@@ -150,11 +150,11 @@ async def test_random_cancellations_leave_no_connection_task_or_pool_wait(
                 group.start_soon(worker)
         seconds = time.perf_counter() - start
 
-        pool = pool_state(client._http)
+        pool = pool_state(client)
         tasks_after = running_tasks()
         after = await client.generate("after the storm", seed=5)
         assert after.data == render_png("after the storm", seed=5, steps=4, width=SIZE, height=SIZE)
-        pool_after_next = pool_state(client._http)
+        pool_after_next = pool_state(client)
 
     outcomes = tally.outcomes
     completed = outcomes["plain"] + outcomes["finished in time"] + 1  # and the one after

@@ -107,8 +107,10 @@ async def test_keyword_arguments_override_a_request_object(router: respx.MockRou
 async def test_owned_http_client_is_closed_and_borrowed_one_is_not() -> None:
     """FluxClient closes the pool it made, and leaves a caller's own client open."""
     owned = _client()
+    owned._connections.take()  # as a request would
     await owned.aclose()
-    assert owned._http.is_closed
+    assert owned._connections.clients
+    assert all(http.is_closed for http in owned._connections.clients)
     await owned.aclose()  # twice is fine
 
     async with httpx.AsyncClient() as http:

@@ -30,6 +30,7 @@ from flux_sdk import (
 from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp
 
 from ._images import image_bytes
+from ._reliability import pool_state
 from ._server import serve
 
 pytestmark = pytest.mark.anyio
@@ -67,13 +68,22 @@ async def test_default_chain_order_is_deadline_retry_rate_concurrency_then_yours
     await client.aclose()
 
 
-async def test_pool_is_sized_to_the_concurrency_limit() -> None:
-    """The connection pool holds exactly max_concurrency connections, so none waits on it."""
-    client = _client(max_concurrency=7)
-    pool = client._http._transport._pool  # type: ignore[attr-defined]
-    assert pool._max_connections == 7
-    assert pool._max_keepalive_connections == 7
-    await client.aclose()
+async def test_each_request_in_flight_has_a_connection_of_its_own(
+    router: respx.MockRouter,
+) -> None:
+    """No request waits for a connection, and no more are made than the limit allows."""
+    router.post(URL).respond(200, json=OK_JSON)
+    async with _client(max_concurrency=7) as client:
+        async with anyio.create_task_group() as group:
+            for i in range(40):
+                group.start_soon(client.generate, f"prompt {i}")
+        https = client._connections.clients
+        assert 1 <= len(https) <= 7
+        for http in https:
+            pool = http._transport._pool  # type: ignore[attr-defined]
+            assert pool._max_connections == 1
+            assert pool._requests == []
+    assert all(http.is_closed for http in https)
 
 
 @pytest.mark.parametrize(
@@ -315,12 +325,12 @@ async def test_cancelled_calls_leave_no_connection_checked_out(stalling_url: str
                 tg.start_soon(_expect_timeout, client, i)
             with anyio.move_on_after(0.03):  # and one cancelled from outside
                 await client.generate("stall until cancelled", deadline=10)
-        pool = client._http._transport._pool  # type: ignore[attr-defined]
-        assert pool._requests == []
+        assert pool_state(client)["requests"] == 0
+        assert pool_state(client)["busy"] == 0
         assert client.concurrency.in_flight == 0
         image = await client.generate("the next request still works", deadline=10)
         assert image.media_type == "image/png"
-        assert pool._requests == []
+        assert pool_state(client)["requests"] == 0
 
 
 async def _expect_timeout(client: FluxClient, i: int) -> None:

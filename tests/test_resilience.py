@@ -22,6 +22,7 @@ from flux_sdk import (
 )
 from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp, Fault, FaultPlan, render_png
 
+from ._reliability import pool_state
 from ._server import serve
 
 pytestmark = pytest.mark.anyio
@@ -106,8 +107,8 @@ async def test_a_trickling_body_is_cut_by_the_deadline(url: str) -> None:
         with pytest.raises(RequestTimeout, match="deadline"):
             await client.generate("a lighthouse at dusk", seed=5)
         assert anyio.current_time() - start < 2
-        pool = client._http._transport._pool  # type: ignore[attr-defined]
-        assert pool._requests == []
+        assert pool_state(client)["requests"] == 0
+        assert pool_state(client)["busy"] == 0
 
 
 async def test_retry_after_from_the_server_is_waited(url: str) -> None:

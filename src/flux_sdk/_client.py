@@ -16,6 +16,7 @@ import httpx
 from pydantic import JsonValue
 
 from ._batch import Batch, BatchIterator, BatchProgress, BatchResult, SavedImage, _Runner
+from ._connections import Connections
 from ._errors import (
     ConfigError,
     FluxError,
@@ -60,9 +61,12 @@ class FluxClient:
     `ConcurrencyLimit` or `RateLimit` (to tune backoff, or to share a limit between
     clients). ``timeout`` bounds each attempt, ``deadline`` the whole call.
 
-    It owns one ``httpx.AsyncClient`` whose pool is sized to the concurrency limit (so no
-    request ever waits for a connection), unless you pass ``http_client``, which it uses
-    and leaves open. A body over ``max_response_bytes`` is refused without being read.
+    It owns its connections: one single-connection ``httpx.AsyncClient`` per request in
+    flight, made as concurrency first needs them (httpcore's pool costs more per request
+    the more connections it holds; see ``_connections.py``), so no request ever waits for
+    a connection. Pass ``http_client`` to use your own client instead; it is used for
+    every request and left open. A body over ``max_response_bytes`` is refused without
+    being read.
     ``on_event`` receives a `FluxEvent` per attempt, retry, success and failure.
     """
 
@@ -109,18 +113,15 @@ class FluxClient:
         self.max_response_bytes = max_response_bytes
         self.on_event = on_event
         self._timeout_extension = self.timeout.as_dict()
-        self._owns_http = http_client is None
         if http_client is None:
-            size = self.concurrency.limit
-            http_client = httpx.AsyncClient(
-                timeout=self.timeout,
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-                headers={"User-Agent": f"flux-sdk-python/{__version__}"},
-            )
-        self._http = http_client
+            self._connections = Connections(_single_connection_clients(self.timeout))
+            headers = _OUR_HEADERS
+        else:
+            self._connections = Connections(shared=http_client)
+            headers = http_client.headers
         # Requests come from the provider, not from http_client.build_request, so the
         # client's default headers (User-Agent, a user's own) are merged in here.
-        self._default_headers = list(http_client.headers.multi_items())
+        self._default_headers = list(headers.multi_items())
         self._closed = False
         self._runners: set[_Runner] = set()  # iter_many batches still running
         self._flow = isinstance(provider, FlowProvider) and not isinstance(provider, Provider)
@@ -153,8 +154,7 @@ class FluxClient:
         self._closed = True
         for runner in list(self._runners):
             await runner.stop()
-        if self._owns_http:
-            await self._http.aclose()
+        await self._connections.aclose()
 
     async def generate(
         self,
@@ -422,12 +422,16 @@ class FluxClient:
         if accept is not None and accept != "gzip, deflate":
             # Never invite an encoding that _read_capped cannot inflate within the cap.
             http_request.headers["accept-encoding"] = _accepted_encodings(accept)
+        http = self._connections.take()
         try:
-            response = await self._http.send(http_request, stream=True, follow_redirects=False)
             try:
-                body = await self._read_capped(response)
+                response = await http.send(http_request, stream=True, follow_redirects=False)
+                try:
+                    body = await self._read_capped(response)
+                finally:
+                    await response.aclose()
             finally:
-                await response.aclose()
+                self._connections.give(http)
         except httpx.TimeoutException as exc:
             raise RequestTimeout(
                 f"{name} did not answer in time ({_describe(exc)})", provider=name
@@ -497,6 +501,23 @@ class FluxClient:
             provider=self.provider.name,
             retryable=False,
         )
+
+
+_OUR_HEADERS = httpx.Headers({"User-Agent": f"flux-sdk-python/{__version__}"})
+_ONE_CONNECTION = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+
+
+def _single_connection_clients(timeout: httpx.Timeout) -> Callable[[], httpx.AsyncClient]:
+    """A maker of the clients `Connections` hands out: one connection each, one TLS
+    context between them (loading the CA certificates costs milliseconds each time)."""
+    tls = httpx.create_ssl_context()
+
+    def make() -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=timeout, limits=_ONE_CONNECTION, headers=_OUR_HEADERS, verify=tls
+        )
+
+    return make
 
 
 def _describe(exc: BaseException) -> str:
