@@ -148,7 +148,7 @@ class FluxClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (unless it was passed in). Safe to call twice."""
+        """Close the connections it made (not a client passed in). Safe to call twice."""
         if self._closed:
             return
         self._closed = True
