@@ -112,11 +112,32 @@ async def flux_sdk(url: str, concurrency: int, stack: AsyncExitStack) -> Generat
     return generate
 
 
+async def flux_aiohttp(url: str, concurrency: int, stack: AsyncExitStack) -> Generate:
+    import httpx
+
+    from flux_sdk import DEFAULT_TIMEOUT, AiohttpTransport, Dataoorts, FluxClient
+
+    provider = Dataoorts(api_key=API_KEY, base_url=f"{url}/api/v1")
+    http = await stack.enter_async_context(
+        httpx.AsyncClient(transport=AiohttpTransport(), timeout=DEFAULT_TIMEOUT)
+    )
+    # The same default stack, with the optional aiohttp transport underneath.
+    client = await stack.enter_async_context(
+        FluxClient(provider, max_concurrency=concurrency, http_client=http)
+    )
+
+    async def generate(prompt: str) -> bytes:
+        return (await client.generate(prompt)).data
+
+    return generate
+
+
 CLIENTS: dict[str, Callable[[str, int, AsyncExitStack], Awaitable[Generate]]] = {
     "httpx": raw_httpx,
     "aiohttp": raw_aiohttp,
     "openai": openai_python,
     "flux_sdk": flux_sdk,
+    "flux_aiohttp": flux_aiohttp,
 }
 
 

@@ -7,6 +7,7 @@ async with FluxClient(Dataoorts()) as client:
     image.save("astronaut")
 """
 
+from ._aiohttp import AiohttpTransport
 from ._baseten import Baseten
 from ._batch import BatchIterator, BatchProgress, SavedImage
 from ._client import DEFAULT_TIMEOUT, FluxClient
@@ -35,6 +36,7 @@ from ._version import __version__
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "AiohttpTransport",
     "AuthenticationError",
     "BadRequestError",
     "Baseten",
