@@ -504,7 +504,10 @@ class FluxClient:
 
 
 _OUR_HEADERS = httpx.Headers({"User-Agent": f"flux-sdk-python/{__version__}"})
-_ONE_CONNECTION = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+# An idle connection is dropped after 4 s: servers commonly close theirs after 5 s
+# (uvicorn's default, and httpx's own expiry), and a request sent on a connection the
+# server is closing at that moment fails although the server never saw it.
+_ONE_CONNECTION = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=4.0)
 
 
 def _single_connection_clients(timeout: httpx.Timeout) -> Callable[[], httpx.AsyncClient]:
