@@ -43,11 +43,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, *, limit: int = 0, verify: bool | ssl.SSLContext = True) -> None:
         try:
             import aiohttp
+            import yarl
         except ModuleNotFoundError:
             raise ModuleNotFoundError(
                 "AiohttpTransport needs aiohttp: pip install 'flux-sdk[aiohttp]'"
             ) from None
         self._aiohttp = aiohttp
+        self._url = yarl.URL
         self._limit = limit
         self._verify = verify
         self._session: aiohttp.ClientSession | None = None
@@ -76,8 +78,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        import yarl
-
         aiohttp = self._aiohttp
         session = self._session or self._open()
         limits = request.extensions.get("timeout", {})
@@ -90,7 +90,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             response = await session.request(
                 request.method,
-                yarl.URL(str(request.url), encoded=True),
+                self._url(str(request.url), encoded=True),
                 headers=list(request.headers.multi_items()),
                 data=await request.aread(),
                 allow_redirects=False,

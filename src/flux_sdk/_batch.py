@@ -117,8 +117,11 @@ class SavedImage:
 
     def load(self) -> GeneratedImage:
         """The image as a `GeneratedImage`, read back from ``path``."""
+        return self._image(self.read_bytes())
+
+    def _image(self, data: bytes) -> GeneratedImage:
         return GeneratedImage(
-            data=self.read_bytes(),
+            data=data,
             media_type=self.media_type,
             provider=self.provider,
             request=self.request,
@@ -497,7 +500,7 @@ class Batch:
         )
         if not self.keep_images:
             return saved
-        return dataclasses.replace(saved.load(), data=data)
+        return saved._image(data)  # the bytes just verified: no second read
 
     def _count(self, result: BatchResult, skipped: bool) -> None:
         p = self.progress
