@@ -189,7 +189,7 @@ def pool_state(client: FluxClient) -> dict[str, int]:
     loudly, rather than passing, if a new httpx or httpcore moves them.
     """
     state = {"clients": 0, "requests": 0, "connections": 0, "idle": 0, "closed": 0, "busy": 0}
-    for http in client._connections.clients:
+    for http in client._http._connections.clients:
         pool = http._transport._pool  # type: ignore[attr-defined]
         connections = list(pool.connections)
         idle = sum(1 for c in connections if c.is_idle() and not c.is_closed())

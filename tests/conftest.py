@@ -136,9 +136,9 @@ def _install_secret_watch() -> None:
 
     SECRET_WATCH.add_key(DEFAULT_API_KEY)
     # Every provider resolves its key through resolve_api_key, imported by name.
-    from flux_sdk import _provider
+    from flux_sdk.providers import _wire
 
-    original = _provider.resolve_api_key
+    original = _wire.resolve_api_key
     wrapped = _registering(original)
     for name, module in list(sys.modules.items()):
         if name.startswith("flux_sdk") and getattr(module, "resolve_api_key", None) is original:

@@ -153,7 +153,10 @@ def test_base_url_makes_model_id_optional() -> None:
             id="all-fields",
         ),
         pytest.param(
-            {"prompt": "cake", "extra": {"prompt2": "oil painting", "max_sequence_length": 512}},
+            {
+                "prompt": "cake",
+                "extra_body": {"prompt2": "oil painting", "max_sequence_length": 512},
+            },
             b'{"prompt":"cake","prompt2":"oil painting","max_sequence_length":512}',
             id="extra-passthrough",
         ),
@@ -173,13 +176,13 @@ def test_request_body_is_exact(fields: dict[str, Any], body: bytes) -> None:
 def test_extra_cannot_duplicate_a_core_field(field: str) -> None:
     """An extra key that shadows a real field is refused rather than silently overriding it."""
     with pytest.raises(InvalidRequestError, match=field):
-        build(GenerateRequest(prompt="cake", extra={field: 3}))
+        build(GenerateRequest(prompt="cake", extra_body={field: 3}))
 
 
 def test_extra_num_inference_steps_points_to_steps() -> None:
     """The refusal of extra num_inference_steps tells the user to pass steps= instead."""
     with pytest.raises(InvalidRequestError, match=r"steps=\.\.\."):
-        build(GenerateRequest(prompt="cake", extra={"num_inference_steps": 3}))
+        build(GenerateRequest(prompt="cake", extra_body={"num_inference_steps": 3}))
 
 
 def test_seed_zero_warns_and_is_still_sent() -> None:
@@ -580,7 +583,12 @@ async def test_end_to_end_through_client() -> None:
         )
         async with flux_sdk.FluxClient(Baseten(KEY, MODEL_ID)) as client:
             image = await client.generate(
-                "red velvet cake", seed=42, steps=4, width=1024, height=1024, prompt2="oil"
+                "red velvet cake",
+                seed=42,
+                steps=4,
+                width=1024,
+                height=1024,
+                extra_body={"prompt2": "oil"},
             )
     assert route.call_count == 1
     sent = route.calls.last.request

@@ -17,15 +17,16 @@ import httpx
 import pytest
 
 from flux_sdk import (
+    AttemptMiddleware,
+    AttemptNext,
     BatchProgress,
-    CallNext,
+    Call,
     Dataoorts,
     FluxClient,
     FluxError,
     GeneratedImage,
     GenerateRequest,
     InvalidRequestError,
-    Middleware,
     Retry,
     SavedImage,
     SaveError,
@@ -55,12 +56,12 @@ class InFlight:
         self.now = 0
         self.most = 0
 
-    async def __call__(self, request: GenerateRequest, call_next: CallNext) -> GeneratedImage:
+    async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
         self.now += 1
         self.most = max(self.most, self.now)
         try:
             await anyio.lowlevel.checkpoint()  # let the others pile up if the limit allows
-            return await call_next(request)
+            return await call_next(call)
         finally:
             self.now -= 1
 
@@ -71,7 +72,7 @@ async def client_for(
     *,
     limit: int = 4,
     retries: int = 0,
-    middleware: Sequence[Middleware] = (),
+    middleware: Sequence[AttemptMiddleware] = (),
     **options: Any,
 ) -> AsyncIterator[FluxClient]:
     """A client that talks to ``app`` in process, retrying without waiting."""
@@ -82,7 +83,7 @@ async def client_for(
             http_client=http,
             max_concurrency=limit,
             max_retries=Retry(retries, sleep=no_sleep),
-            middleware=middleware,
+            attempt_middleware=middleware,
             **options,
         ) as client:
             yield client

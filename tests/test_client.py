@@ -13,9 +13,11 @@ import pytest
 import respx
 
 from flux_sdk import (
+    Call,
     CallNext,
     ConfigError,
     Dataoorts,
+    Flow,
     FluxClient,
     GeneratedImage,
     GenerateRequest,
@@ -24,6 +26,7 @@ from flux_sdk import (
     ParamRules,
     ProviderError,
     RequestTimeout,
+    Step,
     TransportError,
 )
 
@@ -78,7 +81,6 @@ async def test_generate_sends_one_request_and_returns_the_image(
         (("a cat",), {"steps": 9}),
         (("a cat",), {"seed": -1}),
         (("a cat",), {"width": 512}),
-        (("a cat",), {"prompt": "dup"}),
         ((b"bytes prompt",), {}),
         ((None,), {}),
     ],
@@ -94,6 +96,27 @@ async def test_invalid_input_never_reaches_the_network(
     assert route.call_count == 0
 
 
+@pytest.mark.parametrize("typo", [{"deadine": 5}, {"prompt": "dup"}, {"prompt2": "x"}])
+async def test_an_unknown_keyword_is_a_type_error_and_sends_nothing(
+    router: respx.MockRouter, typo: dict[str, Any]
+) -> None:
+    """A typo in a keyword is caught by Python itself, never sent to the provider."""
+    route = router.post(URL).respond(200, json=OK_JSON)
+    async with _client() as client:
+        with pytest.raises(TypeError, match="unexpected keyword"):
+            await client.generate("a cat", **typo)
+    assert route.call_count == 0
+
+
+async def test_extra_body_fields_are_sent_unchanged(router: respx.MockRouter) -> None:
+    """Provider-specific fields go in extra_body, merged over a request's own."""
+    route = router.post(URL).respond(200, json=OK_JSON)
+    request = GenerateRequest(prompt="a cat", extra_body={"tag": "a", "note": "n"})
+    async with _client() as client:
+        await client.generate(request, extra_body={"tag": "b"})
+    assert b'"data":{"prompt":"a cat","tag":"b","note":"n"}' in route.calls.last.request.content
+
+
 async def test_keyword_arguments_override_a_request_object(router: respx.MockRouter) -> None:
     """generate(request, seed=...) sends the request with that field replaced."""
     route = router.post(URL).respond(200, json=OK_JSON)
@@ -107,10 +130,10 @@ async def test_keyword_arguments_override_a_request_object(router: respx.MockRou
 async def test_owned_http_client_is_closed_and_borrowed_one_is_not() -> None:
     """FluxClient closes the pool it made, and leaves a caller's own client open."""
     owned = _client()
-    owned._connections.take()  # as a request would
+    owned._http._connections.take()  # as a request would
     await owned.aclose()
-    assert owned._connections.clients
-    assert all(http.is_closed for http in owned._connections.clients)
+    assert owned._http._connections.clients
+    assert all(http.is_closed for http in owned._http._connections.clients)
     await owned.aclose()  # twice is fine
 
     async with httpx.AsyncClient() as http:
@@ -239,13 +262,14 @@ async def test_middleware_runs_outermost_first_and_can_change_the_request(
     route = router.post(URL).respond(200, json=OK_JSON)
     seen: list[str] = []
 
-    async def outer(request: GenerateRequest, call_next: CallNext) -> GeneratedImage:
+    async def outer(call: Call, call_next: CallNext) -> GeneratedImage:
         seen.append("outer")
-        return await call_next(request.replace(seed=99))
+        call.request = call.request.replace(seed=99)
+        return await call_next(call)
 
-    async def inner(request: GenerateRequest, call_next: CallNext) -> GeneratedImage:
-        seen.append(f"inner seed={request.seed}")
-        return await call_next(request)
+    async def inner(call: Call, call_next: CallNext) -> GeneratedImage:
+        seen.append(f"inner seed={call.request.seed}")
+        return await call_next(call)
 
     async with _client(middleware=[outer, inner]) as client:
         image = await client.generate("a cat", seed=1)
@@ -260,8 +284,9 @@ async def test_middleware_rewrite_is_checked_against_the_rules(
     """A middleware cannot smuggle a request the provider would refuse past validation."""
     route = router.post(URL).respond(200, json=OK_JSON)
 
-    async def too_many_steps(request: GenerateRequest, call_next: CallNext) -> GeneratedImage:
-        return await call_next(request.replace(steps=50))
+    async def too_many_steps(call: Call, call_next: CallNext) -> GeneratedImage:
+        call.request = call.request.replace(steps=50)
+        return await call_next(call)
 
     async with _client(middleware=[too_many_steps]) as client:
         with pytest.raises(InvalidRequestError, match="steps"):
@@ -274,7 +299,7 @@ async def test_middleware_can_answer_without_the_network(router: respx.MockRoute
     route = router.post(URL).respond(500)
     cached = GeneratedImage.from_data(PNG, provider="cache", request=GenerateRequest(prompt="ab"))
 
-    async def cache(request: GenerateRequest, call_next: CallNext) -> GeneratedImage:
+    async def cache(call: Call, call_next: CallNext) -> GeneratedImage:
         return cached
 
     async with _client(middleware=[cache]) as client:
@@ -331,13 +356,11 @@ class SubmitThenFetch:
     name = "two-step"
     rules = ParamRules()
 
-    def generate_flow(
-        self, request: GenerateRequest
-    ) -> Generator[httpx.Request, httpx.Response, GeneratedImage]:
-        submitted = yield httpx.Request("POST", "https://two.example/jobs", json={"p": 1})
-        url = submitted.json()["image_url"]
-        downloaded = yield httpx.Request("GET", url)
-        return GeneratedImage.from_data(downloaded.content, provider=self.name, request=request)
+    def generate_flow(self, request: GenerateRequest) -> Flow:
+        submit = httpx.Request("POST", "https://two.example/jobs", json={"p": 1})
+        url = yield Step(submit, lambda response: response.json()["image_url"], kind="submit")
+        data = yield Step(httpx.Request("GET", url), lambda r: r.content, kind="download")
+        return GeneratedImage.from_data(data, provider=self.name, request=request)
 
 
 async def test_flow_provider_is_driven_request_by_request(router: respx.MockRouter) -> None:
@@ -379,7 +402,7 @@ async def test_debug_log_names_the_attempt_but_never_the_key(
     lines = [r.getMessage() for r in caplog.records if r.name == "flux_sdk"]
     assert len(lines) == 1  # one DEBUG line per attempt
     assert lines[0].startswith(
-        "dataoorts attempt 1: AuthenticationError: dataoorts answered HTTP 401"
+        "dataoorts attempt 1 (generate): AuthenticationError: dataoorts answered HTTP 401"
     )
     everything = " ".join(r.getMessage() for r in caplog.records)
     everything += str(caught.value) + repr(caught.value) + caught.value.body + repr(client)

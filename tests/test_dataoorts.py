@@ -135,7 +135,7 @@ def test_request_method_url_and_headers() -> None:
             id="seed-zero",
         ),
         pytest.param(
-            {"prompt": "caf\u00e9 \u2615", "extra": {"guidance": 3.5, "tags": ["a", 1]}},
+            {"prompt": "caf\u00e9 \u2615", "extra_body": {"guidance": 3.5, "tags": ["a", 1]}},
             b'{"model":"black-forest-labs/flux-1-schnell",'
             b'"data":{"prompt":"caf\xc3\xa9 \xe2\x98\x95","guidance":3.5,"tags":["a",1]}}',
             id="utf8-prompt-and-extra",
@@ -150,7 +150,9 @@ def test_request_body_is_exact(fields: dict[str, Any], body: bytes) -> None:
 def test_other_model_sends_its_name_and_size() -> None:
     """Another model on the same endpoint gets its own name and width/height in the body."""
     req = Dataoorts(KEY, model=SDXL).build_request(
-        GenerateRequest(prompt="a red fox", width=512, height=768, extra={"negative_prompt": "x"})
+        GenerateRequest(
+            prompt="a red fox", width=512, height=768, extra_body={"negative_prompt": "x"}
+        )
     )
     assert req.content == (
         b'{"model":"stabilityai/stable-diffusion-xl-base-1.0","data":'
@@ -185,7 +187,7 @@ def test_arguments_beat_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("field", ["prompt", "steps", "seed", "width", "height"])
 def test_extra_cannot_duplicate_a_core_field(field: str) -> None:
     """An extra key that shadows a real field is refused rather than silently overriding it."""
-    request = GenerateRequest(prompt="a red fox", extra={field: 3})
+    request = GenerateRequest(prompt="a red fox", extra_body={field: 3})
     with pytest.raises(InvalidRequestError, match=field):
         Dataoorts(KEY).build_request(request)
 

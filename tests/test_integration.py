@@ -47,7 +47,7 @@ async def test_baseten_every_path_over_loopback(emulator_url: str, where: dict[s
     provider = Baseten(api_key=DEFAULT_API_KEY, base_url=emulator_url, **where)
     async with FluxClient(provider) as client:
         image = await client.generate(
-            "a red fox", seed=11, steps=2, width=512, height=512, prompt2="in snow"
+            "a red fox", seed=11, steps=2, width=512, height=512, extra_body={"prompt2": "in snow"}
         )
     # The emulator folds the second (T5) prompt into the image it draws.
     assert image.data == _expected("a red fox\x00in snow", 11, steps=2, size=512)

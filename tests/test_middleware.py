@@ -13,6 +13,8 @@ import pytest
 import respx
 
 from flux_sdk import (
+    AttemptNext,
+    Call,
     CallNext,
     ConcurrencyLimit,
     ConfigError,
@@ -20,7 +22,6 @@ from flux_sdk import (
     Deadline,
     FluxClient,
     GeneratedImage,
-    GenerateRequest,
     InvalidRequestError,
     RateLimit,
     RequestTimeout,
@@ -54,18 +55,27 @@ def _client(**kwargs: Any) -> FluxClient:
     return FluxClient(Dataoorts(api_key="sk-mw"), **kwargs)
 
 
-async def test_default_chain_order_is_deadline_retry_rate_concurrency_then_yours() -> None:
-    """The built-in layers wrap the provider call in the documented order."""
+async def test_default_chains_are_deadline_then_yours_and_rate_concurrency_then_yours() -> None:
+    """The built-in layers wrap the call and each attempt in the documented order."""
 
-    async def mine(request: GenerateRequest, call_next: CallNext) -> GeneratedImage:
-        return await call_next(request)
+    async def mine(call: Call, call_next: CallNext) -> GeneratedImage:
+        return await call_next(call)
 
-    client = _client(rate_limit=5.0, middleware=[mine])
-    kinds = [type(layer) for layer in client.middleware[:4]]
-    assert kinds == [Deadline, Retry, RateLimit, ConcurrencyLimit]
-    assert client.middleware[4] is mine
-    assert [type(x) for x in _client().middleware] == [Deadline, Retry, ConcurrencyLimit]
+    async def each(call: Call, call_next: AttemptNext) -> httpx.Response:
+        return await call_next(call)
+
+    client = _client(rate_limit=5.0, middleware=[mine], attempt_middleware=[each])
+    assert [type(layer) for layer in client.middleware[:1]] == [Deadline]
+    assert client.middleware[1:] == (mine,)
+    kinds = [type(layer) for layer in client.attempt_middleware[:2]]
+    assert kinds == [RateLimit, ConcurrencyLimit]
+    assert client.attempt_middleware[2:] == (each,)
+    assert isinstance(client.retry, Retry)
+    plain = _client()
+    assert [type(x) for x in plain.middleware] == [Deadline]
+    assert [type(x) for x in plain.attempt_middleware] == [ConcurrencyLimit]
     await client.aclose()
+    await plain.aclose()
 
 
 async def test_each_request_in_flight_has_a_connection_of_its_own(
@@ -77,7 +87,7 @@ async def test_each_request_in_flight_has_a_connection_of_its_own(
         async with anyio.create_task_group() as group:
             for i in range(40):
                 group.start_soon(client.generate, f"prompt {i}")
-        https = client._connections.clients
+        https = client._http._connections.clients
         assert 1 <= len(https) <= 7
         for http in https:
             pool = http._transport._pool  # type: ignore[attr-defined]

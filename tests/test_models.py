@@ -33,7 +33,7 @@ def _image(data: bytes = PNG, **request: Any) -> GeneratedImage:
 def test_request_keeps_the_fields_given() -> None:
     """A valid request carries exactly what the caller set, and nothing else."""
     request = GenerateRequest(
-        prompt="a cat", seed=7, steps=4, width=1024, height=768, extra={"prompt2": "x"}
+        prompt="a cat", seed=7, steps=4, width=1024, height=768, extra_body={"prompt2": "x"}
     )
     assert request.model_dump() == {
         "prompt": "a cat",
@@ -41,7 +41,7 @@ def test_request_keeps_the_fields_given() -> None:
         "steps": 4,
         "width": 1024,
         "height": 768,
-        "extra": {"prompt2": "x"},
+        "extra_body": {"prompt2": "x"},
     }
 
 
@@ -65,10 +65,10 @@ def test_request_keeps_the_fields_given() -> None:
         ({"prompt": "ok", "steps": "4"}, "steps"),
         ({"prompt": "ok", "width": 0}, "width"),
         ({"prompt": "ok", "height": 10**6}, "height"),
-        ({"prompt": "ok", "extra": {"x": float("nan")}}, "JSON cannot carry"),
-        ({"prompt": "ok", "extra": {"x": [1, {"y": float("inf")}]}}, "JSON cannot carry"),
-        ({"prompt": "ok", "extra": {"x": object()}}, "extra"),
-        ({"prompt": "ok", "extra": {"": 1}}, "empty key"),
+        ({"prompt": "ok", "extra_body": {"x": float("nan")}}, "JSON cannot carry"),
+        ({"prompt": "ok", "extra_body": {"x": [1, {"y": float("inf")}]}}, "JSON cannot carry"),
+        ({"prompt": "ok", "extra_body": {"x": object()}}, "extra"),
+        ({"prompt": "ok", "extra_body": {"": 1}}, "empty key"),
         ({"prompt": "ok", "sede": 3}, "sede"),
     ],
 )

@@ -149,7 +149,7 @@ async def test_a_batch_with_30_percent_faults_saves_every_image_once(
 async def test_a_batch_in_a_total_outage_ends_quickly_within_the_budget(
     url: str, tmp_path: Path, anyio_backend: str
 ) -> None:
-    """Every answer a 503: every item an error, attempts <= 1.2 x requests + the floor."""
+    """Every answer a 503: every item an error, attempts <= 1.2 x requests + the capacity."""
     APP.faults.outage(Fault.UNAVAILABLE)
     budget = RetryBudget()
     start = time.perf_counter()
@@ -169,7 +169,7 @@ async def test_a_batch_in_a_total_outage_ends_quickly_within_the_budget(
     assert all(isinstance(r, ServerError) for r in results), odd(results)
     assert found["files"] == 0
     assert found["leftovers"] == 0
-    assert attempts <= (1 + budget.ratio) * PROMPTS + budget.floor
+    assert attempts <= (1 + budget.ratio) * PROMPTS + budget.capacity
 
 
 async def test_a_fatal_error_is_never_retried(url: str, tmp_path: Path, anyio_backend: str) -> None:

@@ -175,7 +175,7 @@ async def test_backoff_is_exponential_with_full_jitter_and_a_cap(
     """Waits grow 0.5, 1, 2, ... seconds, capped at 20, each a random part of that ceiling."""
     router.post(URL).respond(503)
     monkeypatch.setattr(flux_sdk._retry, "_random", lambda: 1.0)
-    async with _client(sleeps, max_retries=8, budget=RetryBudget(floor=100)) as client:
+    async with _client(sleeps, max_retries=8, budget=RetryBudget(capacity=100)) as client:
         with pytest.raises(ServerError):
             await client.generate("a cat")
     assert sleeps.delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 20.0, 20.0]
@@ -258,9 +258,9 @@ async def test_a_retry_that_would_cross_the_deadline_is_not_started(
 async def test_total_outage_stays_within_the_retry_budget(
     router: respx.MockRouter, sleeps: Sleeps
 ) -> None:
-    """200 calls against a dead provider make at most 1.2 x 200 + floor attempts."""
+    """200 calls against a dead provider make at most 1.2 x 200 + capacity attempts."""
     route = router.post(URL).respond(503)
-    budget = RetryBudget(ratio=0.2, floor=10)
+    budget = RetryBudget(ratio=0.2, capacity=10)
     async with _client(sleeps, budget=budget, max_concurrency=16) as client:
         errors: list[FluxError] = []
 
@@ -276,14 +276,14 @@ async def test_total_outage_stays_within_the_retry_budget(
     assert len(errors) == 200
     assert all(isinstance(e, ServerError) for e in errors)
     assert route.call_count <= 1.2 * 200 + 10
-    assert route.call_count >= 200 + 10  # the floor and the per-call share were used
+    assert route.call_count >= 200 + 10  # the capacity and the per-call share were used
     # Once the budget is spent, a failure surfaces after a single attempt.
     assert sum(1 for e in errors if e.attempts == 1) > 100
 
 
 async def test_successes_refill_the_budget(router: respx.MockRouter, sleeps: Sleeps) -> None:
     """After a spent budget, successful calls make retries possible again."""
-    budget = RetryBudget(ratio=0.0, floor=2)
+    budget = RetryBudget(ratio=0.0, capacity=2)
     route = router.post(URL).respond(503)
     async with _client(sleeps, budget=budget) as client:
         with pytest.raises(ServerError):
@@ -301,8 +301,8 @@ async def test_successes_refill_the_budget(router: respx.MockRouter, sleeps: Sle
 
 
 def test_budget_arithmetic() -> None:
-    """The sack never holds more than the floor and pays one token per retry."""
-    budget = RetryBudget(ratio=0.5, floor=2)
+    """The sack never holds more than its capacity and pays one token per retry."""
+    budget = RetryBudget(ratio=0.5, capacity=2)
     assert budget.try_spend()
     assert budget.try_spend()
     assert not budget.try_spend()
@@ -315,6 +315,15 @@ def test_budget_arithmetic() -> None:
     assert budget.tokens == 2
     with pytest.raises(ValueError, match="negative"):
         RetryBudget(ratio=-1)
+
+
+def test_budget_floor_is_the_deprecated_name_of_capacity() -> None:
+    """Code written for the old name keeps working, with a warning that names the new one."""
+    with pytest.warns(DeprecationWarning, match="capacity"):
+        budget = RetryBudget(floor=3)
+    assert budget.capacity == 3
+    with pytest.warns(DeprecationWarning, match="capacity"):
+        assert budget.floor == 3
 
 
 async def test_events_and_logs_describe_each_attempt_and_retry(

@@ -8,10 +8,9 @@ async with FluxClient(Dataoorts()) as client:
 """
 
 from ._aiohttp import AiohttpTransport
-from ._baseten import Baseten
 from ._batch import BatchIterator, BatchProgress, SavedImage
+from ._call import Call
 from ._client import DEFAULT_TIMEOUT, FluxClient
-from ._dataoorts import Dataoorts
 from ._errors import (
     AuthenticationError,
     BadRequestError,
@@ -28,26 +27,44 @@ from ._errors import (
     TransportError,
 )
 from ._events import EventHook, FluxEvent
-from ._middleware import CallNext, ConcurrencyLimit, Deadline, Middleware, RateLimit
+from ._limits import ConcurrencyLimit, RateLimit
+from ._middleware import AttemptMiddleware, AttemptNext, CallNext, Deadline, Middleware
 from ._models import GeneratedImage, GenerateRequest, sniff_media_type
-from ._provider import FlowProvider, ParamRules, Provider, decode_base64, raise_for_status
 from ._retry import Retry, RetryBudget
 from ._version import __version__
+from .providers import (
+    Accepted,
+    Baseten,
+    Dataoorts,
+    Flow,
+    FlowProvider,
+    ParamRules,
+    Provider,
+    Step,
+    Wait,
+    decode_base64,
+    raise_for_status,
+)
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "Accepted",
     "AiohttpTransport",
+    "AttemptMiddleware",
+    "AttemptNext",
     "AuthenticationError",
     "BadRequestError",
     "Baseten",
     "BatchIterator",
     "BatchProgress",
+    "Call",
     "CallNext",
     "ConcurrencyLimit",
     "ConfigError",
     "Dataoorts",
     "Deadline",
     "EventHook",
+    "Flow",
     "FlowProvider",
     "FluxClient",
     "FluxError",
@@ -69,7 +86,9 @@ __all__ = [
     "SaveError",
     "SavedImage",
     "ServerError",
+    "Step",
     "TransportError",
+    "Wait",
     "__version__",
     "decode_base64",
     "raise_for_status",
@@ -79,6 +98,6 @@ __all__ = [
 # Public objects say they live in flux_sdk, not in the private module that defines them.
 for _name in __all__:
     _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("flux_sdk._"):
+    if getattr(_obj, "__module__", "").startswith(("flux_sdk._", "flux_sdk.providers")):
         _obj.__module__ = "flux_sdk"
 del _name, _obj

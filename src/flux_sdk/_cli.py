@@ -189,9 +189,8 @@ async def _generate_async(args: argparse.Namespace) -> Path:
 async def _client(
     args: argparse.Namespace, stack: contextlib.AsyncExitStack, **options: Any
 ) -> FluxClient:
-    from ._baseten import Baseten
     from ._client import DEFAULT_TIMEOUT, FluxClient
-    from ._dataoorts import Dataoorts
+    from .providers import Baseten, Dataoorts
 
     timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
     name = args.provider
@@ -227,8 +226,8 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from ._provider import _is_loopback
     from .emulator import DEFAULT_API_KEY, EmulatorApp, Fault, FaultPlan, run
+    from .providers import is_loopback as _is_loopback
 
     if args.default_size < 1:
         print("flux-sdk: error: --default-size must be at least 1", file=sys.stderr)

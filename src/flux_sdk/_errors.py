@@ -142,9 +142,24 @@ class BadRequestError(ProviderError):
 
 
 class TransportError(FluxError):
-    """The connection failed, was reset, or ended before the whole body arrived."""
+    """The connection failed, was reset, or ended before the whole body arrived.
+
+    ``request_sent`` is False when no byte of the request left (the connection could
+    not be made): the host cannot have started any work for it.
+    """
 
     retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        retryable: bool | None = None,
+        request_sent: bool = True,
+    ) -> None:
+        super().__init__(message, provider=provider, retryable=retryable)
+        self.request_sent = request_sent
 
 
 class RequestTimeout(TransportError):

@@ -39,8 +39,9 @@ _IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 class GenerateRequest(BaseModel):
     """One image to generate, checked before anything is sent.
 
-    ``extra`` holds provider-specific fields (Baseten's ``prompt2``, say) that are sent
-    unchanged. Invalid values raise `InvalidRequestError` (a `ValueError`).
+    ``extra_body`` holds provider-specific fields (Baseten's ``prompt2``, say) that are
+    sent unchanged; the provider refuses one that duplicates a field above. Invalid
+    values raise `InvalidRequestError` (a `ValueError`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
@@ -50,7 +51,7 @@ class GenerateRequest(BaseModel):
     steps: Annotated[StrictInt, Field(ge=1, le=MAX_STEPS)] | None = None
     width: Annotated[StrictInt, Field(ge=1, le=MAX_SIDE)] | None = None
     height: Annotated[StrictInt, Field(ge=1, le=MAX_SIDE)] | None = None
-    extra: dict[str, JsonValue] = Field(default_factory=dict)
+    extra_body: dict[str, JsonValue] = Field(default_factory=dict)
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -81,12 +82,12 @@ class GenerateRequest(BaseModel):
             raise ValueError("the prompt contains text that is not valid Unicode") from None
         return value
 
-    @field_validator("extra")
+    @field_validator("extra_body")
     @classmethod
     def _extra_is_json(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
         for key, item in value.items():
             if not key:
-                raise ValueError("extra has an empty key")
+                raise ValueError("extra_body has an empty key")
             _check_finite(item, key)
         return value
 
@@ -94,7 +95,7 @@ class GenerateRequest(BaseModel):
 def _check_finite(value: JsonValue, where: str) -> None:
     # JSON has no NaN or Infinity; httpx and most servers refuse them.
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"extra[{where!r}] is {value}, which JSON cannot carry")
+        raise ValueError(f"extra_body[{where!r}] is {value}, which JSON cannot carry")
     if isinstance(value, dict):
         for item in value.values():
             _check_finite(item, where)

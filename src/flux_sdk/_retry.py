@@ -1,41 +1,70 @@
-"""Retrying what can succeed on a second try, without turning an outage into a storm."""
+"""Retrying what can succeed on a second try, without paying twice or storming a host."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
+import warnings
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import anyio
 
-from ._errors import FluxError
-from ._events import FluxEvent, current_call, logger
-from ._middleware import CallNext
-from ._models import GeneratedImage, GenerateRequest
+from ._call import Call
+from ._errors import FluxError, ProviderError, TransportError
+from ._events import logger
+from ._options import check_retries
+from .providers._base import StepKind
 
 __all__ = ["Retry", "RetryBudget"]
 
 Sleep = Callable[[float], Awaitable[None]]
+_T = TypeVar("_T")
+
+# A refusal that proves a queue did not take the job: it timed out reading it, it is
+# rate limited, or it is unavailable. Any other answer to a submit might have queued it.
+_SUBMIT_REFUSED = frozenset({408, 429, 503})
+_UNSET = object()
 
 
 class RetryBudget:
     """A sack of retry tokens shared by every call of a client (or of several clients).
 
-    It starts full, holding ``floor`` tokens, and never holds more. Each new call drops in
-    ``ratio`` of a token and each success one whole token; each retry takes one out, and
-    when the sack is empty errors surface at once instead of being retried. Under a total
-    outage only the per-call share comes in, so a client makes at most
-    ``(1 + ratio) x calls + floor`` attempts; while most calls succeed, retries flow freely.
-    This is the idea of Finagle's retry budget and the AWS SDKs' retry quota.
+    It starts full, holding ``capacity`` tokens, and never holds more. Each new call drops
+    in ``ratio`` of a token and each success one whole token; each retry takes one out,
+    and when the sack is empty errors surface at once instead of being retried. Under a
+    total outage only the per-call share comes in, so a client makes at most
+    ``(1 + ratio) x calls + capacity`` attempts; while most calls succeed, retries flow
+    freely. This is the idea of Finagle's retry budget and the AWS SDKs' retry quota.
     """
 
-    def __init__(self, *, ratio: float = 0.2, floor: float = 10.0) -> None:
-        if ratio < 0 or floor < 0:
-            raise ValueError("ratio and floor must not be negative")
-        self.ratio = ratio
-        self.floor = floor
-        self._tokens = floor
+    def __init__(
+        self, *, ratio: float = 0.2, capacity: float = 10.0, floor: object = _UNSET
+    ) -> None:
+        if floor is not _UNSET:
+            warnings.warn(
+                "RetryBudget(floor=...) is now RetryBudget(capacity=...): it is the most "
+                "the sack holds, not a minimum",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            capacity = floor  # type: ignore[assignment]
+        for name, value in (("ratio", ratio), ("capacity", capacity)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number (got {value!r})")
+            if not 0 <= value < math.inf:
+                raise ValueError(f"{name} must be finite and not negative (got {value!r})")
+        self.ratio = float(ratio)
+        self.capacity = float(capacity)
+        self._tokens = self.capacity
+
+    @property
+    def floor(self) -> float:
+        """Deprecated name of ``capacity``."""
+        warnings.warn(
+            "RetryBudget.floor is now RetryBudget.capacity", DeprecationWarning, stacklevel=2
+        )
+        return self.capacity
 
     @property
     def tokens(self) -> float:
@@ -43,10 +72,10 @@ class RetryBudget:
         return self._tokens
 
     def on_call(self) -> None:
-        self._tokens = min(self.floor, self._tokens + self.ratio)
+        self._tokens = min(self.capacity, self._tokens + self.ratio)
 
     def on_success(self) -> None:
-        self._tokens = min(self.floor, self._tokens + 1.0)
+        self._tokens = min(self.capacity, self._tokens + 1.0)
 
     def try_spend(self) -> bool:
         """Take a token for one retry, if there is one."""
@@ -56,21 +85,28 @@ class RetryBudget:
         return True
 
     def __repr__(self) -> str:
-        return f"RetryBudget(ratio={self.ratio}, floor={self.floor}, tokens={self._tokens:.1f})"
+        return (
+            f"RetryBudget(ratio={self.ratio}, capacity={self.capacity}, tokens={self._tokens:.1f})"
+        )
 
 
 class Retry:
-    """Middleware that retries failures whose ``retryable`` is true.
+    """The retry policy: which failures to try again, when, and how often.
 
-    Backoff is exponential with full jitter: the n-th retry waits a random time between 0
-    and ``min(max_backoff, backoff * 2**(n-1))`` seconds. A ``Retry-After`` (or
-    ``retry-after-ms``) from the provider is waited instead, up to ``max_retry_after``;
-    a longer demand raises the error at once, ``retry_after`` set. A retry whose wait
-    would cross the call's deadline is not started, nor one the budget cannot pay for.
+    A failure is retried when its ``retryable`` is true and the request is safe to send
+    again: a queue ``"submit"`` only when the error proves the job was not accepted (an
+    accepted job is polled, never submitted twice). Backoff is exponential with full
+    jitter: the n-th retry waits a random time between 0 and ``min(max_backoff,
+    backoff * 2**(n-1))`` seconds. A ``Retry-After`` (or ``retry-after-ms``) from the
+    provider is waited instead, up to ``max_retry_after``; a longer demand raises the
+    error at once, ``retry_after`` set. A retry whose wait would cross the call's deadline
+    is not started, nor one the budget cannot pay for. ``max_retries`` counts retries of
+    each request (a call's own ``max_retries=`` overrides it). ``sleep`` serves every
+    wait of the client's calls, backoff and a flow's poll intervals alike: tests pass one
+    that records and returns at once.
 
-    The first attempt runs outside tenacity, so a call that succeeds pays nothing for
-    the retry machinery. ``sleep`` can be replaced (tests pass one that records and
-    returns at once).
+    A plain loop rather than tenacity: the same decisions, and a call that succeeds at
+    once pays 0.1 us for it instead of 43 us (see the CHANGELOG).
     """
 
     def __init__(
@@ -83,126 +119,87 @@ class Retry:
         budget: RetryBudget | None = None,
         sleep: Sleep | None = None,
     ) -> None:
-        if not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be a non-negative integer (got {max_retries!r})")
-        self.max_retries = max_retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.max_retry_after = max_retry_after
+        self.max_retries = check_retries(max_retries, ValueError)
+        for name, value in (
+            ("backoff", backoff),
+            ("max_backoff", max_backoff),
+            ("max_retry_after", max_retry_after),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number of seconds (got {value!r})")
+            if not 0 <= value < math.inf:
+                raise ValueError(f"{name} must be a finite number of seconds >= 0 (got {value!r})")
+        self.backoff = float(backoff)
+        self.max_backoff = float(max_backoff)
+        self.max_retry_after = float(max_retry_after)
         self.budget = budget if budget is not None else RetryBudget()
-        self._sleep: Sleep = sleep if sleep is not None else anyio.sleep
+        self.sleep: Sleep = sleep if sleep is not None else anyio.sleep
 
     def __repr__(self) -> str:
         return f"Retry(max_retries={self.max_retries}, budget={self.budget!r})"
 
-    async def __call__(self, request: GenerateRequest, call_next: CallNext) -> GeneratedImage:
-        call = current_call.get()
-        limit = self.max_retries
-        if call is not None and call.max_retries is not None:
-            limit = call.max_retries
-        self.budget.on_call()
-        try:
-            image = await call_next(request)
-        except FluxError as exc:
-            if not exc.retryable or limit == 0:
-                raise
-            return await self._again(request, call_next, exc, limit)
-        self.budget.on_success()
-        return image
+    def may_retry(self, kind: StepKind, error: FluxError) -> bool:
+        """Whether a request of this kind that failed with ``error`` may be sent again."""
+        if not error.retryable:
+            return False
+        if kind != "submit":
+            return True
+        if isinstance(error, ProviderError):
+            return error.status_code in _SUBMIT_REFUSED
+        return isinstance(error, TransportError) and not error.request_sent
 
-    async def _again(
-        self, request: GenerateRequest, call_next: CallNext, first: FluxError, limit: int
-    ) -> GeneratedImage:
-        """Attempts 2 and on, driven by tenacity; the first failure is replayed into it."""
-        from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+    def delay(self, retry: int) -> float:
+        """The backoff before the ``retry``-th retry (1 for the first), jitter included."""
+        # The exponent is capped: 2.0 ** 1100 overflows, and the cap is reached far sooner.
+        ceiling = min(self.max_backoff, self.backoff * 2.0 ** min(retry - 1, 64))
+        return ceiling * _random()
 
-        errors = [first]
-        replay: list[FluxError] = [first]
-
-        async def attempt() -> GeneratedImage:
-            if replay:
-                raise replay.pop()
+    async def run(self, call: Call, kind: StepKind, attempt: Callable[[], Awaitable[_T]]) -> _T:
+        """Run ``attempt`` until it succeeds or a failure must surface."""
+        retries = 0
+        while True:
             try:
-                return await call_next(request)
+                return await attempt()
             except FluxError as exc:
-                errors.append(exc)
-                raise
-
-        def wait(state: RetryCallState) -> float:
-            after = getattr(_error(state), "retry_after", None)
-            if after is not None:
-                return float(after)
-            ceiling = min(self.max_backoff, self.backoff * 2.0 ** (state.attempt_number - 1))
-            return ceiling * _random()
-
-        def stop(state: RetryCallState) -> bool:
-            exc = _error(state)
-            delay = state.upcoming_sleep
-            if state.attempt_number > limit or exc is None:
-                return True
-            if getattr(exc, "retry_after", None) is not None and delay > self.max_retry_after:
-                return True  # the provider asks for longer than we wait: surface it now
-            deadline = anyio.current_effective_deadline()
-            if not math.isinf(deadline) and anyio.current_time() + delay >= deadline:
-                return True
-            return not self.budget.try_spend()
-
-        def before_sleep(state: RetryCallState) -> None:
-            exc = _error(state)
-            delay = state.upcoming_sleep
+                wait = self._next_wait(call, kind, exc, retries)
+                if wait is None:
+                    raise
+                error = exc
+            retries += 1
             logger.info(
-                "retrying %s in %.2f s after %s (attempt %d of %d)",
-                exc.provider if exc else "?",
-                delay,
-                _reason(exc),
-                state.attempt_number + 1,
-                limit + 1,
+                "retrying %s in %.2f s after %s (retry %d of %d)",
+                call.provider_name,
+                wait,
+                _reason(error),
+                retries,
+                call.max_retries,
             )
-            call = current_call.get()
-            if call is not None:
-                call.emit(
-                    FluxEvent(
-                        "retry",
-                        provider=call.provider,
-                        attempt=state.attempt_number,
-                        error=exc,
-                        delay=delay,
-                    )
-                )
+            call.emit("retry", attempt=call.attempts, error=error, delay=wait, step=kind)
+            await self.sleep(wait)
 
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda e: isinstance(e, FluxError) and e.retryable),
-            wait=wait,
-            stop=stop,
-            sleep=self._sleep,
-            before_sleep=before_sleep,
-            reraise=True,
-        )
-        call = current_call.get()
-        if call is not None:
-            call.errors = errors
-        try:
-            image: GeneratedImage = await retrying(attempt)
-        except FluxError as exc:
-            exc.attempts = len(errors)
-            exc.previous = tuple(errors[:-1])
-            raise
-        self.budget.on_success()
-        return dataclasses.replace(image, attempts=len(errors) + 1)
+    def _next_wait(self, call: Call, kind: StepKind, error: FluxError, done: int) -> float | None:
+        """How long to wait before trying again, or None to give up now."""
+        if done >= call.max_retries or not self.may_retry(kind, error):
+            return None
+        after = getattr(error, "retry_after", None)
+        if after is not None:
+            if after > self.max_retry_after:
+                return None  # the provider asks for longer than we wait: surface it now
+            wait = float(after)
+        else:
+            wait = self.delay(done + 1)
+        deadline = anyio.current_effective_deadline()
+        if not math.isinf(deadline) and anyio.current_time() + wait >= deadline:
+            return None
+        if not self.budget.try_spend():
+            return None
+        return wait
 
 
-def _error(state: object) -> FluxError | None:
-    outcome = getattr(state, "outcome", None)
-    exc = outcome.exception() if outcome is not None else None
-    return exc if isinstance(exc, FluxError) else None
-
-
-def _reason(exc: FluxError | None) -> str:
-    if exc is None:
-        return "an error"
+def _reason(exc: FluxError) -> str:
     status = getattr(exc, "status_code", None)
     return f"{type(exc).__name__} (HTTP {status})" if status else type(exc).__name__
 
 
 def _random() -> float:
-    return random.random()  # noqa: S311  (jitter, not security)
+    return random.random()  # noqa: S311 - jitter, not security

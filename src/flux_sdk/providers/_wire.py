@@ -1,11 +1,8 @@
-"""What a provider is, and the pure helpers the built-in ones share.
+"""Wire helpers for providers: pure, and raising only `FluxError` subclasses.
 
-A provider maps data and does no I/O: ``build_request`` turns a `GenerateRequest` into an
-``httpx.Request`` and ``parse_response`` turns the ``httpx.Response`` into a
-`GeneratedImage` or raises a `FluxError`. `FluxClient` does the sending. A host that needs
-several round trips (submit, poll, download) implements `FlowProvider` instead: a
-generator that yields each request and is sent each response, as httpx's
-``Auth.auth_flow`` does, so it stays pure too.
+The built-in providers use these, and so can a third-party one, instead of writing
+again the key/environment fallback, base URL checks, status mapping, request ids,
+redaction and fast base64 decoding.
 """
 
 from __future__ import annotations
@@ -14,104 +11,35 @@ import email.utils
 import ipaddress
 import os
 import time
-from collections.abc import Generator, Iterable
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterable
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
 from pydantic_core import SchemaValidator, ValidationError, core_schema
 
-from ._errors import ConfigError, InvalidRequestError, InvalidResponseError, error_for_status
-from ._models import MAX_PROMPT_CHARS, MAX_SEED, GeneratedImage, GenerateRequest, sniff_media_type
+from flux_sdk._errors import ConfigError, InvalidResponseError, error_for_status
+from flux_sdk._models import GeneratedImage, GenerateRequest, sniff_media_type
 
 __all__ = [
-    "FlowProvider",
-    "ParamRules",
-    "Provider",
+    "check_base_url",
     "decode_base64",
+    "excerpt",
+    "image_from_body",
+    "is_loopback",
+    "json_shape",
+    "media_type",
+    "optional",
+    "parse_json",
     "raise_for_status",
+    "redact",
+    "request_id",
+    "resolve_api_key",
+    "retry_after",
 ]
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-baseten-request-id", "cf-ray")
 _EXCERPT_CHARS = 1_000
-
-
-@dataclass(frozen=True, slots=True)
-class ParamRules:
-    """The parameter ranges one provider (and model) accepts, checked before sending.
-
-    Bounds are inclusive. ``size=None`` means the model takes no width or height.
-    """
-
-    prompt_chars: tuple[int, int] = (1, MAX_PROMPT_CHARS)
-    steps: tuple[int, int] = (1, 50)
-    seed: tuple[int, int] = (0, MAX_SEED)
-    size: tuple[int, int] | None = (64, 2048)
-    size_multiple: int = 1
-
-    def check(self, request: GenerateRequest, provider: str) -> None:
-        """Raise `InvalidRequestError` naming the first rule ``request`` breaks."""
-        low, high = self.prompt_chars
-        if not low <= len(request.prompt) <= high:
-            raise InvalidRequestError(
-                f"{provider} needs a prompt of {low} to {high} characters "
-                f"(got {len(request.prompt)})"
-            )
-        _check_range(provider, "steps", request.steps, self.steps)
-        _check_range(provider, "seed", request.seed, self.seed)
-        for side in ("width", "height"):
-            value = getattr(request, side)
-            if value is None:
-                continue
-            if self.size is None:
-                raise InvalidRequestError(f"{provider} does not accept {side} for this model")
-            _check_range(provider, side, value, self.size)
-            if value % self.size_multiple:
-                raise InvalidRequestError(
-                    f"{provider} needs {side} to be a multiple of {self.size_multiple} "
-                    f"(got {value})"
-                )
-
-
-def _check_range(provider: str, field: str, value: int | None, bounds: tuple[int, int]) -> None:
-    if value is not None and not bounds[0] <= value <= bounds[1]:
-        raise InvalidRequestError(
-            f"{provider} needs {field} between {bounds[0]} and {bounds[1]} (got {value})"
-        )
-
-
-@runtime_checkable
-class Provider(Protocol):
-    """A host that answers one HTTP request with one image."""
-
-    name: str
-    rules: ParamRules
-
-    def build_request(self, request: GenerateRequest) -> httpx.Request:
-        """The HTTP request that asks this host for ``request``'s image."""
-        ...
-
-    def parse_response(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:
-        """The image in ``response`` (its body already read), or raise a `FluxError`."""
-        ...
-
-
-@runtime_checkable
-class FlowProvider(Protocol):
-    """A host that needs several round trips (submit, poll, download) for one image."""
-
-    name: str
-    rules: ParamRules
-
-    def generate_flow(
-        self, request: GenerateRequest
-    ) -> Generator[httpx.Request, httpx.Response, GeneratedImage]:
-        """Yield each request, receive its response, return the image at the end."""
-        ...
-
-
-# Helpers shared by providers. All pure; all raise only FluxError subclasses.
 
 
 def resolve_api_key(api_key: str | SecretStr | None, env_var: str, provider: str) -> SecretStr:
@@ -144,7 +72,7 @@ def check_base_url(url: str, *, provider: str, setting: str) -> httpx.URL:
         raise ConfigError(f"{setting} must not carry credentials in the URL")
     if parsed.query or parsed.fragment:
         raise ConfigError(f"{setting} must not have a query string or fragment (got {url!r})")
-    if parsed.scheme == "http" and not _is_loopback(parsed.host):
+    if parsed.scheme == "http" and not is_loopback(parsed.host):
         raise ConfigError(
             f"{setting} uses plain http to {parsed.host!r}, which would send your {provider} "
             "API key unencrypted; use https (plain http is allowed only for loopback hosts)"
@@ -152,7 +80,9 @@ def check_base_url(url: str, *, provider: str, setting: str) -> httpx.URL:
     return parsed
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this
+    machine: the one place where plain http is allowed."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:

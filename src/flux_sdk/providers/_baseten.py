@@ -15,10 +15,17 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import core_schema, to_json
 
-from ._errors import ConfigError, InvalidRequestError, InvalidResponseError, ProviderError, warn
-from ._models import GeneratedImage, GenerateRequest
-from ._provider import (
-    ParamRules,
+from flux_sdk._errors import (
+    ConfigError,
+    InvalidRequestError,
+    InvalidResponseError,
+    ProviderError,
+    warn,
+)
+from flux_sdk._models import GeneratedImage, GenerateRequest
+
+from ._base import ParamRules
+from ._wire import (
     check_base_url,
     decode_base64,
     excerpt,
@@ -57,7 +64,7 @@ class Baseten:
     base URL to ``BASETEN_BASE_URL``, then to ``https://model-{model_id}.api.baseten.co``.
     Choose the deployment with ``environment`` (``"production"``, ``"development"`` or a
     custom environment's name) or a ``deployment_id``. Fields in
-    ``GenerateRequest.extra`` (``prompt2``, ``max_sequence_length``, ...) go into the body.
+    ``extra_body`` (``prompt2``, ``max_sequence_length``, ...) go into the body.
 
     A seed of 0 means "random" to this model: flux_sdk sends it but warns.
     """
@@ -114,10 +121,10 @@ class Baseten:
             body["width"] = request.width
         if request.height is not None:
             body["height"] = request.height
-        for key, value in request.extra.items():
+        for key, value in request.extra_body.items():
             if key in _RESERVED:
                 raise InvalidRequestError(
-                    f"extra[{key!r}] duplicates a field of the request; use the "
+                    f"extra_body[{key!r}] duplicates a field of the request; use the "
                     f"{'steps' if key == 'num_inference_steps' else key}=... argument instead"
                 )
             body[key] = value

@@ -13,10 +13,11 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import ValidationError, core_schema, to_json
 
-from ._errors import ConfigError, InvalidRequestError, InvalidResponseError, ProviderError
-from ._models import GeneratedImage, GenerateRequest
-from ._provider import (
-    ParamRules,
+from flux_sdk._errors import ConfigError, InvalidRequestError, InvalidResponseError, ProviderError
+from flux_sdk._models import GeneratedImage, GenerateRequest
+
+from ._base import ParamRules
+from ._wire import (
     check_base_url,
     decode_base64,
     excerpt,
@@ -63,7 +64,7 @@ class Dataoorts:
 
     The key falls back to ``DATAOORTS_API_KEY`` and the base URL to
     ``DATAOORTS_BASE_URL``, then to ``https://cloud.dataoorts.com/api/v1``; the request is
-    POSTed to the base URL itself. Fields in ``GenerateRequest.extra`` go into ``data``.
+    POSTed to the base URL itself. Fields in ``extra_body`` go into ``data``.
     """
 
     name = "dataoorts"
@@ -103,10 +104,10 @@ class Dataoorts:
             data["width"] = request.width
         if request.height is not None:
             data["height"] = request.height
-        for key, value in request.extra.items():
+        for key, value in request.extra_body.items():
             if key in _RESERVED:
                 raise InvalidRequestError(
-                    f"extra[{key!r}] duplicates a field of the request; pass {key}=... instead"
+                    f"extra_body[{key!r}] duplicates a field of the request; pass {key}=... instead"
                 )
             data[key] = value
         body = to_json({"model": self.model, "data": data})

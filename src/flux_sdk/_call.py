@@ -1,0 +1,109 @@
+"""`Call`: one `generate` call, handed explicitly down the middleware chain."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._events import EventHook, FluxEvent
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._errors import FluxError
+    from ._models import GenerateRequest
+    from .providers._base import Accepted, Flow, FlowProvider, Provider, Step, Wait
+
+    FlowItem = Step | Wait | Accepted
+
+__all__ = ["Call"]
+
+
+class Call:
+    """Everything about one `FluxClient.generate` call, in one object.
+
+    Each middleware receives it and passes it on (``await call_next(call)``); nothing
+    about a call travels anywhere else. A per-call middleware may replace ``request``
+    (the provider's HTTP request is then built again from it); a per-attempt middleware
+    sees the HTTP request about to be sent as ``http_request`` and may add headers to it.
+
+    ``max_retries``, ``deadline`` and ``timeout`` are this call's effective settings (the
+    client's, or the call's own overrides). ``attempts`` counts the HTTP requests sent so
+    far, every one of them (retries, and a flow's polls and downloads); ``errors`` holds
+    the failures among them, oldest first. ``job`` is set once a queue host accepted the
+    job (`Accepted`).
+    """
+
+    __slots__ = (
+        "_flow",
+        "_request",
+        "attempts",
+        "deadline",
+        "errors",
+        "job",
+        "max_retries",
+        "on_event",
+        "provider",
+        "step",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        request: GenerateRequest,
+        provider: Provider | FlowProvider,
+        *,
+        max_retries: int,
+        deadline: float | None,
+        timeout: httpx.Timeout,
+        on_event: EventHook | None = None,
+    ) -> None:
+        self._request = request
+        self.provider = provider
+        self.max_retries = max_retries
+        self.deadline = deadline
+        self.timeout = timeout
+        self.on_event = on_event
+        self.attempts = 0
+        self.errors: list[FluxError] = []
+        self.step: Step | None = None
+        self.job: Accepted | None = None
+        # The provider's flow for the current request, started (so its first request is
+        # built and checked) but not yet run; dropped when the request is replaced.
+        self._flow: tuple[Flow, FlowItem] | None = None
+
+    @property
+    def provider_name(self) -> str:
+        return self.provider.name
+
+    @property
+    def request(self) -> GenerateRequest:
+        """What to generate. Assigning a new request drops the HTTP request built from
+        the old one; it is checked against the provider's rules before it is sent."""
+        return self._request
+
+    @request.setter
+    def request(self, request: GenerateRequest) -> None:
+        if request is not self._request:
+            self._request = request
+            self.close_flow()
+
+    @property
+    def http_request(self) -> httpx.Request | None:
+        """The HTTP request of the attempt in progress (None outside an attempt)."""
+        return None if self.step is None else self.step.request
+
+    def emit(self, kind: Any, **fields: Any) -> None:
+        """Send one `FluxEvent` to the client's ``on_event`` hook, if it has one."""
+        if self.on_event is not None:
+            self.on_event(FluxEvent(kind, provider=self.provider.name, **fields))
+
+    def close_flow(self) -> None:
+        if self._flow is not None:
+            self._flow[0].close()
+            self._flow = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Call(provider={self.provider.name!r}, prompt={self._request.prompt[:40]!r}, "
+            f"attempts={self.attempts}, errors={len(self.errors)})"
+        )

@@ -1,0 +1,174 @@
+"""What a provider is: a data mapper the client drives, never a thing that does I/O.
+
+A one-request host implements `Provider`: ``build_request`` turns a `GenerateRequest`
+into an ``httpx.Request`` and ``parse_response`` turns the answer into a
+`GeneratedImage`. A host that needs several round trips (submit, poll, download)
+implements `FlowProvider`: a generator that yields what it needs next (a `Step` to send,
+a `Wait`, an `Accepted` job) and is sent back what happened, as httpx's
+``Auth.auth_flow`` is. The client owns time, retries, limits, events and cancellation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import httpx
+
+from flux_sdk._errors import InvalidRequestError
+from flux_sdk._models import MAX_PROMPT_CHARS, MAX_SEED, GeneratedImage, GenerateRequest
+
+__all__ = [
+    "Accepted",
+    "Flow",
+    "FlowProvider",
+    "ParamRules",
+    "Provider",
+    "Step",
+    "StepKind",
+    "Wait",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ParamRules:
+    """The parameter ranges one provider (and model) accepts, checked before sending.
+
+    Bounds are inclusive. ``size=None`` means the model takes no width or height.
+    """
+
+    prompt_chars: tuple[int, int] = (1, MAX_PROMPT_CHARS)
+    steps: tuple[int, int] = (1, 50)
+    seed: tuple[int, int] = (0, MAX_SEED)
+    size: tuple[int, int] | None = (64, 2048)
+    size_multiple: int = 1
+
+    def check(self, request: GenerateRequest, provider: str) -> None:
+        """Raise `InvalidRequestError` naming the first rule ``request`` breaks."""
+        low, high = self.prompt_chars
+        if not low <= len(request.prompt) <= high:
+            raise InvalidRequestError(
+                f"{provider} needs a prompt of {low} to {high} characters "
+                f"(got {len(request.prompt)})",
+                provider=provider,
+            )
+        _check_range(provider, "steps", request.steps, self.steps)
+        _check_range(provider, "seed", request.seed, self.seed)
+        for side in ("width", "height"):
+            value = getattr(request, side)
+            if value is None:
+                continue
+            if self.size is None:
+                raise InvalidRequestError(
+                    f"{provider} does not accept {side} for this model; leave it out",
+                    provider=provider,
+                )
+            _check_range(provider, side, value, self.size)
+            if value % self.size_multiple:
+                raise InvalidRequestError(
+                    f"{provider} needs {side} to be a multiple of {self.size_multiple} "
+                    f"(got {value})",
+                    provider=provider,
+                )
+
+
+def _check_range(provider: str, field: str, value: int | None, bounds: tuple[int, int]) -> None:
+    if value is not None and not bounds[0] <= value <= bounds[1]:
+        raise InvalidRequestError(
+            f"{provider} needs {field} between {bounds[0]} and {bounds[1]} (got {value})",
+            provider=provider,
+        )
+
+
+StepKind = Literal["generate", "submit", "poll", "download"]
+"""What a request does, which decides when the client may send it again:
+
+- ``"generate"``: one request that makes the image (a sync host): retried while its
+  error is ``retryable``.
+- ``"submit"``: puts a paid job in a queue: retried only when the error proves the job
+  was not accepted (refused with 408, 429 or 503, or no byte of it was sent).
+- ``"poll"`` and ``"download"``: idempotent reads: retried while ``retryable``.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One HTTP request of a flow and how to read its answer.
+
+    The client sends ``request`` (through the rate and concurrency limits, with the
+    call's timeout), reads the body under the size cap, and calls ``parse`` with the
+    response; what ``parse`` returns is sent back into the flow. ``parse`` raises a
+    `FluxError` for a failed answer, and the client retries the step if ``kind`` allows.
+    """
+
+    request: httpx.Request
+    parse: Callable[[httpx.Response], Any]
+    kind: StepKind = "generate"
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Ask the client to wait ``seconds`` before the next step (a poll interval).
+
+    The client sleeps holding no concurrency slot, and the call's deadline still applies.
+    """
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The host accepted a paid job: from now on the flow is never submitted again.
+
+    ``cancel`` is the request that cancels the job on the host, if it has one: the client
+    sends it (shielded, bounded in time) when the call is cancelled or its deadline passes.
+    ``job_id`` is the host's id for the job, for logs and events.
+    """
+
+    job_id: str | None = None
+    cancel: httpx.Request | None = None
+
+
+Flow = Generator[Step | Wait | Accepted, Any, GeneratedImage]
+"""A provider's conversation with the client: yields what it needs, returns the image.
+
+A `Step` is answered with what its ``parse`` returned; a `Wait` and an `Accepted` with
+None.
+"""
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A host that answers one HTTP request with one image."""
+
+    name: str
+    rules: ParamRules
+
+    def build_request(self, request: GenerateRequest) -> httpx.Request:
+        """The HTTP request that asks this host for ``request``'s image."""
+        ...
+
+    def parse_response(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:
+        """The image in ``response`` (its body already read), or raise a `FluxError`."""
+        ...
+
+
+@runtime_checkable
+class FlowProvider(Protocol):
+    """A host that needs several round trips (submit, poll, download) for one image."""
+
+    name: str
+    rules: ParamRules
+
+    def generate_flow(self, request: GenerateRequest) -> Flow:
+        """Yield each `Step`, `Wait` or `Accepted`; return the image at the end."""
+        ...
+
+
+def single_request_flow(provider: Provider, request: GenerateRequest) -> Flow:
+    """A one-request provider as a flow of one ``"generate"`` step."""
+    http_request = provider.build_request(request)
+    parse = provider.parse_response
+    image: GeneratedImage = yield Step(http_request, lambda response: parse(request, response))
+    return image
