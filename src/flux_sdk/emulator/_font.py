@@ -43,9 +43,7 @@ _UNKNOWN = _GLYPHS[ord("?") - _FIRST]
 def printable(text: str) -> str:
     """``text`` as the font can draw it: whitespace becomes a space, the rest outside
     printable ASCII a ``?``."""
-    return "".join(
-        c if _FIRST <= ord(c) <= _LAST else " " if c.isspace() else "?" for c in text
-    )
+    return "".join(c if _FIRST <= ord(c) <= _LAST else " " if c.isspace() else "?" for c in text)
 
 
 def glyph_rows(char: str) -> tuple[int, ...]:

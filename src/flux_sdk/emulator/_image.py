@@ -90,7 +90,9 @@ def _natural_png(prompt: str, seed: int | None, steps: int, width: int, height: 
         margin = max(2, side // 24)
         frame = max(1, side // 256)
         left, top, right, bottom = margin, margin, width - margin, height - margin
-        overlay = _layout(prompt, seed, steps, width, height, (left, top, right, bottom), ink, paper)
+        overlay = _layout(
+            prompt, seed, steps, width, height, (left, top, right, bottom), ink, paper
+        )
         panel_width = right - left
         solid = ink * panel_width
         inside = ink * frame + paper * (panel_width - 2 * frame) + ink * frame
