@@ -79,7 +79,7 @@ def test_flux_errors_are_one_line_without_a_traceback(tmp_path: Path, emulator_u
     )
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1
-    assert done.stderr.startswith("flux-sdk: error: baseten answered HTTP 401")
+    assert done.stderr.startswith("flux-sdk: error: baseten answered HTTP 403")
     assert "Traceback" not in done.stderr
     assert "sk-not-the-right-one" not in done.stderr + done.stdout
     assert list(tmp_path.iterdir()) == []

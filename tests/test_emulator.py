@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp, render_png, run, serve
-from flux_sdk.emulator._app import MAX_BODY_BYTES
+from flux_sdk.emulator._request import MAX_BODY_BYTES
 
 pytestmark = pytest.mark.anyio
 
@@ -57,61 +57,6 @@ def chunks(png: bytes) -> list[tuple[bytes, bytes]]:
         pos += 12 + length
     assert pos == len(png)
     return found
-
-
-# Images
-
-
-async def test_render_png_is_a_valid_8_bit_rgb_png() -> None:
-    """Any PNG reader accepts the image: signature, IHDR, IDAT, IEND and CRCs are right."""
-    png = render_png("a red fox", seed=7, steps=4, width=96, height=64)
-    found = chunks(png)
-    assert [kind for kind, _ in found] == [b"IHDR", b"IDAT", b"IEND"]
-    assert struct.unpack(">IIBBBBB", found[0][1]) == (96, 64, 8, 2, 0, 0, 0)
-    image = decode(png)
-    assert (image.size, image.mode) == ((96, 64), "RGB")
-    assert len(image.getcolors(maxcolors=96 * 64) or []) > 2  # a pattern, not a flat fill
-
-
-@pytest.mark.parametrize(
-    "change",
-    [{"prompt": "a blue fox"}, {"seed": 8}, {"seed": None}, {"steps": 5}, {"width": 112}],
-)
-async def test_render_png_is_deterministic_and_input_sensitive(change: dict[str, Any]) -> None:
-    """Equal inputs give equal bytes, and changing any input changes the picture itself."""
-    inputs: dict[str, Any] = {"prompt": "a red fox", "seed": 7, "steps": 4, "width": 96}
-    first = render_png(**inputs, height=64)
-    assert render_png(**inputs, height=64) == first
-    other = render_png(**{**inputs, **change}, height=64)
-    assert decode(other).tobytes() != decode(first).tobytes()
-
-
-async def test_render_png_pads_to_exact_size_with_incompressible_private_chunk() -> None:
-    """Benchmarks get exactly the size they ask for, still decodable, not shrinkable by gzip."""
-    plain = render_png("a red fox", seed=7, steps=4, width=96, height=64)
-    padded = render_png("a red fox", seed=7, steps=4, width=96, height=64, target_bytes=2_000_000)
-    assert len(padded) == 2_000_000
-    assert [kind for kind, _ in chunks(padded)] == [b"IHDR", b"IDAT", b"flUx", b"IEND"]
-    assert decode(padded).tobytes() == decode(plain).tobytes()
-    assert len(zlib.compress(padded)) > 0.99 * len(padded)
-
-
-@pytest.mark.parametrize("offset", [-1, 0, 11])
-async def test_render_png_leaves_image_unpadded_when_target_is_too_small(offset: int) -> None:
-    """A target the image already fills (or that no 12-byte chunk fits) returns it as is."""
-    fox = {"seed": 7, "steps": 4, "width": 96, "height": 64}
-    plain = render_png("a red fox", **fox)
-    target = len(plain) + offset
-    assert render_png("a red fox", **fox, target_bytes=target) == plain
-    padded = render_png("a red fox", **fox, target_bytes=target + 1)
-    assert len(padded) == (target + 1 if offset == 11 else len(plain))
-
-
-@pytest.mark.parametrize(("width", "height"), [(0, 64), (64, 0), (-16, 64)])
-async def test_render_png_refuses_empty_sizes(width: int, height: int) -> None:
-    """An impossible size is a clear ValueError rather than a broken file."""
-    with pytest.raises(ValueError, match="positive"):
-        render_png("a red fox", seed=7, steps=4, width=width, height=height)
 
 
 # Dataoorts
@@ -232,129 +177,6 @@ async def test_dataoorts_refuses_invalid_input_with_400_envelope(body: bytes) ->
     assert isinstance(error["code"], int)
     assert isinstance(error["message"], str)
     assert len(error["message"]) > 10
-
-
-# Baseten
-
-BASETEN_PATHS = [
-    "/production/predict",
-    "/development/predict",
-    "/environments/staging-2/predict",
-    "/deployment/abc_123/predict",
-]
-
-
-@pytest.mark.parametrize("path", BASETEN_PATHS)
-@pytest.mark.parametrize("scheme", ["Api-Key", "Bearer"])
-async def test_baseten_routes_answer_base64_png(path: str, scheme: str) -> None:
-    """Every synchronous Baseten path answers {"data": base64 image} for either auth form."""
-    headers = {"Authorization": f"{scheme} {DEFAULT_API_KEY}"}
-    async with client() as http:
-        response = await http.post(path, headers=headers, json={"prompt": "a red fox", **SMALL})
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "application/json"
-    assert response.headers["x-baseten-request-id"] == response.headers["x-request-id"]
-    png = base64.b64decode(response.json()["data"], validate=True)
-    assert decode(png).size == (64, 64)
-
-
-async def test_baseten_size_steps_and_seed_shape_the_image() -> None:
-    """width/height set the image size (default default_size), and every input is honoured."""
-    request = {"prompt": "a red fox", "seed": 3, "num_inference_steps": 2}
-    async with client(EmulatorApp(default_size=128)) as http:
-        default = await http.post("/production/predict", headers=API_KEY, json=request)
-        wide = await http.post(
-            "/production/predict", headers=API_KEY, json={**request, "width": 96, "height": 64}
-        )
-    default_png = base64.b64decode(default.json()["data"])
-    assert decode(default_png).size == (128, 128)
-    assert default_png == render_png("a red fox", seed=3, steps=2, width=128, height=128)
-    assert decode(base64.b64decode(wide.json()["data"])).size == (96, 64)
-
-
-async def test_baseten_ignores_guidance_and_unknown_keys_and_truncates_prompt() -> None:
-    """As the real model does: guidance is forced to 0, extras are ignored, long prompts cut."""
-    base = {"prompt": "a red fox", "seed": 0, **SMALL}
-    variants = [
-        {**base, "guidance_scale": 3.5, "extra": [1, 2]},
-        {**base, "prompt": "a red fox jumping", "max_sequence_length": 3},
-        {**base, "prompt2": None, "seed": 0},
-    ]
-    async with client() as http:
-        expected = (await http.post("/production/predict", headers=API_KEY, json=base)).json()
-        for variant in variants:
-            response = await http.post("/production/predict", headers=API_KEY, json=variant)
-            assert response.json() == expected, variant
-        second = await http.post(
-            "/production/predict", headers=API_KEY, json={**base, "prompt2": "x"}
-        )
-    assert second.status_code == 200
-    assert second.json() != expected
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {},
-        {"Authorization": "Api-Key wrong"},
-        {"Authorization": f"Token {DEFAULT_API_KEY}"},
-        {"Authorization": f"Api-Key{DEFAULT_API_KEY}"},
-    ],
-)
-async def test_baseten_refuses_bad_auth_with_401(headers: dict[str, str]) -> None:
-    """A missing or wrong key is a 401 with Baseten's own message."""
-    async with client() as http:
-        response = await http.post("/production/predict", headers=headers, json={"prompt": "hi"})
-    assert response.status_code == 401
-    assert response.json() == {"error": "please check the api-key you provided"}
-
-
-@pytest.mark.parametrize(
-    ("body", "status"),
-    [
-        (b"{not json", 400),
-        (b'"a red fox"', 400),
-        (b"{}", 500),
-        (b'{"prompt": null}', 500),
-        (b'{"prompt": 12}', 500),
-        (b'{"prompt": "a", "seed": "1"}', 422),
-        (b'{"prompt": "a", "seed": true}', 422),
-        (b'{"prompt": "a", "seed": 1.0}', 422),
-        (b'{"prompt": "a", "num_inference_steps": 0}', 422),
-        (b'{"prompt": "a", "num_inference_steps": 51}', 422),
-        (b'{"prompt": "a", "num_inference_steps": "4"}', 422),
-        (b'{"prompt": "a", "width": 48}', 422),
-        (b'{"prompt": "a", "width": 2064}', 422),
-        (b'{"prompt": "a", "width": 100}', 422),
-        (b'{"prompt": "a", "height": false}', 422),
-        (b'{"prompt": "a", "height": 512.0}', 422),
-        (b'{"prompt": "a", "max_sequence_length": "256"}', 422),
-        (b'{"prompt": "a", "guidance_scale": "high"}', 422),
-        (b'{"prompt": "a", "prompt2": 3}', 422),
-    ],
-)
-async def test_baseten_refuses_invalid_input(body: bytes, status: int) -> None:
-    """Bad JSON is 400, a missing prompt crashes the model (500), bad values are 422."""
-    async with client() as http:
-        response = await http.post("/production/predict", headers=API_KEY, content=body)
-    assert response.status_code == status
-    [(key, message)] = response.json().items()
-    assert key == "error"
-    assert isinstance(message, str)
-    assert message
-
-
-@pytest.mark.parametrize(
-    "request_",
-    [{"width": 64, "height": 2048}, {"num_inference_steps": 1}, {"num_inference_steps": 50}],
-)
-async def test_baseten_accepts_limits(request_: dict[str, Any]) -> None:
-    """Sizes 64..2048 in steps of 16 and 1..50 inference steps are accepted."""
-    async with client() as http:
-        response = await http.post(
-            "/production/predict", headers=API_KEY, json={"prompt": "a", **SMALL, **request_}
-        )
-    assert response.status_code == 200, response.text
 
 
 # HTTP plumbing

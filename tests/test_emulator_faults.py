@@ -27,8 +27,8 @@ from flux_sdk.emulator import (
     FaultPlan,
     InjectedDisconnect,
 )
-from flux_sdk.emulator._app import MAX_BODY_BYTES
 from flux_sdk.emulator._asgi import Receive, Scope, Send
+from flux_sdk.emulator._request import MAX_BODY_BYTES
 
 from ._server import serve
 

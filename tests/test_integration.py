@@ -53,14 +53,16 @@ async def test_baseten_every_path_over_loopback(emulator_url: str, where: dict[s
     assert image.data == _expected("a red fox\x00in snow", 11, steps=2, size=512)
 
 
-@pytest.mark.parametrize("make", [Dataoorts, Baseten])
-async def test_wrong_key_is_an_authentication_error(emulator_url: str, make: type) -> None:
+@pytest.mark.parametrize(("make", "status"), [(Dataoorts, 401), (Baseten, 403)])
+async def test_wrong_key_is_an_authentication_error(
+    emulator_url: str, make: type, status: int
+) -> None:
     """A key the server refuses is an AuthenticationError that is not retried."""
     base = f"{emulator_url}/api/v1" if make is Dataoorts else emulator_url
     async with FluxClient(make(api_key="sk-wrong", base_url=base)) as client:
         with pytest.raises(AuthenticationError) as caught:
             await client.generate("a cat on the moon")
-    assert caught.value.status_code == 401
+    assert caught.value.status_code == status
     assert caught.value.retryable is False
     assert "sk-wrong" not in str(caught.value) + caught.value.body
 

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import collections
 import enum
-import json
 import logging
 import math
 import random
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
 
-from flux_sdk.emulator._asgi import Message, Receive, Send, cloudflare_error, send_bytes
+from flux_sdk.emulator._asgi import Message, Receive, Send, send_bytes
 
 
 class Fault(str, enum.Enum):
@@ -178,11 +176,16 @@ async def inject(
     receive: Receive,
     send: Send,
     *,
-    baseten: bool,
+    canned: Canned | None,
     headers: Mapping[str, str],
 ) -> None:
-    """Answer one request with ``fault``; ``answer(send)`` gives the normal response."""
-    canned = _canned(fault, plan, baseten)
+    """Answer one request with ``fault``; ``answer(send)`` gives the normal response.
+
+    ``canned`` is the host's own answer for an HTTP-level fault (``Host.fault``); None
+    means the fault is ``HTML`` or a transport-level one, which this function makes.
+    """
+    if canned is None and fault is Fault.HTML:
+        canned = 200, _HTML_PAGE, "text/html; charset=utf-8", retry_after(fault, plan)
     if canned is not None:
         status, body, content_type, extra = canned
         await send_bytes(send, status, body, content_type, {**headers, **extra})
@@ -211,64 +214,25 @@ async def inject(
         raise AssertionError(fault)
 
 
-# Workers AI documents codes for 429 only (3040: out of capacity); the 5xx codes are ours.
-_DATAOORTS_ERRORS = {
-    Fault.RATE_LIMIT: (429, 3040, "No more data centers to forward the request to"),
-    Fault.SERVER_ERROR: (500, 3000, "Internal server error"),
-    Fault.BAD_GATEWAY: (502, 3000, "Bad gateway: the inference server did not answer"),
-    Fault.UNAVAILABLE: (503, 3000, "Service temporarily unavailable"),
-}
-# Baseten's meanings from PROVIDERS.md: 502 the model crashed, 503 draining (transient).
-_BASETEN_ERRORS = {
-    Fault.RATE_LIMIT: (429, "Too many requests: rate limit exceeded"),
-    Fault.SERVER_ERROR: (500, "Internal Server Error"),
-    Fault.BAD_GATEWAY: (502, "The model crashed or ran out of memory"),
-    Fault.UNAVAILABLE: (503, "The deployment is draining, please retry"),
-}
-_PNG_BASE64_START = "iVBORw0KGgoAAAANSUhEUgAA"
+PNG_BASE64_START = "iVBORw0KGgoAAAANSUhEUgAA"
 # One character past a multiple of four, then a stray "!": lenient decoders fail too.
-_BAD_BASE64 = _PNG_BASE64_START + "A!"
+BAD_BASE64 = PNG_BASE64_START + "A!"
 _HTML_PAGE = (
     b"<!DOCTYPE html>\n<html><head><title>503 Service Temporarily Unavailable</title></head>\n"
     b"<body><center><h1>503 Service Temporarily Unavailable</h1></center>\n"
     b"<hr><center>edge-proxy</center></body></html>\n"
 )
 
-_Canned = tuple[int, bytes, str, dict[str, str]]
+# A whole canned answer: status, body, content type and headers beyond the usual ones.
+Canned = tuple[int, bytes, str, dict[str, str]]
 
 
-def _canned(fault: Fault, plan: FaultPlan, baseten: bool) -> _Canned | None:
-    """The whole response for an HTTP-level fault; None for a transport-level one."""
-    extra = {"retry-after": _seconds(plan.retry_after)} if fault is Fault.RATE_LIMIT else {}
-    if fault in _BASETEN_ERRORS:
-        if baseten:
-            status, message = _BASETEN_ERRORS[fault]
-            error: dict[str, Any] = {"error": message}
-        else:
-            status, code, message = _DATAOORTS_ERRORS[fault]
-            error = cloudflare_error(code, message)
-        return status, json.dumps(error).encode(), "application/json", extra
-    if fault is Fault.INVALID_JSON:  # an answer cut off after the start of the image
-        opening = '{"data": "' if baseten else '{"result": {"image_base64": "'
-        return 200, (opening + _PNG_BASE64_START).encode(), "application/json", extra
-    if fault is Fault.INVALID_BASE64:
-        obj: dict[str, Any] = (
-            {"data": _BAD_BASE64}
-            if baseten
-            else {
-                "result": {"image_base64": _BAD_BASE64},
-                "success": True,
-                "errors": [],
-                "messages": [],
-            }
-        )
-        return 200, json.dumps(obj).encode(), "application/json", extra
-    if fault is Fault.HTML:
-        return 200, _HTML_PAGE, "text/html; charset=utf-8", extra
-    return None
+def retry_after(fault: Fault, plan: FaultPlan) -> dict[str, str]:
+    """``Retry-After`` for a 429, nothing for other faults."""
+    return {"retry-after": seconds(plan.retry_after)} if fault is Fault.RATE_LIMIT else {}
 
 
-def _seconds(value: float) -> str:
+def seconds(value: float) -> str:
     return f"{value:f}".rstrip("0").rstrip(".")  # 1.0 -> "1", 0.25 -> "0.25"
 
 

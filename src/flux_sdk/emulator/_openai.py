@@ -1,0 +1,175 @@
+"""The OpenAI-style route, ``POST /v1/images/generations``: a benchmark peer, not a provider.
+
+It answers OpenAI's Images API shape so that OpenAI-style clients (openai-python among
+them) can be measured against the same images as flux_sdk's providers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from flux_sdk.emulator._asgi import Scope, Send, send_bytes, send_json
+from flux_sdk.emulator._faults import (
+    BAD_BASE64,
+    PNG_BASE64_START,
+    Canned,
+    Fault,
+    FaultPlan,
+    retry_after,
+)
+from flux_sdk.emulator._host import Settings
+from flux_sdk.emulator._image import render_png
+from flux_sdk.emulator._request import (
+    SEED_MAX,
+    Reject,
+    header,
+    int_field,
+    json_object,
+    key_matches,
+    with_base64,
+)
+
+PATH = "/v1/images/generations"
+# OpenAI's limit for its GPT image models; the DALL-E models take fewer characters.
+_PROMPT_CHARS = 32000
+_SIZE = re.compile(r"([0-9]{1,4})x([0-9]{1,4})")
+# The messages are the emulator's own, in the shape OpenAI uses for these statuses.
+_ERRORS = {
+    Fault.RATE_LIMIT: (429, "Rate limit reached for images per minute", "requests"),
+    Fault.SERVER_ERROR: (500, "The server had an error while processing your request", None),
+    Fault.BAD_GATEWAY: (502, "Bad gateway", None),
+    Fault.UNAVAILABLE: (503, "The server is overloaded or not ready yet", None),
+}
+
+
+class OpenAIImages:
+    """OpenAI's ``ImagesResponse``: ``{"created", "data": [{"b64_json"} or {"url"}]}``.
+
+    Steps are fixed at 4 and ``seed`` (not an OpenAI field; send it as extra body) is
+    read as on Dataoorts, so a prompt and seed give the same PNG as the Dataoorts route.
+    Image ``k`` of ``n`` uses seed ``seed + k`` (no seed: None, then ``k``).
+    """
+
+    name = "openai"
+
+    def matches(self, path: str) -> bool:
+        return path == PATH
+
+    def response_headers(self, request_id: str) -> dict[str, str]:
+        return {}
+
+    async def answer(
+        self,
+        settings: Settings,
+        scope: Scope,
+        body: bytes,
+        headers: Mapping[str, str],
+        send: Send,
+    ) -> None:
+        if not key_matches(header(scope, b"authorization"), settings.api_key, ("bearer",)):
+            raise Reject(401, "Incorrect API key provided.")
+        content = _images(settings, json_object(body))
+        await send_bytes(send, 200, content, "application/json", headers)
+
+    async def refuse(self, send: Send, reject: Reject, headers: Mapping[str, str]) -> None:
+        if reject.status == 401:
+            error = _error(reject.message, code="invalid_api_key")
+        elif reject.status >= 500:
+            error = _error(reject.message, kind="server_error")
+        else:
+            error = _error(reject.message, param=reject.param)
+        await send_json(send, reject.status, error, headers)
+
+    def fault(self, fault: Fault, plan: FaultPlan) -> Canned | None:
+        extra = retry_after(fault, plan)
+        if fault in _ERRORS:
+            status, message, kind = _ERRORS[fault]
+            code = "rate_limit_exceeded" if fault is Fault.RATE_LIMIT else None
+            error = _error(message, kind=kind or "server_error", code=code)
+            return status, json.dumps(error).encode(), "application/json", extra
+        if fault is Fault.INVALID_JSON:  # cut off after the start of the image
+            cut = '{"created": 0, "data": [{"b64_json": "' + PNG_BASE64_START
+            return 200, cut.encode(), "application/json", extra
+        if fault is Fault.INVALID_BASE64:
+            obj = {"created": 0, "data": [{"b64_json": BAD_BASE64}]}
+            return 200, json.dumps(obj).encode(), "application/json", extra
+        return None
+
+
+def _images(settings: Settings, request: Mapping[str, Any]) -> bytes:
+    prompt = request.get("prompt")
+    if not isinstance(prompt, str) or not prompt:
+        raise Reject(400, "'prompt' must be a non-empty string", param="prompt")
+    if len(prompt) > _PROMPT_CHARS:
+        raise Reject(
+            400,
+            f"'prompt' is too long: {len(prompt)} characters, the maximum is {_PROMPT_CHARS}",
+            param="prompt",
+        )
+    model = request.get("model")
+    if model is not None and not isinstance(model, str):
+        raise Reject(400, "'model' must be a string", param="model")
+    n = int_field(request, "n", 1, 1, 10, status=400)
+    seed = int_field(request, "seed", None, 0, SEED_MAX, status=400)
+    width, height = _size(request.get("size"), settings.default_size)
+    response_format = request.get("response_format")
+    if response_format is None:
+        response_format = "b64_json"  # what the GPT image models always answer
+    if response_format not in ("b64_json", "url"):
+        raise Reject(
+            400,
+            f"'response_format' must be 'b64_json' or 'url', got {response_format!r}",
+            param="response_format",
+        )
+    # Only DALL-E 3 rewrites prompts; the emulator "revises" it to itself.
+    revised = (
+        b', "revised_prompt": ' + json.dumps(prompt).encode()
+        if (model or "").startswith("dall-e-3")
+        else b""
+    )
+    # A data: URL stands in for a hosted one: it never expires and needs no second route.
+    if response_format == "b64_json":
+        template = b'{"b64_json": "%s"' + revised + b"}"
+    else:
+        template = b'{"url": "data:image/png;base64,%s"' + revised + b"}"
+    items = []
+    for k in range(n):
+        png = render_png(
+            prompt,
+            seed=seed + k if seed is not None else (k or None),
+            steps=4,
+            width=width,
+            height=height,
+            target_bytes=settings.image_bytes,
+        )
+        items.append(with_base64(template, png))
+    created = str(int(time.time())).encode()
+    return b"".join((b'{"created": ', created, b', "data": [', b", ".join(items), b"]}"))
+
+
+def _size(size: object, default: int) -> tuple[int, int]:
+    if size is None or size == "auto":
+        return default, default
+    match = _SIZE.fullmatch(size) if isinstance(size, str) else None
+    if match is None or not all(64 <= int(side) <= 2048 for side in match.groups()):
+        raise Reject(
+            400,
+            f"'size' must be 'auto' or 'WIDTHxHEIGHT' with sides 64 to 2048, got {size!r}",
+            param="size",
+        )
+    return int(match[1]), int(match[2])
+
+
+def _error(
+    message: str,
+    *,
+    kind: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+) -> dict[str, Any]:
+    """OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}``."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
