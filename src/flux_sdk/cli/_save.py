@@ -25,6 +25,18 @@ def target(out: str | None, prompt: str, *, force: bool) -> Path:
     parent is a file, or when the file (under any image extension, if ``out`` has
     none) exists and ``force`` is false: better refused now than after paying for it.
     """
+    try:
+        return _target(out, prompt, force=force)
+    except SaveError:
+        raise
+    except OSError as exc:  # a name too long, say: is_dir() and exists() raise for those
+        where = slug(prompt, limit=_SLUG_CHARS) if out is None else out
+        raise SaveError(
+            f"cannot save to {where!r}: {exc.strerror or exc}", errno=exc.errno
+        ) from None
+
+
+def _target(out: str | None, prompt: str, *, force: bool) -> Path:
     name = slug(prompt, limit=_SLUG_CHARS)
     if out is None:
         path = Path(name)
@@ -88,17 +100,12 @@ def _check_parents(path: Path) -> None:
     """Refuse a path under a regular file, naming that file (mkdir would say only
     "File exists")."""
     for parent in path.absolute().parents:
-        try:
-            if parent.is_dir():
-                return
-            if parent.exists():
-                raise SaveError(
-                    f"cannot save to {str(path)!r}: {str(parent)!r} is a file, not a directory"
-                )
-        except OSError as exc:
+        if parent.is_dir():
+            return
+        if parent.exists():
             raise SaveError(
-                f"cannot save to {str(path)!r}: {exc.strerror or exc}", errno=exc.errno
-            ) from None
+                f"cannot save to {str(path)!r}: {str(parent)!r} is a file, not a directory"
+            )
 
 
 def _exists(path: Path) -> SaveError:
