@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from flux_sdk import BatchProgress, GenerateRequest
-from flux_sdk._cli_batch import Progress, read_prompts, render
+from flux_sdk.cli._progress import Progress, render
+from flux_sdk.cli._prompts import read_prompts
 from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp, Fault, FaultPlan, render_png
 
 from ._server import serve
@@ -183,7 +184,7 @@ def test_a_batch_stopped_half_way_is_finished_by_a_rerun(
     # job), so the child puts Python's own Ctrl-C handler back before it starts.
     args = command(url, prompts_file, out, "--concurrency", "2")
     start = "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    start += "from flux_sdk._cli import main; sys.exit(main(sys.argv[1:]))"
+    start += "from flux_sdk.cli import main; sys.exit(main(sys.argv[1:]))"
     process = subprocess.Popen(
         [sys.executable, "-c", start, *args[3:]],
         stdout=subprocess.PIPE,
@@ -218,16 +219,16 @@ def test_a_batch_stopped_half_way_is_finished_by_a_rerun(
 
 def test_the_first_line_decides_between_text_and_jsonl() -> None:
     """Blank lines are skipped, and item i gets seed N+i unless it has its own."""
-    requests, problems = read_prompts("\n a cat \n\nb dog\n", seed=10, steps=2)
-    assert problems == []
-    assert requests == [
+    found = read_prompts("\n a cat \n\nb dog\n", seed=10, steps=2)
+    assert found.problems == []
+    assert found.requests == [
         GenerateRequest(prompt="a cat", seed=10, steps=2),
         GenerateRequest(prompt="b dog", seed=11, steps=2),
     ]
     text = '{"prompt": "x1", "seed": 3}\n{"prompt": "x2", "steps": 1}\n'
-    requests, problems = read_prompts(text, seed=100, steps=4)
-    assert problems == []
-    assert [(r.seed, r.steps) for r in requests] == [(3, 4), (101, 1)]
+    found = read_prompts(text, seed=100, steps=4)
+    assert found.problems == []
+    assert [(r.seed, r.steps) for r in found.requests] == [(3, 4), (101, 1)]
 
 
 def test_progress_lines_are_throttled_but_the_last_always_shows() -> None:

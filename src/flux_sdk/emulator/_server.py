@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import sys
 from collections.abc import Iterator
 
 from flux_sdk.emulator._app import EmulatorApp, logger
+from flux_sdk.providers import is_loopback
 
 
 async def serve(
@@ -43,11 +43,7 @@ def run(app: EmulatorApp | None = None, *, host: str = "127.0.0.1", port: int = 
 
 
 def _require_loopback(host: str) -> None:
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not is_loopback(host):
         raise ValueError(
             f"the emulator only listens on loopback (127.0.0.1, ::1, localhost), not {host!r}: "
             "its API key is public"
