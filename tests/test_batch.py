@@ -464,9 +464,11 @@ async def test_a_disk_error_stops_the_batch_with_a_save_error(
 async def test_iter_many_yields_every_result_once_with_its_index() -> None:
     """Each item arrives once, paired with its position in the input."""
     prompts = [f"prompt {i}" for i in range(20)]
-    async with client_for(EmulatorApp(default_size=SIZE)) as client:
-        async with client.iter_many(prompts) as results:
-            got = {index: result async for index, result in results}
+    async with (
+        client_for(EmulatorApp(default_size=SIZE)) as client,
+        client.iter_many(prompts) as results,
+    ):
+        got = {index: result async for index, result in results}
     assert sorted(got) == list(range(20))
     for index, result in got.items():
         assert isinstance(result, GeneratedImage)
@@ -483,13 +485,15 @@ async def test_iter_many_holds_no_more_results_than_the_concurrency_limit() -> N
 
     consumed = 0
     most_waiting = 0
-    async with client_for(EmulatorApp(default_size=SIZE), limit=3, on_event=count) as client:
-        async with client.iter_many([f"p{i}" for i in range(40)]) as results:
-            async for _ in results:
-                consumed += 1
-                for _ in range(20):  # a consumer that takes its time
-                    await anyio.lowlevel.checkpoint()
-                most_waiting = max(most_waiting, finished - consumed)
+    async with (
+        client_for(EmulatorApp(default_size=SIZE), limit=3, on_event=count) as client,
+        client.iter_many([f"p{i}" for i in range(40)]) as results,
+    ):
+        async for _ in results:
+            consumed += 1
+            for _ in range(20):  # a consumer that takes its time
+                await anyio.lowlevel.checkpoint()
+            most_waiting = max(most_waiting, finished - consumed)
     assert consumed == 40
     assert most_waiting <= 3
 
@@ -525,11 +529,17 @@ async def test_an_error_in_the_batch_is_raised_by_the_loop(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(GeneratedImage, "save", full)
+    seen: list[int] = []
+
+    async def read_all(client: FluxClient) -> None:
+        async with client.iter_many(["aa", "bb"], save_dir=tmp_path) as results:
+            async for index, _ in results:
+                seen.append(index)
+
     async with client_for(EmulatorApp(default_size=SIZE)) as client:
         with pytest.raises(SaveError):
-            async with client.iter_many(["aa", "bb"], save_dir=tmp_path) as results:
-                async for _ in results:
-                    pass
+            await read_all(client)
+    assert seen == []
 
 
 async def test_a_closed_client_refuses_batches() -> None:

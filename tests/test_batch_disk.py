@@ -7,12 +7,12 @@ import errno
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
 from flux_sdk import GeneratedImage, GenerateRequest, SaveError
@@ -136,14 +136,11 @@ async def test_a_file_size_limit_mid_line_is_one_save_error_and_resumable(
     (EFBIG) that names the limit, leaves no partial line, and a re-run completes it."""
     prompts = [f"prompt number {i}" for i in range(20)]
     script = _FSIZE_SCRIPT % {"size": SIZE, "limit": 2500, "prompts": prompts}
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    with anyio.fail_after(60):
+        done = await anyio.run_process(
+            [sys.executable, "-c", textwrap.dedent(script), str(tmp_path)], check=False
+        )
+    assert done.returncode == 0, done.stderr.decode()
     outcome = json.loads(done.stdout)
     assert outcome["type"] == "SaveError"
     assert outcome["errno"] == errno.EFBIG

@@ -55,10 +55,14 @@ async def test_an_exception_in_the_body_cancels_the_rest_and_comes_out_as_itself
     watch = InFlight()
     async with client_for(app, limit=3, middleware=[watch]) as client:
         before = len(anyio.get_running_tasks())
-        with pytest.raises(ValueError, match="stop here"):
+
+        async def fail_in_the_body() -> None:
             async with client.iter_many([f"p{i}" for i in range(100)]) as results:
                 async for _ in results:
                     raise ValueError("stop here")
+
+        with pytest.raises(ValueError, match="stop here"):
+            await fail_in_the_body()
         assert watch.now == 0
         assert len(anyio.get_running_tasks()) == before
         sent = app.requests_seen
@@ -125,9 +129,7 @@ async def test_a_batch_runs_any_generate_function(tmp_path: Path) -> None:
             return await client.generate(request, max_retries=max_retries)
 
         items = [GenerateRequest(prompt=f"p{i}", seed=i) for i in range(12)]
-        batch = Batch(
-            route, items, limit=2, save_dir=tmp_path, keep_images=False, max_retries=1
-        )
+        batch = Batch(route, items, limit=2, save_dir=tmp_path, keep_images=False, max_retries=1)
         results = await batch.collect()
     assert all(isinstance(r, SavedImage) for r in results)
     assert [r.read_bytes() for r in results if isinstance(r, SavedImage)] == [
@@ -158,10 +160,14 @@ async def test_a_bug_in_the_generate_function_stops_the_batch_and_is_raised_once
         raise KeyError(request.prompt)
 
     got: list[tuple[int, object]] = []
-    with pytest.raises(KeyError):
+
+    async def read_all() -> None:
         async with Batch(broken, ["aa", "bb", "cc"], limit=2).iterate() as results:
             async for pair in results:
                 got.append(pair)
+
+    with pytest.raises(KeyError):
+        await read_all()
     assert got == []
 
 

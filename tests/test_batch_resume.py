@@ -210,10 +210,10 @@ async def test_final_progress_agrees_with_the_results(tmp_path: Path) -> None:
     faults = FaultPlan([Fault.UNAVAILABLE, None, Fault.UNAVAILABLE, Fault.UNAVAILABLE])
     app = EmulatorApp(default_size=SIZE, faults=faults)
     async with client_for(app, limit=1, retries=1) as client:
-        await client.generate_many(prompts[:4] + [""], save_dir=tmp_path)
+        await client.generate_many([*prompts[:4], ""], save_dir=tmp_path)
         seen: list[BatchProgress] = []
         results = await client.generate_many(
-            prompts[:4] + ["", "p5"], save_dir=tmp_path, keep_images=False, on_progress=seen.append
+            [*prompts[:4], "", "p5"], save_dir=tmp_path, keep_images=False, on_progress=seen.append
         )
     last = seen[-1]
     skipped = [r for r in results if isinstance(r, SavedImage) and r.skipped]
@@ -221,7 +221,7 @@ async def test_final_progress_agrees_with_the_results(tmp_path: Path) -> None:
     failed = [r for r in results if isinstance(r, FluxError)]
     assert (last.skipped, last.done, last.failed) == (len(skipped), len(done), len(failed))
     assert (last.total, last.finished, last.remaining) == (6, 6, 0)
-    assert last.retries == sum(r.attempts - 1 for r in [*done, *failed])
+    assert last.retries == sum(r.attempts - 1 for r in done) + sum(r.attempts - 1 for r in failed)
     assert any(r.attempts > 1 for r in skipped)  # earlier retries are not counted again
     assert last.rate == pytest.approx(len(done) / last.elapsed)
     assert [p.finished for p in seen] == [1, 2, 3, 4, 5, 6]
