@@ -72,7 +72,7 @@ async def client_for(
     *,
     limit: int = 4,
     retries: int = 0,
-    middleware: Sequence[AttemptMiddleware] = (),
+    attempt_middleware: Sequence[AttemptMiddleware] = (),
     **options: Any,
 ) -> AsyncIterator[FluxClient]:
     """A client that talks to ``app`` in process, retrying without waiting."""
@@ -83,7 +83,7 @@ async def client_for(
             http_client=http,
             max_concurrency=limit,
             max_retries=Retry(retries, sleep=no_sleep),
-            attempt_middleware=middleware,
+            attempt_middleware=attempt_middleware,
             **options,
         ) as client:
             yield client
@@ -162,7 +162,7 @@ async def test_generate_many_never_exceeds_the_concurrency_limit() -> None:
     """However long the batch, at most max_concurrency requests are in flight."""
     watch = InFlight()
     app = EmulatorApp(default_size=SIZE)
-    async with client_for(app, limit=3, middleware=[watch]) as client:
+    async with client_for(app, limit=3, attempt_middleware=[watch]) as client:
         results = await client.generate_many([f"p{i}" for i in range(60)])
     assert all(isinstance(r, GeneratedImage) for r in results)
     assert watch.most == 3
@@ -173,7 +173,7 @@ async def test_gather_of_thousands_of_generate_calls_keeps_the_bound(anyio_backe
     watch = InFlight()
     app = EmulatorApp(default_size=8)
     prompts = [f"prompt {i}" for i in range(2000)]
-    async with client_for(app, limit=8, middleware=[watch]) as client:
+    async with client_for(app, limit=8, attempt_middleware=[watch]) as client:
         if anyio_backend == "asyncio":
             images = await asyncio.gather(*(client.generate(p) for p in prompts))
         else:
@@ -465,8 +465,11 @@ async def test_a_disk_error_stops_the_batch_with_a_save_error(
 async def test_iter_many_yields_every_result_once_with_its_index() -> None:
     """Each item arrives once, paired with its position in the input."""
     prompts = [f"prompt {i}" for i in range(20)]
-    async with client_for(EmulatorApp(default_size=SIZE)) as client:
-        got = {index: result async for index, result in client.iter_many(prompts)}
+    async with (
+        client_for(EmulatorApp(default_size=SIZE)) as client,
+        client.iter_many(prompts) as results,
+    ):
+        got = {index: result async for index, result in results}
     assert sorted(got) == list(range(20))
     for index, result in got.items():
         assert isinstance(result, GeneratedImage)
@@ -483,8 +486,11 @@ async def test_iter_many_holds_no_more_results_than_the_concurrency_limit() -> N
 
     consumed = 0
     most_waiting = 0
-    async with client_for(EmulatorApp(default_size=SIZE), limit=3, on_event=count) as client:
-        async for _ in client.iter_many([f"p{i}" for i in range(40)]):
+    async with (
+        client_for(EmulatorApp(default_size=SIZE), limit=3, on_event=count) as client,
+        client.iter_many([f"p{i}" for i in range(40)]) as results,
+    ):
+        async for _ in results:
             consumed += 1
             for _ in range(20):  # a consumer that takes its time
                 await anyio.lowlevel.checkpoint()
@@ -494,19 +500,22 @@ async def test_iter_many_holds_no_more_results_than_the_concurrency_limit() -> N
 
 
 async def test_breaking_out_of_iter_many_cancels_the_rest(tmp_path: Path) -> None:
-    """After a break nothing more is sent, and what was saved is whole."""
+    """Leaving the block by break stops every task and request before the next line runs,
+    and what was saved is whole, each file with its manifest line."""
     app = EmulatorApp(default_size=SIZE)
-    async with client_for(app, limit=3) as client:
-        async for index, _ in client.iter_many([f"p{i}" for i in range(200)], save_dir=tmp_path):
-            if index >= 0:
-                break
-        async with client.iter_many([f"q{i}" for i in range(200)]) as results:
+    watch = InFlight()
+    async with client_for(app, limit=3, attempt_middleware=[watch]) as client:
+        before = len(anyio.get_running_tasks())
+        async with client.iter_many([f"p{i}" for i in range(200)], save_dir=tmp_path) as results:
             async for _ in results:
                 break
-    # After the client closed, every batch task is gone and no request is left over.
-    sent = app.requests_seen
-    assert sent <= 2 * (1 + 3 + 3)
-    assert not client._runners
+        assert watch.now == 0  # no request in flight
+        assert len(anyio.get_running_tasks()) == before  # no task left behind
+        sent = app.requests_seen
+        for _ in range(50):
+            await anyio.lowlevel.checkpoint()
+        assert app.requests_seen == sent  # and none starts later
+    assert sent <= 1 + 3 + 3
     names = os.listdir(tmp_path)
     assert all(NAME.fullmatch(n) or n == "manifest.jsonl" for n in names)
     assert len(manifest(tmp_path)) == len(names) - 1
@@ -521,10 +530,17 @@ async def test_an_error_in_the_batch_is_raised_by_the_loop(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(GeneratedImage, "save", full)
+    seen: list[int] = []
+
+    async def read_all(client: FluxClient) -> None:
+        async with client.iter_many(["aa", "bb"], save_dir=tmp_path) as results:
+            async for index, _ in results:
+                seen.append(index)
+
     async with client_for(EmulatorApp(default_size=SIZE)) as client:
         with pytest.raises(SaveError):
-            async for _ in client.iter_many(["aa", "bb"], save_dir=tmp_path):
-                pass
+            await read_all(client)
+    assert seen == []
 
 
 async def test_a_closed_client_refuses_batches() -> None:

@@ -13,7 +13,7 @@ import anyio
 import httpx
 from pydantic import JsonValue
 
-from ._batch import Batch, BatchIterator, BatchProgress, BatchResult, SavedImage, _Runner
+from ._batch import Batch, BatchIterator, BatchProgress, SavedImage
 from ._call import Call
 from ._errors import ConfigError, FluxError, InvalidRequestError
 from ._events import EventHook
@@ -131,7 +131,6 @@ class FluxClient:
         self._closed = False
         self._running: set[anyio.CancelScope] = set()
         self._idle: anyio.Event | None = None
-        self._runners: set[_Runner] = set()  # iter_many batches still running
 
     def __repr__(self) -> str:
         return f"FluxClient({self.provider!r})"
@@ -156,8 +155,6 @@ class FluxClient:
         if self._closed:
             return
         self._closed = True
-        for runner in list(self._runners):
-            await runner.stop()
         if self._running:
             self._idle = anyio.Event()
             for scope in self._running:
@@ -293,13 +290,7 @@ class FluxClient:
         ``max_retries`` overrides the client's for every item.
         """
         batch = self._batch(items, save_dir, keep_images, on_progress, max_retries)
-        results: list[BatchResult | None] = [None] * len(batch.items)
-
-        async def keep(item: tuple[int, BatchResult]) -> None:
-            results[item[0]] = item[1]
-
-        await batch.run(keep)
-        return cast("list[GeneratedImage | FluxError]", results)
+        return cast("list[GeneratedImage | FluxError]", await batch.collect())
 
     def iter_many(
         self,
@@ -310,12 +301,14 @@ class FluxClient:
         on_progress: Callable[[BatchProgress], object] | None = None,
         max_retries: int | None = None,
     ) -> BatchIterator:
-        """Like `generate_many`, but yields ``(index, result)`` as each item ends.
+        """Like `generate_many`, but hands over ``(index, result)`` as each item ends.
 
-        Each result can be written and dropped, so memory follows the concurrency
-        limit, not the batch size. Leaving the loop early cancels the rest.
+        Read the results inside ``async with client.iter_many(items) as results:`` with
+        ``async for index, result in results:``. Each result can be written and dropped,
+        so memory follows the concurrency limit, not the batch size. Leaving the block
+        cancels the rest and waits for it to stop.
         """
-        return BatchIterator(self._batch(items, save_dir, keep_images, on_progress, max_retries))
+        return self._batch(items, save_dir, keep_images, on_progress, max_retries).iterate()
 
     def _batch(
         self,
@@ -327,9 +320,14 @@ class FluxClient:
     ) -> Batch:
         if self._closed:
             raise ConfigError("this FluxClient is closed; create a new one")
+
+        async def generate(request: GenerateRequest, max_retries: int | None) -> GeneratedImage:
+            return await self.generate(request, max_retries=max_retries)
+
         return Batch(
-            self,
+            generate,
             items,
+            limit=self.concurrency.limit,
             save_dir=save_dir,
             keep_images=keep_images,
             on_progress=on_progress,

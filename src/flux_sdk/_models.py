@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -189,25 +188,18 @@ class GeneratedImage:
         A path without an image extension gets the right one (``"cat"`` becomes
         ``cat.webp`` for a WebP image). The bytes go to a temporary file in the same
         directory first and are renamed into place, so a crash never leaves half an image
-        under the final name. Missing parent directories are created.
+        under the final name. Missing parent directories are created (and removed again
+        if the write fails). Any failure is a `SaveError` that says what to do.
         """
+        from ._errors import SaveError
+        from ._files import write_atomically
+
         target = Path(path)
+        if not target.name:
+            raise SaveError(f"could not save the image to {str(path)!r}: give a file name")
         if target.suffix.lower() not in _IMAGE_SUFFIXES:
             target = target.with_name(target.name + self.extension)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-        # os.open with 0o666 lets the umask decide the mode, as a plain open() would.
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(self.data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, target)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        return target
+        return write_atomically(self.data, target)
 
     async def asave(self, path: str | os.PathLike[str]) -> Path:
         """`save` in a worker thread, so an event loop never waits on the disk."""
