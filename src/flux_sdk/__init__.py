@@ -43,7 +43,10 @@ from .providers import (
     Step,
     Wait,
     decode_base64,
+    provider,
+    provider_names,
     raise_for_status,
+    register_provider,
 )
 
 __all__ = [
@@ -91,7 +94,10 @@ __all__ = [
     "Wait",
     "__version__",
     "decode_base64",
+    "provider",
+    "provider_names",
     "raise_for_status",
+    "register_provider",
     "sniff_media_type",
 ]
 

@@ -42,6 +42,7 @@ class Call:
         "job",
         "max_retries",
         "on_event",
+        "origin",
         "provider",
         "step",
         "timeout",
@@ -67,6 +68,8 @@ class Call:
         self.errors: list[FluxError] = []
         self.step: Step | None = None
         self.job: Accepted | None = None
+        # The URL of the first request: the provider's own host, for download checks.
+        self.origin: httpx.URL | None = None
         # The provider's flow for the current request, started (so its first request is
         # built and checked) but not yet run; dropped when the request is replaced.
         self._flow: tuple[Flow, FlowItem] | None = None

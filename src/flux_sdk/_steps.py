@@ -21,6 +21,7 @@ import anyio
 import httpx
 
 from ._call import Call
+from ._downloads import MAX_REDIRECTS, check_download, redirected
 from ._errors import FluxError, InvalidResponseError
 from ._events import logger
 from ._http import Http
@@ -124,6 +125,10 @@ class StepRunner:
         return image
 
     async def _step(self, call: Call, step: Step) -> Any:
+        if call.origin is None:
+            call.origin = step.request.url
+        if step.kind == "download":
+            check_download(step.request, call.origin, call.provider_name)
         self.http.prepare(step.request, call.timeout)
         call.step = step
 
@@ -148,9 +153,24 @@ class StepRunner:
             call.step = None
 
     async def _send(self, call: Call) -> httpx.Response:
-        request = call.http_request
-        assert request is not None
-        return await self.http.send(request, call.provider_name)
+        step = call.step
+        assert step is not None
+        response = await self.http.send(step.request, call.provider_name)
+        if step.kind != "download":
+            return response
+        for _ in range(MAX_REDIRECTS):
+            target = redirected(response, call.provider_name)
+            if target is None:
+                return response
+            check_download(target, call.origin, call.provider_name)
+            response = await self.http.send(self.http.prepare(target, None), call.provider_name)
+        if redirected(response, call.provider_name) is None:
+            return response
+        raise InvalidResponseError(
+            f"{call.provider_name} redirected a download more than {MAX_REDIRECTS} times",
+            provider=call.provider_name,
+            retryable=False,
+        )
 
     async def _cancel(self, call: Call, request: httpx.Request) -> None:
         """Best effort, shielded and bounded: the caller has already given up."""

@@ -8,6 +8,7 @@ which live in this namespace: ``from flux_sdk.providers import raise_for_status`
 from ._base import Accepted, Flow, FlowProvider, ParamRules, Provider, Step, StepKind, Wait
 from ._baseten import Baseten
 from ._dataoorts import Dataoorts
+from ._registry import ENTRY_POINT_GROUP, provider, provider_names, register_provider
 from ._wire import (
     check_base_url,
     decode_base64,
@@ -26,6 +27,7 @@ from ._wire import (
 )
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "Accepted",
     "Baseten",
     "Dataoorts",
@@ -45,8 +47,11 @@ __all__ = [
     "media_type",
     "optional",
     "parse_json",
+    "provider",
+    "provider_names",
     "raise_for_status",
     "redact",
+    "register_provider",
     "request_id",
     "resolve_api_key",
     "retry_after",
