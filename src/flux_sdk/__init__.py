@@ -9,6 +9,7 @@ async with FluxClient(Dataoorts()) as client:
 
 from ._aiohttp import AiohttpTransport
 from ._batch import BatchIterator, BatchProgress, SavedImage
+from ._breaker import CircuitBreaker
 from ._call import Call
 from ._client import DEFAULT_TIMEOUT, FluxClient
 from ._errors import (
@@ -31,6 +32,8 @@ from ._limits import ConcurrencyLimit, RateLimit
 from ._middleware import AttemptMiddleware, AttemptNext, CallNext, Deadline, Middleware
 from ._models import GeneratedImage, GenerateRequest, sniff_media_type
 from ._retry import Retry, RetryBudget
+from ._router import RoutingError
+from ._routes import Hedge, Route, RouteState
 from ._version import __version__
 from .providers import (
     Accepted,
@@ -62,6 +65,7 @@ __all__ = [
     "BatchProgress",
     "Call",
     "CallNext",
+    "CircuitBreaker",
     "ConcurrencyLimit",
     "ConfigError",
     "Dataoorts",
@@ -75,6 +79,7 @@ __all__ = [
     "FluxWarning",
     "GenerateRequest",
     "GeneratedImage",
+    "Hedge",
     "InvalidRequestError",
     "InvalidResponseError",
     "Middleware",
@@ -86,6 +91,9 @@ __all__ = [
     "RequestTimeout",
     "Retry",
     "RetryBudget",
+    "Route",
+    "RouteState",
+    "RoutingError",
     "SaveError",
     "SavedImage",
     "ServerError",
