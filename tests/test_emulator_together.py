@@ -4,6 +4,7 @@ OpenAI-style route on DeepInfra's path."""
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from typing import Any
 
@@ -154,7 +155,7 @@ async def test_invalid_json_and_base64_faults() -> None:
     with pytest.raises(json.JSONDecodeError):
         json.loads(cut.content)
     broken = (await post(FOX, app=app)).json()["data"][0]["b64_json"]
-    with pytest.raises(ValueError):
+    with pytest.raises(binascii.Error):
         base64.b64decode(broken, validate=True)
 
 

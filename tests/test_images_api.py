@@ -187,7 +187,9 @@ def test_plain_text_error_body_is_quoted(parse: Parse) -> None:
 )
 def test_rate_limit_wait(parse: Parse, headers: dict[str, str], wait: float | None) -> None:
     """A 429's retry_after: Retry-After first, then x-ratelimit-reset(-requests)."""
-    exc = error_of(parse, answer(429, _error("over your rate", "dynamic_request_limited"), **headers))
+    exc = error_of(
+        parse, answer(429, _error("over your rate", "dynamic_request_limited"), **headers)
+    )
     assert isinstance(exc, RateLimitError)
     assert exc.retry_after == pytest.approx(wait) if wait is not None else exc.retry_after is None
 

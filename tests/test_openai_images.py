@@ -167,13 +167,17 @@ def test_request_body_is_exact(fields: dict[str, Any], body: bytes) -> None:
 
 def test_deepinfra_model_id() -> None:
     """DeepInfra spells the model with a hyphen: FLUX-1-schnell."""
-    req = build(GenerateRequest(prompt="a fox"), DEEPINFRA, model="black-forest-labs/FLUX-1-schnell")
+    req = build(
+        GenerateRequest(prompt="a fox"), DEEPINFRA, model="black-forest-labs/FLUX-1-schnell"
+    )
     assert req.content.startswith(b'{"model":"black-forest-labs/FLUX-1-schnell",')
 
 
 def test_steps_are_refused_before_sending() -> None:
     """The OpenAI API has no steps: refused, naming the host, not silently dropped."""
-    with pytest.raises(InvalidRequestError, match="deepinfra's OpenAI-style images API has no steps"):
+    with pytest.raises(
+        InvalidRequestError, match="deepinfra's OpenAI-style images API has no steps"
+    ):
         build(GenerateRequest(prompt="a fox", steps=4), DEEPINFRA, name="deepinfra")
 
 

@@ -57,7 +57,10 @@ def test_request_method_url_and_headers() -> None:
             "https://router.huggingface.co/together/v1",
             "https://router.huggingface.co/together/v1/images/generations",
         ),
-        ("http://127.0.0.1:8787/together/v1", "http://127.0.0.1:8787/together/v1/images/generations"),
+        (
+            "http://127.0.0.1:8787/together/v1",
+            "http://127.0.0.1:8787/together/v1/images/generations",
+        ),
     ],
 )
 def test_base_url_variants(base_url: str, url: str) -> None:
