@@ -70,34 +70,48 @@ def redact_exception(exc: BaseException, secrets: tuple[str, ...]) -> bool:
     """Blank secrets out of ``exc`` and the exceptions it was raised from, in place.
 
     Library exceptions quote what the server sent (a status line, a bad chunk), and a
-    traceback prints them all. Their ``args`` and string attributes are redacted; True
-    when every ``str()`` in the chain is then clean (one with its own ``__str__`` may not
-    be, and the caller should then not chain it).
+    traceback prints them all. Their ``args`` and string attributes are redacted; an
+    exception whose ``str`` or ``repr`` still shows a secret after that (one holding
+    the request's headers, say) is cut out of the chain with everything behind it.
+    Returns False when ``exc`` itself is such an exception: do not chain it.
     """
     if not secrets:
         return True
-    clean = True
     seen: set[int] = set()
+    previous: BaseException | None = None
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        _scrub(current, secrets)
+        if not _is_clean(current, secrets):
+            if previous is None:
+                return False
+            previous.__cause__ = previous.__context__ = None
+            previous.__suppress_context__ = True
+            return True
+        previous, current = current, current.__cause__ or current.__context__
+    return True
+
+
+def _scrub(exc: BaseException, secrets: tuple[str, ...]) -> None:
+    try:
+        exc.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in exc.args)
+        for name, value in list(vars(exc).items()):
+            if isinstance(value, str):
+                setattr(exc, name, redact(value, secrets))
+    except (AttributeError, TypeError):  # read-only attributes: judged by _is_clean
+        pass
+
+
+def _is_clean(exc: BaseException, secrets: tuple[str, ...]) -> bool:
+    for render in (str, repr):
         try:
-            current.args = tuple(
-                redact(a, secrets) if isinstance(a, str) else a for a in current.args
-            )
-            for name, value in list(vars(current).items()):
-                if isinstance(value, str):
-                    setattr(current, name, redact(value, secrets))
-        except (AttributeError, TypeError):  # read-only attributes: judged by str() below
-            pass
-        try:
-            text = str(current)
+            text = render(exc)
         except Exception:
-            text = ""
+            continue
         if redact(text, secrets) != text:
-            clean = False
-        current = current.__cause__ or current.__context__
-    return clean
+            return False
+    return True
 
 
 @functools.lru_cache(maxsize=128)
