@@ -16,6 +16,7 @@ import respx
 
 import flux_sdk._retry
 from flux_sdk import (
+    ConfigError,
     AuthenticationError,
     BadRequestError,
     Dataoorts,
@@ -313,7 +314,7 @@ def test_budget_arithmetic() -> None:
     for _ in range(10):
         budget.on_success()
     assert budget.tokens == 2
-    with pytest.raises(ValueError, match="negative"):
+    with pytest.raises(ConfigError, match=">= 0"):
         RetryBudget(ratio=-1)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal, cast, overload
@@ -72,7 +73,7 @@ class FluxClient:
         self._flow = isinstance(provider, FlowProvider) and not isinstance(provider, Provider)
         if not self._flow and not isinstance(provider, Provider):
             raise ConfigError(
-                f"{provider!r} is not a provider: it needs name, rules, and either "
+                f"{provider!r} is not a provider: it must have name, rules, and either "
                 "build_request and parse_response, or generate_flow"
             )
         self.provider = provider
@@ -95,7 +96,7 @@ class FluxClient:
         if rate_limit is None or isinstance(rate_limit, RateLimit):
             self.rate_limit = rate_limit
         else:
-            self.rate_limit = RateLimit(check_seconds(rate_limit, ConfigError, "rate_limit"))
+            self.rate_limit = RateLimit(rate_limit)  # a ConfigError that names the setting
         self.max_response_bytes = check_positive_int(
             max_response_bytes, ConfigError, "max_response_bytes"
         )
@@ -103,11 +104,19 @@ class FluxClient:
             ("middleware", middleware),
             ("attempt_middleware", attempt_middleware),
         ):
-            if isinstance(cast(object, layers), (str, bytes)) or not all(map(callable, layers)):
+            if (
+                isinstance(cast(object, layers), (str, bytes))
+                or not isinstance(cast(object, layers), Iterable)
+                or not all(map(callable, layers))
+            ):
                 raise ConfigError(f"{name} must be a sequence of callables (got {layers!r})")
         if on_event is not None and not callable(on_event):
             raise ConfigError(f"on_event must be callable (got {on_event!r})")
         self.on_event = on_event
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise ConfigError(
+                f"http_client must be an httpx.AsyncClient (got {type(http_client).__name__})"
+            )
         self._http = Http(
             timeout=self.timeout,
             max_response_bytes=self.max_response_bytes,
@@ -129,6 +138,7 @@ class FluxClient:
         )
         self._chain = chain(self.middleware, self._steps)
         self._closed = False
+        self._loop: Callable[[], object | None] | None = None
         self._running: set[anyio.CancelScope] = set()
         self._idle: anyio.Event | None = None
 
@@ -154,6 +164,7 @@ class FluxClient:
         """
         if self._closed:
             return
+        self._check_loop()
         self._closed = True
         if self._running:
             self._idle = anyio.Event()
@@ -186,6 +197,7 @@ class FluxClient:
         """
         if self._closed:
             raise ConfigError("this FluxClient is closed; create a new one")
+        self._check_loop()
         request = _make_request(prompt_or_request, seed, steps, width, height, extra_body)
         call = Call(
             request,
@@ -232,6 +244,24 @@ class FluxClient:
         elapsed = time.perf_counter() - start
         call.emit("success", attempt=image.attempts, elapsed=elapsed)
         return dataclasses.replace(image, elapsed=elapsed)
+
+    def _check_loop(self) -> None:
+        """Bind the client to the event loop of its first call; refuse any other.
+
+        Its connections, limits and running calls belong to that loop: used from a
+        second ``asyncio.run``, another thread's loop or trio, they would fail with
+        RuntimeErrors from deep inside asyncio or hang.
+        """
+        current = _current_loop()
+        if self._loop is None:
+            self._loop = _weak(current)
+        elif self._loop() is not current:
+            raise ConfigError(
+                "this FluxClient was first used in another event loop (each asyncio.run(), "
+                "thread or trio.run has its own), and its connections belong to that loop; "
+                "create one FluxClient inside each event loop, e.g. with "
+                "'async with FluxClient(...) as client:' in the coroutine you run"
+            )
 
     @overload
     async def generate_many(
@@ -333,6 +363,26 @@ class FluxClient:
             on_progress=on_progress,
             max_retries=max_retries,
         )
+
+
+def _current_loop() -> object:
+    """The event loop running this task: asyncio's loop object, or trio's run token."""
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: anyio supports only trio besides
+        import trio
+
+        return trio.lowlevel.current_trio_token()
+
+
+def _weak(loop: object) -> Callable[[], object | None]:
+    """A reference to ``loop`` that does not keep a finished loop alive."""
+    try:
+        return weakref.ref(loop)
+    except TypeError:  # no weak references to this type: hold it
+        return lambda: loop
 
 
 def _make_request(
