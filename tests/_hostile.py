@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 import anyio
 import anyio.abc
 
-Answer = Callable[[bytes], "bytes | list[bytes]"]
+Answer = Callable[[bytes], "bytes | list[bytes] | None"]
 
 
 class Hostile:
@@ -24,11 +24,23 @@ class Hostile:
         self.url = url
         self.heads: list[bytes] = []
         self.bodies: list[int] = []
+        self._arrived = anyio.Event()
+
+    def _saw(self, head: bytes) -> None:
+        self.heads.append(head)
+        self._arrived.set()
+        self._arrived = anyio.Event()
+
+    async def wait_for(self, requests: int) -> None:
+        """Return once at least ``requests`` requests have arrived (no polling)."""
+        while len(self.heads) < requests:
+            await self._arrived.wait()
 
 
 @asynccontextmanager
 async def hostile_server(answer: Answer, *, read_body: bool = True) -> AsyncIterator[Hostile]:
-    """Serve ``answer(head)`` (bytes, or pieces sent one by one) to every request.
+    """Serve ``answer(head)`` (bytes, or pieces sent one by one) to every request; when
+    it returns None the connection stays open and silent until the server stops.
 
     With ``read_body=False`` it answers as soon as the head has arrived and closes,
     leaving the body unread: the kernel then resets the connection under the client.
@@ -44,7 +56,7 @@ async def hostile_server(answer: Answer, *, read_body: bool = True) -> AsyncIter
                 while b"\r\n\r\n" not in data:
                     data += await stream.receive()
                 head, _, rest = data.partition(b"\r\n\r\n")
-                seen.heads.append(head)
+                seen._saw(head)
                 length = 0
                 for line in head.split(b"\r\n")[1:]:
                     name, _, value = line.partition(b":")
@@ -55,6 +67,8 @@ async def hostile_server(answer: Answer, *, read_body: bool = True) -> AsyncIter
                         rest += await stream.receive()
                 seen.bodies.append(len(rest))
                 pieces = answer(head)
+                if pieces is None:
+                    await anyio.sleep_forever()
                 for piece in pieces if isinstance(pieces, list) else [pieces]:
                     await stream.send(piece)
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
