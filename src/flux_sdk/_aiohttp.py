@@ -10,6 +10,7 @@ same. Install with ``pip install 'flux-sdk[aiohttp]'``.
 from __future__ import annotations
 
 import asyncio
+import io
 import ssl
 import sys
 from collections.abc import AsyncIterator
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     import aiohttp
 
 __all__ = ["AiohttpTransport"]
+
+_LARGE_BODY = 1024 * 1024  # aiohttp's own threshold for its warning
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -87,12 +90,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             sock_connect=limits.get("connect"),
             sock_read=limits.get("read"),
         )
+        body: bytes | io.BytesIO = await request.aread()
+        if len(body) > _LARGE_BODY:
+            # aiohttp warns (a ResourceWarning, an error under -W error) about large raw
+            # bytes and asks for a file-like object, which it writes in pieces.
+            body = io.BytesIO(body)
         try:
             response = await session.request(
                 request.method,
                 self._url(str(request.url), encoded=True),
                 headers=list(request.headers.multi_items()),
-                data=await request.aread(),
+                data=body,
                 allow_redirects=False,
                 timeout=timeout,
             )
