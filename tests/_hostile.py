@@ -46,7 +46,7 @@ async def hostile_server(answer: Answer, *, read_body: bool = True) -> AsyncIter
     leaving the body unread: the kernel then resets the connection under the client.
     """
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 - anyio, not Django
     seen = Hostile(f"http://127.0.0.1:{port}")
 
     async def handle(stream: anyio.abc.SocketStream) -> None:
@@ -69,6 +69,7 @@ async def hostile_server(answer: Answer, *, read_body: bool = True) -> AsyncIter
                 pieces = answer(head)
                 if pieces is None:
                     await anyio.sleep_forever()
+                    return
                 for piece in pieces if isinstance(pieces, list) else [pieces]:
                     await stream.send(piece)
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):

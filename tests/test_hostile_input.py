@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -160,10 +161,12 @@ async def test_a_cut_image_is_retried_and_never_saved(
         if http is not None:
             await http.aclose()
     error = results[0]
-    assert isinstance(error, InvalidResponseError) and "incomplete PNG" in str(error)
+    assert isinstance(error, InvalidResponseError)
+    assert "incomplete PNG" in str(error)
     assert error.attempts == len(server.heads) == 3  # retried, as a cut body should be
-    assert not list(tmp_path.glob("*.png"))
-    lines = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
+    assert not await anyio.Path(tmp_path).joinpath("000000-a-red-fox.png").exists()
+    text = await anyio.Path(tmp_path, "manifest.jsonl").read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
     assert [line["error"]["type"] for line in lines] == ["InvalidResponseError"]
 
 
@@ -181,22 +184,25 @@ async def test_a_resumed_batch_does_not_trust_a_half_image(
             whole,
         )
 
-    async with hostile_server(answer) as server:
-        async with FluxClient(Dataoorts(KEY, base_url=server.url)) as client:
-            first = await client.generate_many(["a red fox"], save_dir=tmp_path)
-            assert not isinstance(first[0], FluxError)
-            saved = next(tmp_path.glob("*.png"))
-            half = whole[: len(whole) // 2]
-            saved.write_bytes(half)
-            manifest = tmp_path / "manifest.jsonl"
-            line = json.loads(manifest.read_text())
-            line.update(bytes=len(half), sha256=__import__("hashlib").sha256(half).hexdigest())
-            manifest.write_text(json.dumps(line) + "\n")
-            again = await client.generate_many(["a red fox"], save_dir=tmp_path)
+    saved = anyio.Path(tmp_path, "000000-a-red-fox.png")
+    manifest = anyio.Path(tmp_path, "manifest.jsonl")
+    half = whole[: len(whole) // 2]
+    async with (
+        hostile_server(answer) as server,
+        FluxClient(Dataoorts(KEY, base_url=server.url)) as client,
+    ):
+        first = await client.generate_many(["a red fox"], save_dir=tmp_path)
+        assert not isinstance(first[0], FluxError)
+        await saved.write_bytes(half)
+        line = json.loads(await manifest.read_text())
+        line.update(bytes=len(half), sha256=hashlib.sha256(half).hexdigest())
+        await manifest.write_text(json.dumps(line) + "\n")
+        again = await client.generate_many(["a red fox"], save_dir=tmp_path)
     assert len(server.heads) == 2  # generated again, not skipped
     image = again[0]
-    assert isinstance(image, GeneratedImage) and image.data == whole
-    assert saved.read_bytes() == whole
+    assert isinstance(image, GeneratedImage)
+    assert image.data == whole
+    assert await saved.read_bytes() == whole
 
 
 # A 413 answered before the body was read
@@ -235,12 +241,14 @@ async def test_a_413_before_the_body_is_read_is_not_sent_again(
         if http is not None:
             await http.aclose()
     error = caught.value
-    assert len(server.heads) == 1 and error.attempts == 1
+    assert len(server.heads) == 1
+    assert error.attempts == 1
     assert not error.retryable
     if isinstance(error, ProviderError):
         assert error.status_code == 413
     else:  # httpx on asyncio: the answer is lost with the connection
-        assert isinstance(error, TransportError) and "413" in str(error)
+        assert isinstance(error, TransportError)
+        assert "413" in str(error)
 
 
 # Image bytes labelled application/json
@@ -264,7 +272,8 @@ async def test_image_bytes_under_a_wrong_label_are_an_image(
         )
         async with FluxClient(host, max_retries=0) as client:
             image = await client.generate("a red fox")
-    assert image.data == PNG and image.media_type == "image/png"
+    assert image.data == PNG
+    assert image.media_type == "image/png"
 
 
 # Backoff far past where 2 ** n overflows
@@ -286,11 +295,15 @@ async def test_two_thousand_retries_back_off_without_overflow(anyio_backend: str
 
     retry = Retry(2000, max_backoff=20.0, budget=RetryBudget(capacity=1e9), sleep=sleep)
     http = httpx.AsyncClient(transport=httpx.MockTransport(unavailable))
-    async with http, FluxClient(
-        Dataoorts(KEY, base_url="http://127.0.0.1:9"), max_retries=retry, http_client=http
-    ) as client:
+    async with (
+        http,
+        FluxClient(
+            Dataoorts(KEY, base_url="http://127.0.0.1:9"), max_retries=retry, http_client=http
+        ) as client,
+    ):
         image = await client.generate("a red fox")
-    assert image.attempts == 2001 and len(waits) == 2000
+    assert image.attempts == 2001
+    assert len(waits) == 2000
     assert all(0 <= wait <= 20.0 and math.isfinite(wait) for wait in waits)
     assert 0 <= retry.delay(10**6) <= 20.0
 
@@ -324,6 +337,7 @@ async def test_cancelled_waiters_give_their_slots_back(anyio_backend: str) -> No
             for _ in range(50):
                 group.start_soon(wait_for_slot)
             await anyio.wait_all_tasks_blocked()
-            assert len(slept) == 50 and max(slept) == pytest.approx(50 * interval)
+            assert len(slept) == 50
+            assert max(slept) == pytest.approx(50 * interval)
             group.cancel_scope.cancel()
     assert limit.reserve() <= interval

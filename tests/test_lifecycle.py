@@ -47,9 +47,9 @@ def _unavailable(head: bytes) -> bytes:
 
 
 def _image(head: bytes) -> bytes:
-    return (
-        b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n%s"
-        % (len(PNG), PNG)
+    return b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(PNG),
+        PNG,
     )
 
 
@@ -103,7 +103,8 @@ async def test_close_mid_backoff_stops_every_call(anyio_backend: str) -> None:
 
     async with hostile_server(_unavailable) as server:
         client = FluxClient(
-            Dataoorts(KEY, base_url=server.url), max_retries=Retry(5, sleep=sleep, budget=RetryBudget(capacity=100))
+            Dataoorts(KEY, base_url=server.url),
+            max_retries=Retry(5, sleep=sleep, budget=RetryBudget(capacity=100)),
         )
         outcomes = await _gather_then_close(client, 40, all_asleep.wait)
         await anyio.wait_all_tasks_blocked()
@@ -167,7 +168,8 @@ def test_a_loop_in_another_thread_is_refused_with_a_config_error(emulator_url: s
         thread = threading.Thread(target=lambda: _run_in_thread(client, outcome))
         thread.start()
         await anyio.to_thread.run_sync(thread.join)
-        assert len(outcome) == 1 and isinstance(outcome[0], ConfigError)
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], ConfigError)
         await client.generate("a red fox", seed=3)  # its own loop still works
         await client.aclose()
 

@@ -16,9 +16,9 @@ import respx
 
 import flux_sdk._retry
 from flux_sdk import (
-    ConfigError,
     AuthenticationError,
     BadRequestError,
+    ConfigError,
     Dataoorts,
     FluxClient,
     FluxError,

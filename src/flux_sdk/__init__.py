@@ -28,6 +28,7 @@ from ._errors import (
 )
 from ._events import EventHook, FluxEvent
 from ._limits import ConcurrencyLimit, RateLimit
+from ._logfilter import set_log_redaction
 from ._middleware import AttemptMiddleware, AttemptNext, CallNext, Deadline, Middleware
 from ._models import GeneratedImage, GenerateRequest, sniff_media_type
 from ._retry import Retry, RetryBudget
@@ -92,6 +93,7 @@ __all__ = [
     "__version__",
     "decode_base64",
     "raise_for_status",
+    "set_log_redaction",
     "sniff_media_type",
 ]
 

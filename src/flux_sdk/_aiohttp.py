@@ -90,11 +90,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             sock_connect=limits.get("connect"),
             sock_read=limits.get("read"),
         )
-        body: bytes | io.BytesIO = await request.aread()
-        if len(body) > _LARGE_BODY:
-            # aiohttp warns (a ResourceWarning, an error under -W error) about large raw
-            # bytes and asks for a file-like object, which it writes in pieces.
-            body = io.BytesIO(body)
+        content = await request.aread()
+        # aiohttp warns (a ResourceWarning, an error under -W error) about large raw
+        # bytes and asks for a file-like object, which it writes in pieces.
+        body = io.BytesIO(content) if len(content) > _LARGE_BODY else content
         try:
             response = await session.request(
                 request.method,

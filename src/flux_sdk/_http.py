@@ -8,7 +8,7 @@ has been read whole (or raises a `FluxError`).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import cast
 
 import httpx
@@ -99,7 +99,7 @@ class Http:
             finally:
                 self._connections.give(http)
         except (httpx.HTTPError, OSError) as exc:
-            error = _mapped(exc, request, provider, secrets, watch)
+            error: FluxError | None = _mapped(exc, request, provider, secrets, watch)
         else:
             error = None
         finally:
@@ -180,7 +180,9 @@ class _Watch:
 
     def __init__(self, request: httpx.Request) -> None:
         inner = request.extensions.get("trace")
-        self.inner = inner.inner if isinstance(inner, _Watch) else inner
+        self.inner: Callable[[str, dict[str, object]], Awaitable[None]] | None = (
+            inner.inner if isinstance(inner, _Watch) else inner
+        )
         self.connected = self.body_failed = False
         request.extensions["trace"] = self
 
@@ -224,8 +226,7 @@ def _mapped(
         )
     elif isinstance(exc, httpx.TimeoutException):
         error = RequestTimeout(
-            f"{provider} did not answer in time ({detail}); raise timeout=... "
-            "if the host is slow",
+            f"{provider} did not answer in time ({detail}); raise timeout=... if the host is slow",
             provider=provider,
             request_sent=not isinstance(exc, _NOT_SENT),
         )

@@ -69,7 +69,9 @@ class RateLimit:
         per_second = "a number of requests per second"
         rate = check_non_negative(rate, ConfigError, "rate_limit (RateLimit rate)", per_second)
         if rate == 0:
-            raise ConfigError("rate_limit (RateLimit rate) must be above 0 requests per second (got 0)")
+            raise ConfigError(
+                "rate_limit (RateLimit rate) must be above 0 requests per second (got 0)"
+            )
         self.burst = check_positive_int(burst, ConfigError, "RateLimit burst")
         if min_rate is not None:
             min_rate = check_non_negative(min_rate, ConfigError, "RateLimit min_rate", per_second)

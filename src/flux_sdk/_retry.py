@@ -117,7 +117,9 @@ class Retry:
         self.max_retries = check_retries(max_retries, ConfigError, "Retry max_retries")
         seconds = "a number of seconds"
         self.backoff = check_non_negative(backoff, ConfigError, "Retry backoff", seconds)
-        self.max_backoff = check_non_negative(max_backoff, ConfigError, "Retry max_backoff", seconds)
+        self.max_backoff = check_non_negative(
+            max_backoff, ConfigError, "Retry max_backoff", seconds
+        )
         self.max_retry_after = check_non_negative(
             max_retry_after, ConfigError, "Retry max_retry_after", seconds
         )
