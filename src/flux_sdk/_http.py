@@ -84,7 +84,7 @@ class Http:
         """Send one request and read its body, capped, into a new ``httpx.Response``."""
         # The request's own credentials: blanked out of every message built from what
         # the server sent, and out of httpx's and httpcore's log records meanwhile.
-        secrets = request_secrets(request.headers.items())
+        secrets = request_secrets(request.headers)
         if secrets:
             LOG_FILTER.hold(secrets)
         watch = _Watch(request)

@@ -23,26 +23,26 @@ from __future__ import annotations
 import base64
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+
+import httpx
 
 __all__ = ["MASK", "redact", "redact_exception", "request_secrets"]
 
 MASK = "**********"
 # Headers whose value is a credential, beyond Authorization: anything named like one.
-_CREDENTIAL_WORDS = ("auth", "key", "token", "secret", "password", "credential", "signature")
+_CREDENTIAL_NAME = re.compile(rb"auth|key|token|secret|password|credential|signature", re.I)
 _MIN_SECRET = 4  # shorter tokens would blank ordinary words
 
 
-def request_secrets(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[str, ...]:
+def request_secrets(headers: httpx.Headers) -> tuple[str, ...]:
     """The credentials a request carries: each credential header's value, and the part
     after the scheme (``Bearer``, ``Api-Key``, ``Basic``...), as a server may echo either."""
-    items = headers.items() if isinstance(headers, Mapping) else headers
     found: list[str] = []
-    for name, value in items:
-        lowered = name.lower()
-        if not any(word in lowered for word in _CREDENTIAL_WORDS):
+    for name, raw in headers.raw:  # bytes, undecoded: ~1 us for a request's headers
+        if _CREDENTIAL_NAME.search(name) is None:
             continue
-        value = value.strip()
+        value = raw.decode("latin-1").strip()
         scheme, _, token = value.partition(" ")
         for secret in (value, token.strip()):
             if len(secret) >= _MIN_SECRET and secret not in found:

@@ -215,7 +215,7 @@ def _guard(call: Call, step: Callable[[], _T], response: httpx.Response | None) 
 
 def _secrets_of(response: httpx.Response | None) -> tuple[str, ...]:
     try:
-        return () if response is None else request_secrets(response.request.headers.items())
+        return () if response is None else request_secrets(response.request.headers)
     except RuntimeError:  # a response made by middleware, without its request
         return ()
 

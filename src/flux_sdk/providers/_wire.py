@@ -162,7 +162,7 @@ def _with_request(response: httpx.Response, secrets: Iterable[SecretStr | str]) 
         headers = response.request.headers
     except RuntimeError:  # a response built by hand, without its request
         return values
-    return values + request_secrets(headers.items())
+    return values + request_secrets(headers)
 
 
 def _error_message(body: bytes) -> str | None:
