@@ -216,7 +216,10 @@ def test_views_of_the_image() -> None:
 
 def test_repr_is_short_and_shows_no_bytes() -> None:
     """repr() of a multi-megabyte image is one short line without the data."""
-    image = _image(PNG + b"\x00" * 2_000_000, seed=9)
+    from flux_sdk.emulator import render_png
+
+    big = render_png("a fox", seed=9, steps=4, width=8, height=8, target_bytes=2_000_000)
+    image = _image(big, seed=9)
     text = repr(image)
     assert len(text) < 250
     assert "seed=9" in text

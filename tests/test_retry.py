@@ -18,6 +18,7 @@ import flux_sdk._retry
 from flux_sdk import (
     AuthenticationError,
     BadRequestError,
+    ConfigError,
     Dataoorts,
     FluxClient,
     FluxError,
@@ -313,7 +314,7 @@ def test_budget_arithmetic() -> None:
     for _ in range(10):
         budget.on_success()
     assert budget.tokens == 2
-    with pytest.raises(ValueError, match="negative"):
+    with pytest.raises(ConfigError, match=">= 0"):
         RetryBudget(ratio=-1)
 
 

@@ -29,6 +29,7 @@ from ._errors import (
 )
 from ._events import EventHook, FluxEvent
 from ._limits import ConcurrencyLimit, RateLimit
+from ._logfilter import set_log_redaction
 from ._middleware import AttemptMiddleware, AttemptNext, CallNext, Deadline, Middleware
 from ._models import GeneratedImage, GenerateRequest, sniff_media_type
 from ._retry import Retry, RetryBudget
@@ -110,6 +111,7 @@ __all__ = [
     "provider_names",
     "raise_for_status",
     "register_provider",
+    "set_log_redaction",
     "sniff_media_type",
 ]
 

@@ -10,19 +10,22 @@ same. Install with ``pip install 'flux-sdk[aiohttp]'``.
 from __future__ import annotations
 
 import asyncio
+import io
 import ssl
-import sys
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import httpx
 
 from ._errors import ConfigError
+from ._loops import running_trio
 
 if TYPE_CHECKING:
     import aiohttp
 
 __all__ = ["AiohttpTransport"]
+
+_LARGE_BODY = 1024 * 1024  # aiohttp's own threshold for its warning
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -55,17 +58,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
-        trio = sys.modules.get("trio")
-        if trio is not None:
-            try:
-                trio.lowlevel.current_task()
-            except RuntimeError:
-                pass
-            else:
-                raise ConfigError(
-                    "AiohttpTransport runs on asyncio only; under trio leave out "
-                    "http_client and FluxClient uses httpx's own transport"
-                )
+        if running_trio():
+            raise ConfigError(
+                "AiohttpTransport runs on asyncio only; under trio leave out "
+                "http_client and FluxClient uses httpx's own transport"
+            )
         aiohttp = self._aiohttp
         # Made on first use: aiohttp binds a session to the running event loop.
         self._session = aiohttp.ClientSession(
@@ -87,12 +84,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             sock_connect=limits.get("connect"),
             sock_read=limits.get("read"),
         )
+        content = await request.aread()
+        # aiohttp warns (a ResourceWarning, an error under -W error) about large raw
+        # bytes and asks for a file-like object, which it writes in pieces.
+        body = io.BytesIO(content) if len(content) > _LARGE_BODY else content
         try:
             response = await session.request(
                 request.method,
                 self._url(str(request.url), encoded=True),
                 headers=list(request.headers.multi_items()),
-                data=await request.aread(),
+                data=body,
                 allow_redirects=False,
                 timeout=timeout,
             )

@@ -20,6 +20,7 @@ from ._errors import ConfigError, FluxError, InvalidRequestError
 from ._events import EventHook
 from ._http import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Http
 from ._limits import ConcurrencyLimit, RateLimit
+from ._loops import LoopBinding
 from ._middleware import AttemptMiddleware, Deadline, Middleware, chain
 from ._models import GeneratedImage, GenerateRequest
 from ._options import check_positive_int, check_retries, check_seconds, check_timeout
@@ -82,7 +83,7 @@ class FluxClient:
         self._flow = isinstance(provider, FlowProvider) and not isinstance(provider, Provider)
         if not self._flow and not isinstance(provider, Provider):
             raise ConfigError(
-                f"{provider!r} is not a provider: it needs name, rules, and either "
+                f"{provider!r} is not a provider: it must have name, rules, and either "
                 "build_request and parse_response, or generate_flow"
             )
         if routing not in ("failover", "balanced", "cheapest"):
@@ -113,7 +114,7 @@ class FluxClient:
         if rate_limit is None or isinstance(rate_limit, RateLimit):
             self.rate_limit = rate_limit
         else:
-            self.rate_limit = RateLimit(check_seconds(rate_limit, ConfigError, "rate_limit"))
+            self.rate_limit = RateLimit(rate_limit)  # a ConfigError that names the setting
         self.max_response_bytes = check_positive_int(
             max_response_bytes, ConfigError, "max_response_bytes"
         )
@@ -121,11 +122,19 @@ class FluxClient:
             ("middleware", middleware),
             ("attempt_middleware", attempt_middleware),
         ):
-            if isinstance(cast(object, layers), (str, bytes)) or not all(map(callable, layers)):
+            if (
+                isinstance(cast(object, layers), (str, bytes))
+                or not isinstance(cast(object, layers), Iterable)
+                or not all(map(callable, layers))
+            ):
                 raise ConfigError(f"{name} must be a sequence of callables (got {layers!r})")
         if on_event is not None and not callable(on_event):
             raise ConfigError(f"on_event must be callable (got {on_event!r})")
         self.on_event = on_event
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise ConfigError(
+                f"http_client must be an httpx.AsyncClient (got {type(http_client).__name__})"
+            )
         self._http = Http(
             timeout=self.timeout,
             max_response_bytes=self.max_response_bytes,
@@ -163,6 +172,7 @@ class FluxClient:
             self.concurrency = ConcurrencyLimit(sum(shared.values()))
         self._chain = chain(self.middleware, self._router or self._steps)
         self._closed = False
+        self._loop = LoopBinding()
         self._running: set[anyio.CancelScope] = set()
         self._idle: anyio.Event | None = None
 
@@ -199,6 +209,7 @@ class FluxClient:
         """
         if self._closed:
             return
+        self._loop.check()
         self._closed = True
         if self._running:
             self._idle = anyio.Event()
@@ -231,6 +242,7 @@ class FluxClient:
         """
         if self._closed:
             raise ConfigError("this FluxClient is closed; create a new one")
+        self._loop.check()
         request = make_request(prompt_or_request, seed, steps, width, height, extra_body)
         call = Call(
             request,

@@ -8,14 +8,16 @@ has been read whole (or raises a `FluxError`).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import cast
 
 import httpx
 
 from ._connections import Connections
 from ._decoding import accepted_encodings, inflate, inflaters
-from ._errors import InvalidResponseError, RequestTimeout, TransportError
+from ._errors import FluxError, InvalidResponseError, RequestTimeout, TransportError
+from ._logfilter import FILTER as LOG_FILTER
+from ._redact import redact, redact_exception, request_secrets
 from ._version import __version__
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "DEFAULT_TIMEOUT", "Http"]
@@ -80,6 +82,12 @@ class Http:
 
     async def send(self, request: httpx.Request, provider: str) -> httpx.Response:
         """Send one request and read its body, capped, into a new ``httpx.Response``."""
+        # The request's own credentials: blanked out of every message built from what
+        # the server sent, and out of httpx's and httpcore's log records meanwhile.
+        secrets = request_secrets(request.headers)
+        if secrets:
+            LOG_FILTER.hold(secrets)
+        watch = _Watch(request)
         http = self._connections.take()
         try:
             try:
@@ -90,24 +98,15 @@ class Http:
                     await response.aclose()
             finally:
                 self._connections.give(http)
-        except httpx.TimeoutException as exc:
-            raise RequestTimeout(
-                f"{provider} did not answer in time ({_describe(exc)}); raise timeout=... "
-                "if the host is slow",
-                provider=provider,
-                request_sent=not isinstance(exc, _NOT_SENT),
-            ) from exc
-        except httpx.DecodingError as exc:
-            raise InvalidResponseError(
-                f"{provider} sent a body that could not be decoded ({_describe(exc)})",
-                provider=provider,
-            ) from exc
         except (httpx.HTTPError, OSError) as exc:
-            raise TransportError(
-                f"the connection to {provider} at {request.url.host} failed ({_describe(exc)})",
-                provider=provider,
-                request_sent=not isinstance(exc, _NOT_SENT),
-            ) from exc
+            error: FluxError | None = _mapped(exc, request, provider, secrets, watch)
+        else:
+            error = None
+        finally:
+            if secrets:
+                LOG_FILTER.drop(secrets)
+        if error is not None:
+            raise error  # outside the except block: its cause is set by _mapped alone
         headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _DROP_ON_REBUILD]
         return httpx.Response(
             response.status_code,
@@ -171,6 +170,82 @@ def _single_connection_clients(timeout: httpx.Timeout) -> Callable[[], httpx.Asy
         )
 
     return make
+
+
+class _Watch:
+    """httpcore's trace hook for one send: whether it opened a new connection, and
+    whether writing the request body failed. Any trace hook already set still runs."""
+
+    __slots__ = ("body_failed", "connected", "inner")
+
+    def __init__(self, request: httpx.Request) -> None:
+        inner = request.extensions.get("trace")
+        self.inner: Callable[[str, dict[str, object]], Awaitable[None]] | None = (
+            inner.inner if isinstance(inner, _Watch) else inner
+        )
+        self.connected = self.body_failed = False
+        request.extensions["trace"] = self
+
+    async def __call__(self, name: str, info: dict[str, object]) -> None:
+        if name.startswith("connection.connect_") and name.endswith(".complete"):
+            self.connected = True
+        elif name == "http11.send_request_body.failed":
+            self.body_failed = True
+        if self.inner is not None:
+            await self.inner(name, info)
+
+    @property
+    def refused_upload(self) -> bool:
+        """The server closed a connection opened for this very request while the body
+        was still being written: it refused the request (not a stale keep-alive)."""
+        return self.connected and self.body_failed
+
+
+def _mapped(
+    exc: httpx.HTTPError | OSError,
+    request: httpx.Request,
+    provider: str,
+    secrets: tuple[str, ...],
+    watch: _Watch,
+) -> FluxError:
+    """The `FluxError` for a failed send, its text and its cause's cleared of ``secrets``."""
+    detail = redact(_describe(exc), secrets)
+    error: FluxError
+    if watch.refused_upload and isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
+        # httpcore writes the whole body before it reads; a server that answers early
+        # (413, 401) and closes is then seen as a broken connection. On asyncio the answer
+        # is lost with it; on trio, and with AiohttpTransport, the status itself arrives.
+        error = TransportError(
+            f"{provider} at {request.url.host} closed the connection before reading the "
+            f"whole request body ({detail}): it refused the request without a status "
+            "flux_sdk could read, most often 413 Payload Too Large. Not retried: the "
+            "same body would be refused again; send a smaller request",
+            provider=provider,
+            request_sent=True,
+            retryable=False,
+        )
+    elif isinstance(exc, httpx.TimeoutException):
+        error = RequestTimeout(
+            f"{provider} did not answer in time ({detail}); raise timeout=... if the host is slow",
+            provider=provider,
+            request_sent=not isinstance(exc, _NOT_SENT),
+        )
+    elif isinstance(exc, httpx.DecodingError):
+        error = InvalidResponseError(
+            f"{provider} sent a body that could not be decoded ({detail})",
+            provider=provider,
+        )
+    else:
+        error = TransportError(
+            f"the connection to {provider} at {request.url.host} failed ({detail})",
+            provider=provider,
+            request_sent=not isinstance(exc, _NOT_SENT),
+        )
+    # A library's exception quotes what the server sent; one that still shows a secret
+    # once redacted is left out of the chain rather than printed in a traceback.
+    error.__cause__ = exc if redact_exception(exc, secrets) else None
+    error.__suppress_context__ = True
+    return error
 
 
 def _describe(exc: BaseException) -> str:

@@ -15,7 +15,9 @@ import anyio
 import httpx
 
 from ._call import Call
+from ._errors import ConfigError
 from ._middleware import AttemptNext
+from ._options import check_callable, check_non_negative, check_positive_int
 
 __all__ = ["ConcurrencyLimit", "RateLimit"]
 
@@ -29,9 +31,7 @@ class ConcurrencyLimit:
     """
 
     def __init__(self, limit: int) -> None:
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ValueError(f"a concurrency limit must be a positive integer (got {limit!r})")
-        self.limit = limit
+        self.limit = check_positive_int(limit, ConfigError, "a concurrency limit")
         self._semaphore = anyio.Semaphore(limit)
 
     @property
@@ -66,14 +66,24 @@ class RateLimit:
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
-        if not rate > 0 or math.isinf(rate):
-            raise ValueError(
-                f"rate must be a positive number of requests per second (got {rate!r})"
+        per_second = "a number of requests per second"
+        rate = check_non_negative(rate, ConfigError, "rate_limit (RateLimit rate)", per_second)
+        if rate == 0:
+            raise ConfigError(
+                "rate_limit (RateLimit rate) must be above 0 requests per second (got 0)"
             )
-        if not isinstance(burst, int) or burst < 1:
-            raise ValueError(f"burst must be a positive integer (got {burst!r})")
+        self.burst = check_positive_int(burst, ConfigError, "RateLimit burst")
+        if min_rate is not None:
+            min_rate = check_non_negative(min_rate, ConfigError, "RateLimit min_rate", per_second)
+            if not 0 < min_rate <= rate:
+                raise ConfigError(
+                    f"RateLimit min_rate must be above 0 and at most rate={rate:g} "
+                    f"(got {min_rate!r})"
+                )
+        for name, hook in (("clock", clock), ("sleep", sleep)):
+            if hook is not None:
+                check_callable(hook, ConfigError, f"RateLimit {name}")
         self.rate = rate
-        self.burst = burst
         self.min_rate = min_rate if min_rate is not None else rate / 16
         self.current_rate = rate
         self._clock = clock if clock is not None else anyio.current_time

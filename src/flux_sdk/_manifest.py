@@ -4,7 +4,8 @@ A batch directory holds one image per finished item, named ``{index:06d}-{slug}.
 and ``manifest.jsonl``, one line per finished item (appended and synced as each item
 ends). The manifest is also what a re-run reads to skip finished items, and anyone can
 edit it, so a line is trusted only as far as it can be checked: it must name exactly
-the file this item would get, and that file must still have the recorded size and hash.
+the file this item would get, and that file must still have the recorded size and hash
+and be a whole image.
 Nothing outside the files this batch would write is ever read, replaced or deleted.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 
 from ._errors import FluxError, SaveError
 from ._files import save_error
+from ._imagecheck import image_problem
 from ._models import GeneratedImage, GenerateRequest, sniff_media_type
 
 __all__ = ["MANIFEST", "BatchDirectory", "SavedImage", "file_stem", "request_key", "slug"]
@@ -205,6 +207,9 @@ class BatchDirectory:
             hashlib.sha256(data).hexdigest() != earlier.sha256
             or media_type is None
             or earlier.path.suffix != _EXTENSIONS[media_type]
+            # The same check a fresh image passes: a half image saved by an older
+            # version (or a line written by hand) runs again rather than being skipped.
+            or image_problem(data, media_type) is not None
         ):
             return None
         self._drop_others(earlier.index, earlier.path.name)

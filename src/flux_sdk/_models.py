@@ -120,7 +120,11 @@ def _describe(exc: ValidationError) -> str:
 
 
 def sniff_media_type(data: bytes) -> str | None:
-    """The image type named by the magic bytes, or None if ``data`` is not an image."""
+    """The image type named by the magic bytes, or None if ``data`` is not an image.
+
+    Only the first bytes are read: `GeneratedImage.from_data` also checks that the
+    image is whole.
+    """
     if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
         return "image/png"
     if data[:3] == b"\xff\xd8\xff":
@@ -159,7 +163,13 @@ class GeneratedImage:
         seed: int | None = None,
         request_id: str | None = None,
     ) -> GeneratedImage:
-        """Wrap image bytes, or raise `InvalidResponseError` if they are not an image."""
+        """Wrap image bytes, or raise `InvalidResponseError` if they are not a whole image.
+
+        Both are retryable: bytes of another kind, and an image cut off part way (see
+        ``_imagecheck``), which a body without ``Content-Length`` can be.
+        """
+        from ._imagecheck import image_problem
+
         media_type = sniff_media_type(data)
         if media_type is None:
             # The bytes are not quoted: they could echo a credential back.
@@ -167,6 +177,16 @@ class GeneratedImage:
                 f"{provider} returned {len(data)} bytes that are not a PNG, JPEG or WebP image",
                 provider=provider,
                 request_id=request_id,
+            )
+        problem = image_problem(data, media_type)
+        if problem is not None:
+            raise InvalidResponseError(
+                f"{provider} returned an incomplete {_EXTENSIONS[media_type][1:].upper()} "
+                f"image of {len(data)} bytes ({problem}); the body was probably cut off "
+                "in transit, so it is retried",
+                provider=provider,
+                request_id=request_id,
+                retryable=True,
             )
         return cls(
             data=data,

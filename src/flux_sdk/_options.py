@@ -1,7 +1,8 @@
 """Checks of the settings users pass, in one place, each naming the setting and the fix.
 
-The client raises `ConfigError` for its own settings and `InvalidRequestError` for a
-call's overrides; the checks are the same, so they live here once.
+The client and the public policy classes (`Retry`, `RetryBudget`, `RateLimit`,
+`ConcurrencyLimit`) raise `ConfigError` for their settings, and a call's overrides
+raise `InvalidRequestError`; the checks are the same, so they live here once.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ import httpx
 
 Error = Callable[[str], Exception]
 
-__all__ = ["check_positive_int", "check_retries", "check_seconds", "check_timeout"]
+__all__ = [
+    "check_callable",
+    "check_non_negative",
+    "check_positive_int",
+    "check_retries",
+    "check_seconds",
+    "check_timeout",
+]
 
 
 def check_retries(value: object, error: Error, name: str = "max_retries") -> int:
@@ -48,3 +56,18 @@ def check_timeout(value: object, error: Error, name: str = "timeout") -> httpx.T
                 check_seconds(seconds, error, f"{name}'s {part}")
         return value
     return httpx.Timeout(check_seconds(value, error, name))
+
+
+def check_non_negative(value: object, error: Error, name: str, what: str = "a number") -> float:
+    """A finite number >= 0 (not a bool), or ``error`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise error(f"{name} must be {what} (got {value!r})")
+    if not 0 <= value < math.inf:
+        raise error(f"{name} must be {what}, finite and >= 0 (got {value!r})")
+    return float(value)
+
+
+def check_callable(value: object, error: Error, name: str) -> None:
+    """``value`` is callable, or ``error`` naming ``name``."""
+    if not callable(value):
+        raise error(f"{name} must be callable (got {value!r})")

@@ -11,9 +11,9 @@ from typing import TypeVar
 import anyio
 
 from ._call import Call
-from ._errors import FluxError, ProviderError, TransportError
+from ._errors import ConfigError, FluxError, ProviderError, TransportError
 from ._events import logger
-from ._options import check_retries
+from ._options import check_callable, check_non_negative, check_retries
 from .providers._base import StepKind
 
 __all__ = ["Retry", "RetryBudget"]
@@ -49,13 +49,8 @@ class RetryBudget:
                 stacklevel=2,
             )
             capacity = floor  # type: ignore[assignment]
-        for name, value in (("ratio", ratio), ("capacity", capacity)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{name} must be a number (got {value!r})")
-            if not 0 <= value < math.inf:
-                raise ValueError(f"{name} must be finite and not negative (got {value!r})")
-        self.ratio = float(ratio)
-        self.capacity = float(capacity)
+        self.ratio = check_non_negative(ratio, ConfigError, "RetryBudget ratio")
+        self.capacity = check_non_negative(capacity, ConfigError, "RetryBudget capacity")
         self._tokens = self.capacity
 
     @property
@@ -119,19 +114,19 @@ class Retry:
         budget: RetryBudget | None = None,
         sleep: Sleep | None = None,
     ) -> None:
-        self.max_retries = check_retries(max_retries, ValueError)
-        for name, value in (
-            ("backoff", backoff),
-            ("max_backoff", max_backoff),
-            ("max_retry_after", max_retry_after),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{name} must be a number of seconds (got {value!r})")
-            if not 0 <= value < math.inf:
-                raise ValueError(f"{name} must be a finite number of seconds >= 0 (got {value!r})")
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
-        self.max_retry_after = float(max_retry_after)
+        self.max_retries = check_retries(max_retries, ConfigError, "Retry max_retries")
+        seconds = "a number of seconds"
+        self.backoff = check_non_negative(backoff, ConfigError, "Retry backoff", seconds)
+        self.max_backoff = check_non_negative(
+            max_backoff, ConfigError, "Retry max_backoff", seconds
+        )
+        self.max_retry_after = check_non_negative(
+            max_retry_after, ConfigError, "Retry max_retry_after", seconds
+        )
+        if budget is not None and not isinstance(budget, RetryBudget):
+            raise ConfigError(f"Retry budget must be a RetryBudget (got {budget!r})")
+        if sleep is not None:
+            check_callable(sleep, ConfigError, "Retry sleep")
         self.budget = budget if budget is not None else RetryBudget()
         self.sleep: Sleep = sleep if sleep is not None else anyio.sleep
 

@@ -28,6 +28,7 @@ from ._http import Http
 from ._middleware import AttemptNext
 from ._models import GeneratedImage
 from ._options import check_seconds
+from ._redact import redact, redact_exception, request_secrets
 from ._retry import Retry
 from .providers._base import Accepted, FlowProvider, Provider, Step, Wait, single_request_flow
 
@@ -229,12 +230,21 @@ def _guard(call: Call, step: Callable[[], _T], response: httpx.Response | None) 
         raise
     except _PROVIDER_BUGS as exc:
         status = "" if response is None else f" (HTTP {response.status_code})"
+        # The provider's exception may quote the body, and the body may echo the key.
+        secrets = _secrets_of(response)
         raise InvalidResponseError(
             f"{call.provider_name} could not handle its response{status}: "
-            f"{type(exc).__name__}: {exc}",
+            f"{type(exc).__name__}: {redact(str(exc), secrets)}",
             provider=call.provider_name,
             status_code=None if response is None else response.status_code,
-        ) from exc
+        ) from (exc if redact_exception(exc, secrets) else None)
+
+
+def _secrets_of(response: httpx.Response | None) -> tuple[str, ...]:
+    try:
+        return () if response is None else request_secrets(response.request.headers)
+    except RuntimeError:  # a response made by middleware, without its request
+        return ()
 
 
 def _bug(call: Call) -> Callable[[str], InvalidResponseError]:

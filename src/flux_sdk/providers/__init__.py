@@ -26,6 +26,7 @@ from ._wire import (
     request_id,
     resolve_api_key,
     retry_after,
+    sniffed_image,
 )
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "request_id",
     "resolve_api_key",
     "retry_after",
+    "sniffed_image",
 ]
 
 for _name in __all__:

@@ -37,6 +37,7 @@ from ._wire import (
     redact,
     request_id,
     resolve_api_key,
+    sniffed_image,
 )
 
 __all__ = ["Baseten"]
@@ -134,6 +135,11 @@ class Baseten:
         rid = request_id(response.headers, (self.api_key,))
         raise_for_status(response, provider=self.name, secrets=(self.api_key,))
         body = response.content
+        image = sniffed_image(
+            response, provider=self.name, request=request, secrets=(self.api_key,)
+        )
+        if image is not None:
+            return image
         if media_type(response).startswith("image/"):
             return GeneratedImage.from_data(
                 body, provider=self.name, request=request, request_id=rid

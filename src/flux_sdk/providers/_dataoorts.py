@@ -29,6 +29,7 @@ from ._wire import (
     redact,
     request_id,
     resolve_api_key,
+    sniffed_image,
 )
 
 __all__ = ["Dataoorts"]
@@ -123,6 +124,11 @@ class Dataoorts:
                 if response.status_code == 429 and _QUOTA_SPENT in _codes(body):
                     exc.retryable = False
                 raise
+        image = sniffed_image(
+            response, provider=self.name, request=request, secrets=(self.api_key,)
+        )
+        if image is not None:
+            return image
         if not media_type(response).startswith("application/json"):
             return GeneratedImage.from_data(
                 body, provider=self.name, request=request, request_id=rid

@@ -20,6 +20,8 @@ from pydantic_core import SchemaValidator, ValidationError, core_schema
 
 from flux_sdk._errors import ConfigError, InvalidResponseError, error_for_status
 from flux_sdk._models import GeneratedImage, GenerateRequest, sniff_media_type
+from flux_sdk._redact import redact as _redact
+from flux_sdk._redact import request_secrets
 
 __all__ = [
     "check_base_url",
@@ -36,6 +38,7 @@ __all__ = [
     "request_id",
     "resolve_api_key",
     "retry_after",
+    "sniffed_image",
 ]
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-baseten-request-id", "cf-ray")
@@ -91,7 +94,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def request_id(headers: httpx.Headers, secrets: Iterable[SecretStr] = ()) -> str | None:
+def request_id(headers: httpx.Headers, secrets: Iterable[SecretStr | str] = ()) -> str | None:
     """The provider's id for this request, if it sent one (quote it to their support).
 
     ``secrets`` are blanked out: a server that echoes the key into its id header must
@@ -127,23 +130,39 @@ def retry_after(headers: httpx.Headers, *, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def excerpt(body: bytes, secrets: Iterable[SecretStr] = (), limit: int = _EXCERPT_CHARS) -> str:
+def excerpt(
+    body: bytes, secrets: Iterable[SecretStr | str] = (), limit: int = _EXCERPT_CHARS
+) -> str:
     """The start of a body as text, with any of our secrets blanked out.
 
-    Redaction runs before the cut, so a key straddling the cut cannot leak in part.
+    Redaction runs before the cut, so a key straddling the cut cannot leak in part
+    (the margin allows for a key sent ``\\uXXXX``-escaped, six characters a character).
     """
-    secrets = tuple(secrets)
-    margin = max((len(s.get_secret_value()) for s in secrets), default=0)
+    values = _values(secrets)
+    margin = 6 * max((len(s) for s in values), default=0)
     text = body[: (limit + margin) * 4].decode("utf-8", "replace")[: limit + margin]
-    return redact(text, secrets)[:limit]
+    return _redact(text, values)[:limit]
 
 
-def redact(text: str, secrets: Iterable[SecretStr]) -> str:
-    for secret in secrets:
-        value = secret.get_secret_value()
-        if value and value in text:
-            text = text.replace(value, "**********")
-    return text
+def redact(text: str, secrets: Iterable[SecretStr | str]) -> str:
+    """``text`` with each secret blanked out, whether it appears literally, JSON-escaped
+    (``\\/``, ``\\uXXXX``), percent-encoded or inside base64 (see ``flux_sdk._redact``)."""
+    return _redact(text, _values(secrets))
+
+
+def _values(secrets: Iterable[SecretStr | str]) -> tuple[str, ...]:
+    return tuple(s.get_secret_value() if isinstance(s, SecretStr) else s for s in secrets)
+
+
+def _with_request(response: httpx.Response, secrets: Iterable[SecretStr | str]) -> tuple[str, ...]:
+    """``secrets``, plus the credentials the request carried (so a provider that passes
+    none is still covered)."""
+    values = _values(secrets)
+    try:
+        headers = response.request.headers
+    except RuntimeError:  # a response built by hand, without its request
+        return values
+    return values + request_secrets(headers)
 
 
 def _error_message(body: bytes) -> str | None:
@@ -174,7 +193,7 @@ def _error_message(body: bytes) -> str | None:
 
 
 def raise_for_status(
-    response: httpx.Response, *, provider: str, secrets: Iterable[SecretStr] = ()
+    response: httpx.Response, *, provider: str, secrets: Iterable[SecretStr | str] = ()
 ) -> None:
     """Raise the right `ProviderError` subclass unless ``response`` is a 2xx.
 
@@ -183,7 +202,7 @@ def raise_for_status(
     status = response.status_code
     if 200 <= status < 300:
         return
-    secrets = tuple(secrets)
+    secrets = _with_request(response, secrets)
     body = response.content
     rid = request_id(response.headers, secrets)
     if 300 <= status < 400:
@@ -210,12 +229,12 @@ def raise_for_status(
     )
 
 
-def _describe_body(response: httpx.Response, secrets: Iterable[SecretStr]) -> str:
+def _describe_body(response: httpx.Response, secrets: Iterable[SecretStr | str]) -> str:
     """A short description of a body that has no JSON error message."""
     body = response.content
     if not body:
         return "an empty body"
-    media = media_type(response) or "untyped"
+    media = redact(media_type(response), secrets)[:100] or "untyped"
     if media.startswith("text/") and "html" not in media:
         first_line = excerpt(body, secrets, limit=300).strip().splitlines()
         if first_line:
@@ -228,10 +247,11 @@ def image_from_body(
     *,
     provider: str,
     request: GenerateRequest,
-    secrets: Iterable[SecretStr] = (),
+    secrets: Iterable[SecretStr | str] = (),
 ) -> GeneratedImage:
     """The response body as an image, or an `InvalidResponseError` saying what came instead."""
     body = response.content
+    secrets = _with_request(response, secrets)
     rid = request_id(response.headers, secrets)
     if sniff_media_type(body) is None:
         raise InvalidResponseError(
@@ -242,6 +262,26 @@ def image_from_body(
             status_code=response.status_code,
             request_id=rid,
         )
+    return GeneratedImage.from_data(body, provider=provider, request=request, request_id=rid)
+
+
+def sniffed_image(
+    response: httpx.Response,
+    *,
+    provider: str,
+    request: GenerateRequest,
+    secrets: Iterable[SecretStr | str] = (),
+) -> GeneratedImage | None:
+    """The body as an image when its bytes are one, whatever ``Content-Type`` says;
+    None when they are not.
+
+    A gateway that labels image bytes ``application/json`` (or drops the header) would
+    otherwise fail as invalid JSON. Call it after the status check, before parsing.
+    """
+    body = response.content
+    if sniff_media_type(body) is None:
+        return None
+    rid = request_id(response.headers, _with_request(response, secrets))
     return GeneratedImage.from_data(body, provider=provider, request=request, request_id=rid)
 
 
@@ -287,9 +327,10 @@ def parse_json(
     response: httpx.Response,
     *,
     provider: str,
-    secrets: Iterable[SecretStr] = (),
+    secrets: Iterable[SecretStr | str] = (),
 ) -> dict[str, Any]:
     """The response body checked against ``shape``, or an `InvalidResponseError`."""
+    secrets = _with_request(response, secrets)
     try:
         data: dict[str, Any] = shape.validate_json(response.content)
     except ValidationError as exc:
