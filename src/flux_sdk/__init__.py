@@ -28,6 +28,7 @@ from ._errors import (
 )
 from ._events import EventHook, FluxEvent
 from ._limits import ConcurrencyLimit, RateLimit
+from ._logging import configure_from_env as _configure_from_env
 from ._middleware import AttemptMiddleware, AttemptNext, CallNext, Deadline, Middleware
 from ._models import GeneratedImage, GenerateRequest, sniff_media_type
 from ._retry import Retry, RetryBudget
@@ -36,6 +37,7 @@ from .providers import (
     Accepted,
     Baseten,
     Dataoorts,
+    Emulator,
     Flow,
     FlowProvider,
     ParamRules,
@@ -66,6 +68,7 @@ __all__ = [
     "ConfigError",
     "Dataoorts",
     "Deadline",
+    "Emulator",
     "EventHook",
     "Flow",
     "FlowProvider",
@@ -100,6 +103,9 @@ __all__ = [
     "register_provider",
     "sniff_media_type",
 ]
+
+_configure_from_env()  # FLUX_SDK_LOG=debug|info|warning: log lines on stderr
+del _configure_from_env
 
 # Public objects say they live in flux_sdk, not in the private module that defines them.
 for _name in __all__:

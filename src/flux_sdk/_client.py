@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,6 +25,7 @@ from ._models import GeneratedImage, GenerateRequest
 from ._options import check_positive_int, check_retries, check_seconds, check_timeout
 from ._retry import Retry
 from ._steps import StepRunner, start_flow
+from ._together import all_or_error, seeded
 from .providers._base import FlowProvider, Provider
 
 __all__ = ["DEFAULT_TIMEOUT", "FluxClient"]
@@ -49,7 +51,9 @@ class FluxClient:
     It owns its connections: one single-connection ``httpx.AsyncClient`` per request in
     flight (see ``_connections.py``), so no request ever waits for a connection. Pass
     ``http_client`` to use your own client instead; it is used for every request and
-    left open. A body over ``max_response_bytes`` is refused without being read.
+    left open. A provider that carries a ``transport`` (an ``httpx.AsyncBaseTransport``,
+    as `Emulator` does) has its requests sent through it unless you pass ``http_client``.
+    A body over ``max_response_bytes`` is refused without being read.
     ``on_event`` receives a `FluxEvent` per request, retry, success and failure.
     """
 
@@ -108,10 +112,17 @@ class FluxClient:
         if on_event is not None and not callable(on_event):
             raise ConfigError(f"on_event must be callable (got {on_event!r})")
         self.on_event = on_event
+        transport = getattr(provider, "transport", None)
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise ConfigError(
+                f"{provider.name}'s transport must be an httpx.AsyncBaseTransport "
+                f"(got {type(transport).__name__})"
+            )
         self._http = Http(
             timeout=self.timeout,
             max_response_bytes=self.max_response_bytes,
             http_client=http_client,
+            transport=None if http_client is not None else transport,
         )
         # Why this order: see the class docstring.
         limits: list[AttemptMiddleware] = [] if self.rate_limit is None else [self.rate_limit]
@@ -232,6 +243,40 @@ class FluxClient:
         elapsed = time.perf_counter() - start
         call.emit("success", attempt=image.attempts, elapsed=elapsed)
         return dataclasses.replace(image, elapsed=elapsed)
+
+    async def generate_images(
+        self,
+        prompt_or_request: str | GenerateRequest,
+        n: int,
+        *,
+        seed: int | None = None,
+        steps: int | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        extra_body: dict[str, JsonValue] | None = None,
+        max_retries: int | None = None,
+        deadline: float | None = None,
+        timeout: float | httpx.Timeout | None = None,  # noqa: ASYNC109 - per request, as httpx
+    ) -> list[GeneratedImage]:
+        """Generate ``n`` images of one prompt: all of them, or an error.
+
+        One `generate` call per image, run concurrently within the client's limits.
+        With a seed (given here or in the request) image ``i`` gets ``seed + i``, so the
+        set is reproducible; without one the host picks each. Every request is checked
+        before any is sent. The first error cancels the calls still running and is
+        raised; images already made are dropped, and requests already sent may still be
+        billed by the host. Other arguments are as for `generate`.
+        """
+        if self._closed:
+            raise ConfigError("this FluxClient is closed; create a new one")
+        first = _make_request(prompt_or_request, seed, steps, width, height, extra_body)
+        requests = seeded(first, check_positive_int(n, InvalidRequestError, "n"))
+        for request in requests:
+            self.provider.rules.check(request, self.provider.name)
+        one = functools.partial(
+            self.generate, max_retries=max_retries, deadline=deadline, timeout=timeout
+        )
+        return await all_or_error([functools.partial(one, request) for request in requests])
 
     @overload
     async def generate_many(

@@ -70,6 +70,8 @@ class Baseten:
     """
 
     name = "baseten"
+    # Named in the advice of a 401/403; None where the key is not the user's to set.
+    key_env: str | None = "BASETEN_API_KEY"
     rules = RULES
 
     def __init__(
@@ -132,7 +134,9 @@ class Baseten:
 
     def parse_response(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:
         rid = request_id(response.headers, (self.api_key,))
-        raise_for_status(response, provider=self.name, secrets=(self.api_key,))
+        raise_for_status(
+            response, provider=self.name, secrets=(self.api_key,), key_env=self.key_env
+        )
         body = response.content
         if media_type(response).startswith("image/"):
             return GeneratedImage.from_data(

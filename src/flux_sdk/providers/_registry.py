@@ -30,6 +30,7 @@ Factory = Callable[..., Any]
 _BUILT_IN: dict[str, str] = {
     "dataoorts": "flux_sdk.providers._dataoorts:Dataoorts",
     "baseten": "flux_sdk.providers._baseten:Baseten",
+    "emulator": "flux_sdk.providers._emulator:Emulator",
 }
 _registered: dict[str, Factory | str] = {}
 
