@@ -189,7 +189,7 @@ def test_the_cli_fallback_says_why_the_emulator_answered(tmp_path: Path) -> None
     assert done.returncode == 1
     last = done.stderr.splitlines()[-1]
     assert last.startswith("flux-sdk: error: emulator does not accept width")
-    assert "no API key is set, so the bundled emulator answered" in last
+    assert "no API key is set, so the bundled emulator was used" in last
     assert "DATAOORTS_API_KEY" in last
 
 

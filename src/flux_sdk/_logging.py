@@ -34,8 +34,7 @@ def configure_from_env(
     level = _LEVELS.get(value.strip().lower())
     if level is None:
         warn(
-            f"{ENV_VAR}={value[:40]!r} is not a log level and was ignored; use "
-            f"{', '.join(_LEVELS)}"
+            f"{ENV_VAR}={value[:40]!r} is not a log level and was ignored; use {', '.join(_LEVELS)}"
         )
         return None
     if logger is None:

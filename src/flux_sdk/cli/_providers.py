@@ -21,7 +21,7 @@ from ._console import note
 __all__ = ["Chosen", "choose_provider", "error_line", "explain_fallback", "open_client"]
 
 _FALLBACK = (
-    "no API key is set, so the bundled emulator answered; set DATAOORTS_API_KEY (or "
+    "no API key is set, so the bundled emulator was used; set DATAOORTS_API_KEY (or "
     "BASETEN_API_KEY and BASETEN_MODEL_ID) to use a real provider, or pass --provider"
 )
 # The command's options that are passed to a provider's factory, when given.

@@ -29,6 +29,7 @@ from ._wire import (
     check_base_url,
     decode_base64,
     excerpt,
+    image_from_body,
     json_shape,
     media_type,
     optional,
@@ -139,8 +140,8 @@ class Baseten:
         )
         body = response.content
         if media_type(response).startswith("image/"):
-            return GeneratedImage.from_data(
-                body, provider=self.name, request=request, request_id=rid
+            return image_from_body(
+                response, provider=self.name, request=request, secrets=(self.api_key,)
             )
         output = parse_json(_OUTPUT, response, provider=self.name, secrets=(self.api_key,))
         field = "data" if output.get("data") else "output"
