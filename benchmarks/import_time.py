@@ -15,9 +15,9 @@ import subprocess
 import sys
 
 CASES = {
-    "deps imported": "import httpx, anyio, pydantic, tenacity, pybase64",
+    "deps imported": "import httpx, anyio, pydantic, pybase64",
     "deps as used": (
-        "import httpx, anyio, pydantic, tenacity, pybase64; "
+        "import httpx, anyio, pydantic, pybase64; "
         "from pydantic import BaseModel, SecretStr, JsonValue"
     ),
     "import flux_sdk": "import flux_sdk",

@@ -148,7 +148,7 @@ async def test_a_batch_needs_a_positive_worker_count(limit: object) -> None:
     async def never(request: GenerateRequest, max_retries: int | None) -> GeneratedImage:
         raise AssertionError("nothing may run")
 
-    with pytest.raises(InvalidRequestError, match="limit must be a positive integer"):
+    with pytest.raises(InvalidRequestError, match="limit must be a whole number >= 1"):
         Batch(never, ["aa"], limit=limit)  # type: ignore[arg-type]
 
 

@@ -1,7 +1,7 @@
 """An httpx transport that sends through aiohttp: faster bodies, asyncio only.
 
 httpx hands a 2.8 MB answer over in ~86 pieces, each through httpcore, h11 and an anyio
-cancel scope in Python (7.9 ms of CPU per 2 MiB image here); aiohttp parses in C and
+cancel scope in Python (7.9 ms of CPU per 2 MiB image, measured 2026-11); aiohttp parses in C and
 hands it over in a few large pieces (1.7 ms). This transport keeps httpx's request and
 response objects, so everything above it (providers, middleware, the size cap) is the
 same. Install with ``pip install 'flux-sdk[aiohttp]'``.

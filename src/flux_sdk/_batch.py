@@ -21,6 +21,7 @@ import anyio
 from ._errors import FluxError, InvalidRequestError
 from ._manifest import MANIFEST, BatchDirectory, SavedImage, request_key, slug
 from ._models import GeneratedImage, GenerateRequest
+from ._options import check_positive_int, check_retries
 from ._progress import BatchProgress, Outcome, advance
 
 if TYPE_CHECKING:
@@ -82,12 +83,9 @@ class Batch:
             raise InvalidRequestError(
                 "keep_images=False needs save_dir: otherwise every image would be thrown away"
             )
-        if max_retries is not None and not _natural(max_retries, 0):
-            raise InvalidRequestError(
-                f"max_retries must be a non-negative integer (got {max_retries!r})"
-            )
-        if not _natural(limit, 1):
-            raise InvalidRequestError(f"limit must be a positive integer (got {limit!r})")
+        if max_retries is not None:
+            check_retries(max_retries, InvalidRequestError)
+        check_positive_int(limit, InvalidRequestError, "limit")
         self.generate = generate
         self.items = _prepare(items)
         self.limit = limit
@@ -288,10 +286,6 @@ class BatchIterator:
                 await self._batch.run(send.send)
             except Exception as exc:  # handed to the reader once the results run out
                 self._failure = exc
-
-
-def _natural(value: object, least: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 def _prepare(items: Iterable[str | GenerateRequest]) -> list[GenerateRequest | _Invalid]:

@@ -72,7 +72,7 @@ class FluxClient:
         http_client: httpx.AsyncClient | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        # Decided once: a runtime Protocol isinstance costs ~10 us a call.
+        # Decided once: a runtime Protocol isinstance cost ~10 us a call (measured 2026-11).
         self._flow = isinstance(provider, FlowProvider) and not isinstance(provider, Provider)
         if not self._flow and not isinstance(provider, Provider):
             raise ConfigError(

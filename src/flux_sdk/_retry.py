@@ -106,7 +106,7 @@ class Retry:
     that records and returns at once.
 
     A plain loop rather than tenacity: the same decisions, and a call that succeeds at
-    once pays 0.1 us for it instead of 43 us (see the CHANGELOG).
+    once pays 0.1 us for it instead of 43 us (measured 2026-11-30; see the CHANGELOG).
     """
 
     def __init__(
