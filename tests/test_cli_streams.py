@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import pytest
 
-from flux_sdk import Dataoorts, SavedImage
+from flux_sdk import Emulator, SavedImage
 from flux_sdk.cli._progress import Progress
 from flux_sdk.cli._providers import Chosen, open_client
 from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp, FaultPlan, render_png
@@ -147,10 +147,9 @@ async def test_progress_that_cannot_be_drawn_stops_drawing_not_the_batch(
     display swallows the failure, tries once, and draws no more."""
     stream = _ClosedStream()
     progress = Progress(stream, mode, total=len(PROMPTS), every=0.0)
-    provider = Dataoorts(api_key=DEFAULT_API_KEY, base_url="http://127.0.0.1/api/v1")
     options = argparse.Namespace(timeout=None)
     async with contextlib.AsyncExitStack() as stack:
-        client = await open_client(options, Chosen(provider, in_process=True), stack)
+        client = await open_client(options, Chosen(Emulator()), stack)
         results = await client.generate_many(
             PROMPTS, save_dir=tmp_path, keep_images=False, on_progress=progress
         )

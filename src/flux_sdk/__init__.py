@@ -30,6 +30,7 @@ from ._errors import (
 from ._events import EventHook, FluxEvent
 from ._limits import ConcurrencyLimit, RateLimit
 from ._logfilter import set_log_redaction
+from ._logging import configure_from_env as _configure_from_env
 from ._middleware import AttemptMiddleware, AttemptNext, CallNext, Deadline, Middleware
 from ._models import GeneratedImage, GenerateRequest, sniff_media_type
 from ._retry import Retry, RetryBudget
@@ -40,6 +41,7 @@ from .providers import (
     Accepted,
     Baseten,
     Dataoorts,
+    Emulator,
     Flow,
     FlowProvider,
     OpenAIImages,
@@ -73,6 +75,7 @@ __all__ = [
     "ConfigError",
     "Dataoorts",
     "Deadline",
+    "Emulator",
     "EventHook",
     "Flow",
     "FlowProvider",
@@ -114,6 +117,9 @@ __all__ = [
     "set_log_redaction",
     "sniff_media_type",
 ]
+
+_configure_from_env()  # FLUX_SDK_LOG=debug|info|warning: log lines on stderr
+del _configure_from_env
 
 # Public objects say they live in flux_sdk, not in the private module that defines them.
 for _name in __all__:

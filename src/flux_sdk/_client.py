@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Literal, cast, overload
+from typing import cast
 
 import anyio
 import httpx
 from pydantic import JsonValue
 
-from ._batch import Batch, BatchIterator, BatchProgress, SavedImage
 from ._breaker import CircuitBreaker
 from ._call import Call, make_request
 from ._errors import ConfigError, FluxError, InvalidRequestError
@@ -21,6 +19,7 @@ from ._events import EventHook
 from ._http import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Http
 from ._limits import ConcurrencyLimit, RateLimit
 from ._loops import LoopBinding
+from ._many import ManyImages
 from ._middleware import AttemptMiddleware, Deadline, Middleware, chain
 from ._models import GeneratedImage, GenerateRequest
 from ._options import check_positive_int, check_retries, check_seconds, check_timeout
@@ -33,7 +32,7 @@ from .providers._base import FlowProvider, Provider
 __all__ = ["DEFAULT_TIMEOUT", "FluxClient"]
 
 
-class FluxClient:
+class FluxClient(ManyImages):
     """Generates images through one provider; use it as ``async with FluxClient(...)``.
 
     Each ``generate`` builds one `Call` and hands it down the chain, outermost first::
@@ -53,7 +52,9 @@ class FluxClient:
     It owns its connections: one single-connection ``httpx.AsyncClient`` per request in
     flight (see ``_connections.py``), so no request ever waits for a connection. Pass
     ``http_client`` to use your own client instead; it is used for every request and
-    left open. A body over ``max_response_bytes`` is refused without being read.
+    left open. A provider that carries a ``transport`` (an ``httpx.AsyncBaseTransport``,
+    as `Emulator` does) has its requests sent through it unless you pass ``http_client``.
+    A body over ``max_response_bytes`` is refused without being read.
     ``on_event`` receives a `FluxEvent` per request, retry, success and failure.
     """
 
@@ -135,10 +136,17 @@ class FluxClient:
             raise ConfigError(
                 f"http_client must be an httpx.AsyncClient (got {type(http_client).__name__})"
             )
+        transport = getattr(provider, "transport", None)
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise ConfigError(
+                f"{provider.name}'s transport must be an httpx.AsyncBaseTransport "
+                f"(got {type(transport).__name__})"
+            )
         self._http = Http(
             timeout=self.timeout,
             max_response_bytes=self.max_response_bytes,
             http_client=http_client,
+            transport=None if http_client is not None else transport,
         )
         # Why this order: see the class docstring.
         limits: list[AttemptMiddleware] = [] if self.rate_limit is None else [self.rate_limit]
@@ -293,103 +301,9 @@ class FluxClient:
         call.emit("success", attempt=image.attempts, elapsed=elapsed)
         return dataclasses.replace(image, elapsed=elapsed)
 
-    @overload
-    async def generate_many(
-        self,
-        items: Iterable[str | GenerateRequest],
-        *,
-        save_dir: str | os.PathLike[str] | None = ...,
-        keep_images: Literal[True] = ...,
-        on_progress: Callable[[BatchProgress], object] | None = ...,
-        max_retries: int | None = ...,
-    ) -> list[GeneratedImage | FluxError]: ...
-
-    @overload
-    async def generate_many(
-        self,
-        items: Iterable[str | GenerateRequest],
-        *,
-        save_dir: str | os.PathLike[str],
-        keep_images: Literal[False],
-        on_progress: Callable[[BatchProgress], object] | None = ...,
-        max_retries: int | None = ...,
-    ) -> list[SavedImage | FluxError]: ...
-
-    @overload
-    async def generate_many(
-        self,
-        items: Iterable[str | GenerateRequest],
-        *,
-        save_dir: str | os.PathLike[str] | None = ...,
-        keep_images: bool,
-        on_progress: Callable[[BatchProgress], object] | None = ...,
-        max_retries: int | None = ...,
-    ) -> list[GeneratedImage | SavedImage | FluxError]: ...
-
-    async def generate_many(
-        self,
-        items: Iterable[str | GenerateRequest],
-        *,
-        save_dir: str | os.PathLike[str] | None = None,
-        keep_images: bool = True,
-        on_progress: Callable[[BatchProgress], object] | None = None,
-        max_retries: int | None = None,
-    ) -> (
-        list[GeneratedImage | FluxError]
-        | list[SavedImage | FluxError]
-        | list[GeneratedImage | SavedImage | FluxError]
-    ):
-        """Generate an image for each item; results in input order.
-
-        Items are prompts or `GenerateRequest`s. A failed item is its `FluxError` in the
-        list and the others go on; the client's retries and limits apply to each, and at
-        most ``max_concurrency`` run at once. With ``save_dir`` each image is written as
-        it arrives (see the batch docs for names, ``manifest.jsonl`` and resuming), and
-        ``keep_images=False`` keeps only a `SavedImage` record of each in memory.
-        ``on_progress`` is called with a `BatchProgress` each time an item ends.
-        ``max_retries`` overrides the client's for every item.
-        """
-        batch = self._batch(items, save_dir, keep_images, on_progress, max_retries)
-        return cast("list[GeneratedImage | FluxError]", await batch.collect())
-
-    def iter_many(
-        self,
-        items: Iterable[str | GenerateRequest],
-        *,
-        save_dir: str | os.PathLike[str] | None = None,
-        keep_images: bool = True,
-        on_progress: Callable[[BatchProgress], object] | None = None,
-        max_retries: int | None = None,
-    ) -> BatchIterator:
-        """Like `generate_many`, but hands over ``(index, result)`` as each item ends.
-
-        Read the results inside ``async with client.iter_many(items) as results:`` with
-        ``async for index, result in results:``. Each result can be written and dropped,
-        so memory follows the concurrency limit, not the batch size. Leaving the block
-        cancels the rest and waits for it to stop.
-        """
-        return self._batch(items, save_dir, keep_images, on_progress, max_retries).iterate()
-
-    def _batch(
-        self,
-        items: Iterable[str | GenerateRequest],
-        save_dir: str | os.PathLike[str] | None,
-        keep_images: bool,
-        on_progress: Callable[[BatchProgress], object] | None,
-        max_retries: int | None,
-    ) -> Batch:
-        if self._closed:
-            raise ConfigError("this FluxClient is closed; create a new one")
-
-        async def generate(request: GenerateRequest, max_retries: int | None) -> GeneratedImage:
-            return await self.generate(request, max_retries=max_retries)
-
-        return Batch(
-            generate,
-            items,
-            limit=self.concurrency.limit,
-            save_dir=save_dir,
-            keep_images=keep_images,
-            on_progress=on_progress,
-            max_retries=max_retries,
-        )
+    def _check_rules(self, request: GenerateRequest) -> None:
+        """Raise `InvalidRequestError` unless the provider (or, routed, some route) takes it."""
+        if self._router is not None:
+            self._router.accepting(request)
+        else:
+            self.provider.rules.check(request, self.provider.name)

@@ -43,7 +43,9 @@ class Http:
 
     By default it owns one single-connection ``httpx.AsyncClient`` per request in
     flight, made as concurrency first needs them (see ``_connections.py``); with
-    ``http_client`` every request goes through that client, which is left open.
+    ``http_client`` every request goes through that client, which is left open. With
+    ``transport`` (a provider's own, such as the in-process emulator's) every request
+    goes through one client made over it; the transport is borrowed, never closed here.
     """
 
     def __init__(
@@ -52,10 +54,19 @@ class Http:
         timeout: httpx.Timeout,
         max_response_bytes: int,
         http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.max_response_bytes = max_response_bytes
         self._timeout = timeout.as_dict()
-        if http_client is None:
+        self._owned: httpx.AsyncClient | None = None
+        if http_client is None and transport is not None:
+            # A transport pools (or has no connections) itself: one client is enough.
+            self._owned = httpx.AsyncClient(
+                transport=_Borrowed(transport), timeout=timeout, headers=_OUR_HEADERS
+            )
+            self._connections = Connections(shared=self._owned)
+            headers = _OUR_HEADERS
+        elif http_client is None:
             self._connections = Connections(_single_connection_clients(timeout))
             headers = _OUR_HEADERS
         else:
@@ -157,6 +168,18 @@ class Http:
 
     async def aclose(self) -> None:
         await self._connections.aclose()
+        if self._owned is not None:
+            await self._owned.aclose()
+
+
+class _Borrowed(httpx.AsyncBaseTransport):
+    """Someone else's transport: used, never closed (a provider may serve many clients)."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._transport.handle_async_request(request)
 
 
 def _single_connection_clients(timeout: httpx.Timeout) -> Callable[[], httpx.AsyncClient]:

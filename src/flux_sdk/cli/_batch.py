@@ -13,7 +13,7 @@ from flux_sdk._batch import MANIFEST
 from ._console import note
 from ._progress import Progress, duration
 from ._prompts import Prompts, read_prompts
-from ._providers import Chosen, choose_provider, open_client
+from ._providers import Chosen, choose_provider, error_line, explain_fallback, open_client
 
 __all__ = ["run_batch"]
 
@@ -33,7 +33,7 @@ def run_batch(args: argparse.Namespace) -> int:
     try:
         chosen = choose_provider(args)
     except FluxError as exc:
-        note(f"flux-sdk: error: {exc}")
+        note(error_line(exc, None))
         return 1
     provider = chosen.provider
 
@@ -43,6 +43,7 @@ def run_batch(args: argparse.Namespace) -> int:
     prompts = read_prompts(text, seed=args.seed, steps=args.steps, check=check)
     if prompts.problems:
         _list("flux-sdk: error: nothing was sent; fix these lines first:", prompts.problems)
+        explain_fallback(chosen)
         return 2
     if not prompts.requests:
         note(f"flux-sdk: error: {args.prompts} holds no prompts")
@@ -63,7 +64,7 @@ def run_batch(args: argparse.Namespace) -> int:
         return 130
     except FluxError as exc:
         progress.close()
-        note(f"flux-sdk: error: {exc}")
+        note(error_line(exc, chosen))
         return 1
     progress.close()
     p = progress.last
@@ -72,7 +73,7 @@ def run_batch(args: argparse.Namespace) -> int:
         f"{p.retries} retries, in {duration(p.elapsed)}; manifest: "
         f"{Path(args.out_dir) / MANIFEST}"
     )
-    return _report_failures(outcome, prompts, args.prompts)
+    return _report_failures(outcome, prompts, args.prompts, chosen)
 
 
 async def _run(
@@ -93,7 +94,7 @@ async def _run(
     return list(results)
 
 
-def _report_failures(outcome: list[object], prompts: Prompts, source: str) -> int:
+def _report_failures(outcome: list[object], prompts: Prompts, source: str, chosen: Chosen) -> int:
     """List failed items by their line in the file, with advice that can help: another
     run for a failure that may pass, a fix of the line for a request that cannot."""
     failed = [
@@ -124,6 +125,7 @@ def _report_failures(outcome: list[object], prompts: Prompts, source: str) -> in
         note(f"{_items(len(retryable))} may pass: run the same command again to retry them")
     if other:
         note(f"{_items(other)} failed for a reason above: fix it, then run the same command again")
+    explain_fallback(chosen)
     return 1
 
 

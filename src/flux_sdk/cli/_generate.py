@@ -9,7 +9,7 @@ from pathlib import Path
 from flux_sdk import FluxError
 
 from ._console import StdoutError, note, print_result
-from ._providers import choose_provider, open_client
+from ._providers import Chosen, choose_provider, error_line, open_client
 from ._save import save, target
 
 __all__ = ["run_generate"]
@@ -18,11 +18,13 @@ __all__ = ["run_generate"]
 def run_generate(args: argparse.Namespace) -> int:
     import anyio
 
+    chosen: Chosen | None = None
     try:
         path = target(args.out, args.prompt, force=args.force)
-        path = anyio.run(_generate, args, path)
+        chosen = choose_provider(args)
+        path = anyio.run(_generate, args, chosen, path)
     except FluxError as exc:
-        note(f"flux-sdk: error: {exc}")
+        note(error_line(exc, chosen))
         return 1
     try:
         print_result(str(path))
@@ -32,10 +34,9 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _generate(args: argparse.Namespace, path: Path) -> Path:
+async def _generate(args: argparse.Namespace, chosen: Chosen, path: Path) -> Path:
     from anyio import to_thread
 
-    chosen = choose_provider(args)
     async with contextlib.AsyncExitStack() as stack:
         client = await open_client(args, chosen, stack)
         image = await client.generate(

@@ -14,9 +14,8 @@ if TYPE_CHECKING:
 
     _Commands: TypeAlias = "argparse._SubParsersAction[_Parser]"
 
-__all__ = ["PROVIDERS", "build_parser"]
+__all__ = ["build_parser", "provider_choices"]
 
-PROVIDERS = ("auto", "dataoorts", "baseten", "together", "openai", "emulator")
 _FAULT_KINDS = "429 500 502 503 reset truncated stall slow invalid_json invalid_base64 html"
 
 
@@ -93,30 +92,50 @@ def faults(*, ok: bool) -> Callable[[str], list[object]]:
     return parse
 
 
+def provider_choices() -> list[str]:
+    """What ``--provider`` takes: ``auto`` and every name in the provider registry (the
+    built-in ones and those installed through the ``flux_sdk.providers`` entry points)."""
+    from flux_sdk.providers import provider_names
+
+    return ["auto", *provider_names()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command; ``command`` in the result says which ran."""
     from flux_sdk._version import __version__
 
+    choices = provider_choices()
     parser = _Parser(
-        prog="flux-sdk", description="Generate FLUX.1 [schnell] images from the command line."
+        prog="flux-sdk",
+        description="Generate FLUX.1 [schnell] images from the command line.",
+        epilog=f"providers (--provider): {', '.join(choices)}. Installed packages add "
+        "more through the 'flux_sdk.providers' entry points; 'auto' picks the first "
+        "with a key set, else the emulator.",
     )
     parser.add_argument("--version", action="version", version=f"flux-sdk {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
-    _generate(commands)
-    _batch(commands)
+    _generate(commands, choices)
+    _batch(commands, choices)
     _emulator(commands)
     return parser
 
 
-def _connection(command: argparse.ArgumentParser) -> None:
+def _connection(command: argparse.ArgumentParser, choices: list[str]) -> None:
     """The options that choose and reach a provider, shared by generate and batch."""
-    command.add_argument("--provider", choices=PROVIDERS, default="auto")
+    command.add_argument(
+        "--provider",
+        choices=choices,
+        default="auto",
+        metavar="NAME",
+        help=f"one of {', '.join(choices)} (default auto: the first provider with a key "
+        "set, else the emulator)",
+    )
     command.add_argument("--base-url", metavar="URL", help="override the provider's base URL")
     command.add_argument("--model-id", metavar="ID", help="Baseten model id (or BASETEN_MODEL_ID)")
     command.add_argument("--timeout", type=seconds(), metavar="SECONDS", help="per attempt")
 
 
-def _generate(commands: _Commands) -> None:
+def _generate(commands: _Commands, choices: list[str]) -> None:
     gen = commands.add_parser(
         "generate",
         help="generate one image",
@@ -138,11 +157,11 @@ def _generate(commands: _Commands) -> None:
     gen.add_argument("--steps", type=whole(1), metavar="N")
     gen.add_argument("--width", type=whole(1), metavar="N", help="Baseten only")
     gen.add_argument("--height", type=whole(1), metavar="N", help="Baseten only")
-    _connection(gen)
+    _connection(gen, choices)
     gen.set_defaults(command="generate")
 
 
-def _batch(commands: _Commands) -> None:
+def _batch(commands: _Commands, choices: list[str]) -> None:
     batch = commands.add_parser(
         "batch",
         help="generate an image for every prompt in a file",
@@ -173,7 +192,7 @@ def _batch(commands: _Commands) -> None:
     batch.add_argument(
         "--max-retries", type=whole(0), default=6, metavar="N", help="per item (default 6)"
     )
-    _connection(batch)
+    _connection(batch, choices)
     batch.add_argument(
         "--progress",
         choices=("auto", "bar", "lines", "none"),

@@ -1,43 +1,49 @@
-"""Which provider a command talks to, and the client it talks through."""
+"""Which provider a command talks to, and the client it talks through.
+
+``--provider`` names an entry of the provider registry (built-in, or installed through
+the ``flux_sdk.providers`` entry points), so a third-party provider works here as soon
+as its package is installed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Any
 
-from flux_sdk import (
-    DEFAULT_TIMEOUT,
-    Baseten,
-    Dataoorts,
-    FlowProvider,
-    FluxClient,
-    OpenAIImages,
-    Provider,
-    Together,
-)
+from flux_sdk import DEFAULT_TIMEOUT, ConfigError, FlowProvider, FluxClient, Provider, provider
 
 from ._console import note
 
-__all__ = ["Chosen", "choose_provider", "open_client"]
+__all__ = ["Chosen", "choose_provider", "error_line", "explain_fallback", "open_client"]
+
+_FALLBACK = (
+    "no API key is set, so the bundled emulator was used; set DATAOORTS_API_KEY (or "
+    "BASETEN_API_KEY and BASETEN_MODEL_ID) to use a real provider, or pass --provider"
+)
+# The command's options that are passed to a provider's factory, when given.
+_OPTIONS = {"base_url": "--base-url", "model_id": "--model-id"}
 
 
 @dataclass(frozen=True, slots=True)
 class Chosen:
-    """A provider, and whether it is answered by the emulator in this process."""
+    """A provider, and whether ``--provider auto`` fell back to the emulator."""
 
     provider: Provider | FlowProvider
-    in_process: bool = False
+    fallback: bool = False
 
 
 def choose_provider(args: argparse.Namespace) -> Chosen:
     """The provider ``--provider`` names; ``auto`` picks the first with a key set.
 
-    Raises `ConfigError` (a missing key, a bad base URL) before anything is sent.
+    Raises `ConfigError` (a missing key, a bad base URL, an option the provider does
+    not take) before anything is sent.
     """
     name = args.provider
+    fallback = False
     if name == "auto":
         if os.environ.get("DATAOORTS_API_KEY"):
             name = "dataoorts"
@@ -45,35 +51,58 @@ def choose_provider(args: argparse.Namespace) -> Chosen:
             name = "baseten"
         else:
             note("flux-sdk: no API key in the environment; using the emulator")
-            name = "emulator"
-    if name == "dataoorts":
-        return Chosen(Dataoorts(base_url=args.base_url))
-    if name == "baseten":
-        return Chosen(Baseten(model_id=args.model_id, base_url=args.base_url))
-    if name == "together":
-        return Chosen(Together(base_url=args.base_url))
-    if name == "openai":
-        return Chosen(OpenAIImages(args.base_url))
-    from flux_sdk.emulator import DEFAULT_API_KEY
+            name, fallback = "emulator", True
+    options = {key: getattr(args, key) for key in _OPTIONS if getattr(args, key) is not None}
+    try:
+        return Chosen(provider(name, **options), fallback)
+    except ConfigError:
+        refused = [flag for key, flag in _OPTIONS.items() if key in options]
+        if refused and not _takes(name, options):
+            raise ConfigError(
+                f"--provider {name} does not take {' or '.join(refused)}; leave "
+                f"{'it' if len(refused) == 1 else 'them'} out"
+            ) from None
+        raise
 
-    # The real provider, answered in process by the emulator speaking Dataoorts.
-    return Chosen(Dataoorts(api_key=DEFAULT_API_KEY, base_url="http://127.0.0.1/api/v1"), True)
+
+def _takes(name: str, options: dict[str, Any]) -> bool:
+    """Whether the factory called ``name`` accepts these keyword options (True when that
+    cannot be told, so that the registry's own error is shown)."""
+    from flux_sdk.providers._registry import _factory
+
+    try:
+        signature = inspect.signature(_factory(name))
+    except (TypeError, ValueError, ConfigError):
+        return True
+    try:
+        signature.bind_partial(**options)
+    except TypeError:
+        return False
+    return True
+
+
+def explain_fallback(chosen: Chosen) -> None:
+    """After a list of problems: say why the emulator answered, if it was not asked for."""
+    if chosen.fallback:
+        note(f"flux-sdk: {_FALLBACK}")
+
+
+def error_line(exc: BaseException, chosen: Chosen | None) -> str:
+    """The one line a failed command prints: the error, and why the emulator answered."""
+    line = f"flux-sdk: error: {exc}"
+    if chosen is not None and chosen.fallback:
+        line += f" ({_FALLBACK})"
+    return line
 
 
 async def open_client(
     args: argparse.Namespace, chosen: Chosen, stack: contextlib.AsyncExitStack, **options: Any
 ) -> FluxClient:
-    """A client for ``chosen``, closed with ``stack``."""
+    """A client for ``chosen``, closed with ``stack``.
+
+    An in-process provider (the emulator) carries its own transport, which the client
+    sends through: no socket is opened.
+    """
     timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
-    if chosen.in_process:
-        import httpx
-
-        from flux_sdk.emulator import EmulatorApp
-
-        # The whole stack in process: an ASGI transport in place of a socket.
-        transport = httpx.ASGITransport(app=EmulatorApp())
-        options["http_client"] = await stack.enter_async_context(
-            httpx.AsyncClient(transport=transport)
-        )
     client = FluxClient(chosen.provider, timeout=timeout, **options)
     return await stack.enter_async_context(client)

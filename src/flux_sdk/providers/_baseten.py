@@ -29,6 +29,7 @@ from ._wire import (
     check_base_url,
     decode_base64,
     excerpt,
+    image_from_body,
     json_shape,
     media_type,
     optional,
@@ -71,6 +72,8 @@ class Baseten:
     """
 
     name = "baseten"
+    # Named in the advice of a 401/403; None where the key is not the user's to set.
+    key_env: str | None = "BASETEN_API_KEY"
     rules = RULES
 
     def __init__(
@@ -133,7 +136,9 @@ class Baseten:
 
     def parse_response(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:
         rid = request_id(response.headers, (self.api_key,))
-        raise_for_status(response, provider=self.name, secrets=(self.api_key,))
+        raise_for_status(
+            response, provider=self.name, secrets=(self.api_key,), key_env=self.key_env
+        )
         body = response.content
         image = sniffed_image(
             response, provider=self.name, request=request, secrets=(self.api_key,)
@@ -141,8 +146,8 @@ class Baseten:
         if image is not None:
             return image
         if media_type(response).startswith("image/"):
-            return GeneratedImage.from_data(
-                body, provider=self.name, request=request, request_id=rid
+            return image_from_body(
+                response, provider=self.name, request=request, secrets=(self.api_key,)
             )
         output = parse_json(_OUTPUT, response, provider=self.name, secrets=(self.api_key,))
         field = "data" if output.get("data") else "output"

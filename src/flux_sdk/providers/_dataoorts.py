@@ -21,6 +21,7 @@ from ._wire import (
     check_base_url,
     decode_base64,
     excerpt,
+    image_from_body,
     json_shape,
     media_type,
     optional,
@@ -69,6 +70,8 @@ class Dataoorts:
     """
 
     name = "dataoorts"
+    # Named in the advice of a 401/403; None where the key is not the user's to set.
+    key_env: str | None = "DATAOORTS_API_KEY"
 
     def __init__(
         self,
@@ -119,7 +122,9 @@ class Dataoorts:
         body = response.content
         if not response.is_success:
             try:
-                raise_for_status(response, provider=self.name, secrets=(self.api_key,))
+                raise_for_status(
+                    response, provider=self.name, secrets=(self.api_key,), key_env=self.key_env
+                )
             except ProviderError as exc:
                 if response.status_code == 429 and _QUOTA_SPENT in _codes(body):
                     exc.retryable = False
@@ -130,8 +135,8 @@ class Dataoorts:
         if image is not None:
             return image
         if not media_type(response).startswith("application/json"):
-            return GeneratedImage.from_data(
-                body, provider=self.name, request=request, request_id=rid
+            return image_from_body(
+                response, provider=self.name, request=request, secrets=(self.api_key,)
             )
         envelope = parse_json(_ENVELOPE, response, provider=self.name, secrets=(self.api_key,))
         result = envelope.get("result")

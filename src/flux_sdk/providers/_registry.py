@@ -32,6 +32,7 @@ _BUILT_IN: dict[str, str] = {
     "baseten": "flux_sdk.providers._baseten:Baseten",
     "together": "flux_sdk.providers._together:Together",
     "openai": "flux_sdk.providers._openai_images:OpenAIImages",
+    "emulator": "flux_sdk.providers._emulator:Emulator",
 }
 _registered: dict[str, Factory | str] = {}
 

@@ -193,11 +193,17 @@ def _error_message(body: bytes) -> str | None:
 
 
 def raise_for_status(
-    response: httpx.Response, *, provider: str, secrets: Iterable[SecretStr | str] = ()
+    response: httpx.Response,
+    *,
+    provider: str,
+    secrets: Iterable[SecretStr | str] = (),
+    key_env: str | None = None,
 ) -> None:
     """Raise the right `ProviderError` subclass unless ``response`` is a 2xx.
 
-    The message quotes the provider's own error text when its body has one.
+    The message quotes the provider's own error text when its body has one. For a 401
+    or 403 it also says where the key came from: ``key_env`` names the environment
+    variable a provider reads its key from.
     """
     status = response.status_code
     if 200 <= status < 300:
@@ -219,6 +225,12 @@ def raise_for_status(
     message = f"{provider} answered HTTP {status}: {redact(detail, secrets)[:_EXCERPT_CHARS]}"
     if rid:
         message += f" (request id {rid})"
+    if status in (401, 403):
+        where = f"the {key_env} environment variable" if key_env else "your provider settings"
+        message += (
+            f"; the API key was refused: check the key in {where} (or the api_key=... "
+            "you passed) and that it has access to this model"
+        )
     raise error_for_status(
         status,
         message,
@@ -242,6 +254,17 @@ def _describe_body(response: httpx.Response, secrets: Iterable[SecretStr | str])
     return f"a {media} body of {len(body)} bytes"
 
 
+def _advice(response: httpx.Response, rid: str | None) -> str:
+    """The request id, and what an unexpected body most likely means."""
+    text = f" (request id {rid})" if rid else ""
+    if "html" in media_type(response):
+        text += (
+            "; an HTML page comes from a proxy, a CDN or a login page, not the model: "
+            "it is retried, and if it persists, check the base URL"
+        )
+    return text
+
+
 def image_from_body(
     response: httpx.Response,
     *,
@@ -257,7 +280,7 @@ def image_from_body(
         raise InvalidResponseError(
             f"{provider} answered HTTP {response.status_code} with "
             f"{_describe_body(response, secrets)} where an image was expected: "
-            f"{excerpt(body, secrets, limit=80)!r}",
+            f"{excerpt(body, secrets, limit=80)!r}{_advice(response, rid)}",
             provider=provider,
             status_code=response.status_code,
             request_id=rid,
@@ -335,12 +358,15 @@ def parse_json(
         data: dict[str, Any] = shape.validate_json(response.content)
     except ValidationError as exc:
         invalid = exc.errors()[0]["type"] == "json_invalid"
+        rid = request_id(response.headers, secrets)
+        media = media_type(response) or "no content type"
         raise InvalidResponseError(
             f"{provider} sent {'invalid JSON' if invalid else 'JSON of an unexpected shape'} "
-            f"with HTTP {response.status_code}: {excerpt(response.content, secrets, limit=200)!r}",
+            f"with HTTP {response.status_code} ({media}): "
+            f"{excerpt(response.content, secrets, limit=200)!r}{_advice(response, rid)}",
             provider=provider,
             status_code=response.status_code,
-            request_id=request_id(response.headers, secrets),
+            request_id=rid,
         ) from None
     return data
 
