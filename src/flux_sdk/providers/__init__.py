@@ -7,8 +7,10 @@ which live in this namespace: ``from flux_sdk.providers import raise_for_status`
 
 from ._base import Accepted, Flow, FlowProvider, ParamRules, Provider, Step, StepKind, Wait
 from ._baseten import Baseten
+from ._cloudflare import CloudflareWorkersAI
 from ._dataoorts import Dataoorts
 from ._registry import ENTRY_POINT_GROUP, provider, provider_names, register_provider
+from ._replicate import Replicate
 from ._wire import (
     check_base_url,
     decode_base64,
@@ -30,11 +32,13 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "Accepted",
     "Baseten",
+    "CloudflareWorkersAI",
     "Dataoorts",
     "Flow",
     "FlowProvider",
     "ParamRules",
     "Provider",
+    "Replicate",
     "Step",
     "StepKind",
     "Wait",

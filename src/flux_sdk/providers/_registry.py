@@ -30,6 +30,8 @@ Factory = Callable[..., Any]
 _BUILT_IN: dict[str, str] = {
     "dataoorts": "flux_sdk.providers._dataoorts:Dataoorts",
     "baseten": "flux_sdk.providers._baseten:Baseten",
+    "replicate": "flux_sdk.providers._replicate:Replicate",
+    "cloudflare": "flux_sdk.providers._cloudflare:CloudflareWorkersAI",
 }
 _registered: dict[str, Factory | str] = {}
 
