@@ -7,7 +7,7 @@ whole life of a job (``starting``, ``processing``, then its outcome) without sle
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = ["OUTCOMES", "TERMINAL", "Prediction", "ReplicateQueue"]
@@ -26,16 +26,24 @@ class Prediction:
 
     id: str
     input: dict[str, Any]
-    states: list[str]
+    starting: int
+    processing: int
+    outcome: Outcome
     error: str | None
-    index: int = 0
     polls: int = 0
     cancel_requests: int = 0
-    canceled: bool = field(default=False)
+    canceled: bool = False
 
     @property
     def status(self) -> str:
-        return "canceled" if self.canceled else self.states[self.index]
+        """The state after ``polls`` polls (the create answer is state 0)."""
+        if self.canceled:
+            return "canceled"
+        if self.polls < self.starting:
+            return "starting"
+        if self.polls < self.starting + self.processing:
+            return "processing"
+        return self.outcome
 
 
 class ReplicateQueue:
@@ -65,7 +73,9 @@ class ReplicateQueue:
                 raise ValueError(f"{name} must be a whole number of polls >= 0, got {value!r}")
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
-        self.states = ["starting"] * starting + ["processing"] * processing + [outcome]
+        self.starting = starting
+        self.processing = processing
+        self.outcome: Outcome = outcome
         self.error = error if error is not None else (NSFW_ERROR if outcome == "failed" else None)
         self.predictions: dict[str, Prediction] = {}
         self._lock = threading.Lock()  # tests read it from their own thread
@@ -73,7 +83,9 @@ class ReplicateQueue:
     def create(self, input: dict[str, Any]) -> Prediction:
         with self._lock:
             pid = f"emu{len(self.predictions) + 1:023d}"
-            prediction = Prediction(pid, input, list(self.states), self.error)
+            prediction = Prediction(
+                pid, input, self.starting, self.processing, self.outcome, self.error
+            )
             self.predictions[pid] = prediction
             return prediction
 
@@ -83,7 +95,6 @@ class ReplicateQueue:
             prediction = self.predictions.get(pid)
             if prediction is not None:
                 prediction.polls += 1
-                prediction.index = min(prediction.index + 1, len(prediction.states) - 1)
             return prediction
 
     def cancel(self, pid: str) -> Prediction | None:
