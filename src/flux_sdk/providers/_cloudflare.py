@@ -107,7 +107,7 @@ class CloudflareWorkersAI:
         for key, value in request.extra_body.items():
             if key in _RESERVED:
                 raise InvalidRequestError(
-                    f"extra_body[{key!r}] duplicates a field of the request; pass "
+                    f"{self.name}: extra_body[{key!r}] duplicates a field of the request; pass "
                     f"{'steps' if key == 'num_steps' else key}=... instead",
                     provider=self.name,
                 )

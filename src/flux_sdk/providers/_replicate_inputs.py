@@ -78,7 +78,7 @@ def aspect_ratio(request: GenerateRequest, provider: str) -> str | None:
         )
     if "aspect_ratio" in request.extra_body:
         raise InvalidRequestError(
-            "give either width and height or extra_body['aspect_ratio'], not both",
+            f"{provider}: give either width and height or extra_body['aspect_ratio'], not both",
             provider=provider,
         )
     return ratio
@@ -119,14 +119,14 @@ def prediction_input(request: GenerateRequest, provider: str) -> dict[str, Any]:
     for key, value in request.extra_body.items():
         if key in _RESERVED:
             raise InvalidRequestError(
-                f"extra_body[{key!r}] duplicates a field of the request; use the "
+                f"{provider}: extra_body[{key!r}] duplicates a field of the request; use the "
                 f"{_RESERVED[key]}=... argument instead",
                 provider=provider,
             )
         if key == "num_outputs" and value != 1:
             raise InvalidRequestError(
-                "flux_sdk asks for one image per call; leave extra_body['num_outputs'] "
-                "out and call generate again for more",
+                f"{provider}: flux_sdk asks for one image per call; leave "
+                "extra_body['num_outputs'] out and call generate again for more",
                 provider=provider,
             )
         if key in _CHOICES and value not in _CHOICES[key]:
