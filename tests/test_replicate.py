@@ -31,8 +31,14 @@ from flux_sdk import (
     ServerError,
     provider,
 )
-from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp, Fault, FaultPlan, render_png
-from flux_sdk.emulator._replicate_queue import ReplicateQueue
+from flux_sdk.emulator import (
+    DEFAULT_API_KEY,
+    EmulatorApp,
+    Fault,
+    FaultPlan,
+    ReplicateQueue,
+    render_png,
+)
 from flux_sdk.providers._replicate_inputs import ASPECT_RATIOS
 
 from ._images import image_bytes

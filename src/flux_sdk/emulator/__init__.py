@@ -29,7 +29,10 @@ flux-sdk emulator --port 8787        # or: python -c "from flux_sdk.emulator imp
 
 Dataoorts answers on ``POST /api/v1`` (``Authorization: Bearer KEY``); Baseten on
 ``POST /production/predict``, ``/development/predict``, ``/environments/{name}/predict``
-and ``/deployment/{id}/predict`` (``Authorization: Api-Key KEY``). The key is
+and ``/deployment/{id}/predict`` (``Authorization: Api-Key KEY``); Replicate on
+``POST /v1/models/{owner}/{name}/predictions`` and its prediction URLs (a prediction
+moves one state per poll, see ``ReplicateQueue``); Cloudflare Workers AI on
+``POST /client/v4/accounts/{id}/ai/run/{model}`` (both ``Bearer KEY``). The key is
 ``DEFAULT_API_KEY`` unless you pass ``api_key=``.
 
 To test retries and timeouts, make it fail the way real providers do: a ``FaultPlan``
@@ -51,6 +54,7 @@ over a real server; ``Fault`` says what a client sees in each setting.
 from flux_sdk.emulator._app import DEFAULT_API_KEY, EmulatorApp
 from flux_sdk.emulator._faults import ALL_FAULTS, Fault, FaultPlan, InjectedDisconnect
 from flux_sdk.emulator._image import render_png
+from flux_sdk.emulator._replicate_queue import ReplicateQueue
 from flux_sdk.emulator._server import run, serve
 
 __all__ = [
@@ -60,6 +64,7 @@ __all__ = [
     "Fault",
     "FaultPlan",
     "InjectedDisconnect",
+    "ReplicateQueue",
     "render_png",
     "run",
     "serve",
