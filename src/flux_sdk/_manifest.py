@@ -128,7 +128,7 @@ class BatchDirectory:
         except OSError as exc:
             raise save_error(what, exc) from exc
         self._write_lock = threading.Lock()
-        self._broken = False
+        self._broken: SaveError | None = None  # the first write that failed
         try:
             _lock(self._file, path)
             self._file.seek(0)
@@ -290,8 +290,10 @@ class BatchDirectory:
         """Append ``data`` whole and synced, or raise `SaveError` and leave the file as it
         was: a line that did not fit is cut off again, so no later line is glued to it."""
         what = f"could not write {str(self.path / MANIFEST)!r}"
-        if self._broken:
-            raise SaveError(f"{what}: an earlier write failed; {_RERUN}")
+        if self._broken is not None:
+            # The same error again: whichever worker's failure surfaces first, the batch
+            # reports the cause (a full disk), not "an earlier write failed".
+            raise SaveError(self._broken.message, errno=self._broken.errno)
         fd = self._file.fileno()
         try:
             written = 0
@@ -299,10 +301,10 @@ class BatchDirectory:
                 written += os.write(fd, data[written:])
             os.fsync(fd)
         except OSError as exc:
-            self._broken = True
+            self._broken = _stopped(what, exc)
             with contextlib.suppress(OSError):  # else the next run ends the torn line
                 os.ftruncate(fd, self._end)
-            raise _stopped(what, exc) from exc
+            raise self._broken from exc
         self._end += len(data)
 
     def _drop_others(self, index: int, keep: str) -> None:

@@ -31,7 +31,10 @@ Dataoorts answers on ``POST /api/v1`` (``Authorization: Bearer KEY``); Baseten o
 ``POST /production/predict``, ``/development/predict``, ``/environments/{name}/predict``
 and ``/deployment/{id}/predict`` (``Authorization: Api-Key KEY``); OpenAI-style images
 on ``POST /v1/images/generations`` and DeepInfra's ``/v1/openai/images/generations``;
-Together on ``POST /together/v1/images/generations`` (both Bearer). The key is
+Together on ``POST /together/v1/images/generations`` (Bearer); Replicate on
+``POST /v1/models/{owner}/{name}/predictions`` and its prediction URLs (a prediction
+moves one state per poll, see ``ReplicateQueue``); Cloudflare Workers AI on
+``POST /client/v4/accounts/{id}/ai/run/{model}`` (both ``Bearer KEY``). The key is
 ``DEFAULT_API_KEY`` unless you pass ``api_key=``.
 
 To test retries and timeouts, make it fail the way real providers do: a ``FaultPlan``
@@ -53,6 +56,7 @@ over a real server; ``Fault`` says what a client sees in each setting.
 from flux_sdk.emulator._app import DEFAULT_API_KEY, EmulatorApp
 from flux_sdk.emulator._faults import ALL_FAULTS, Fault, FaultPlan, InjectedDisconnect
 from flux_sdk.emulator._image import render_png
+from flux_sdk.emulator._replicate_queue import ReplicateQueue
 from flux_sdk.emulator._server import run, serve
 
 __all__ = [
@@ -62,6 +66,7 @@ __all__ = [
     "Fault",
     "FaultPlan",
     "InjectedDisconnect",
+    "ReplicateQueue",
     "render_png",
     "run",
     "serve",

@@ -16,10 +16,13 @@ from typing import Literal
 
 from flux_sdk.emulator._asgi import Message, Receive, Scope, Send, cloudflare_error, send_json
 from flux_sdk.emulator._baseten import Baseten
+from flux_sdk.emulator._cloudflare import CloudflareWorkersAI
 from flux_sdk.emulator._dataoorts import Dataoorts
 from flux_sdk.emulator._faults import FaultPlan, InjectedDisconnect, inject
 from flux_sdk.emulator._host import Host
 from flux_sdk.emulator._openai import OpenAIImages
+from flux_sdk.emulator._replicate import Replicate
+from flux_sdk.emulator._replicate_queue import ReplicateQueue
 from flux_sdk.emulator._request import Reject, read_body
 from flux_sdk.emulator._together import Together
 
@@ -27,14 +30,22 @@ __all__ = ["DEFAULT_API_KEY", "HOSTS", "EmulatorApp", "logger"]
 
 DEFAULT_API_KEY = "emulator-key"
 # One line per host: a new wire format is a new module and one more entry here.
-HOSTS: tuple[Host, ...] = (Dataoorts(), OpenAIImages(), Baseten(), Together())
+HOSTS: tuple[Host, ...] = (
+    Dataoorts(),
+    OpenAIImages(),
+    Baseten(),
+    Together(),
+    Replicate(),
+    CloudflareWorkersAI(),
+)
 
 # One INFO line per request: method, path, status, milliseconds. Never headers or keys.
 logger = logging.getLogger("flux_sdk.emulator")
 
 
 class EmulatorApp:
-    """An ASGI 3 app that answers like Dataoorts and Baseten do, with stand-in images.
+    """An ASGI 3 app that answers like Dataoorts, Baseten, Replicate and Cloudflare
+    Workers AI do, with stand-in images.
 
     It also answers OpenAI's Images API shape on ``POST /v1/images/generations`` (and
     DeepInfra's ``/v1/openai/images/generations``), for the `OpenAIImages` provider and
@@ -64,12 +75,18 @@ class EmulatorApp:
         image_bytes: int | None = None,
         default_size: int = 1024,
         faults: FaultPlan | None = None,
+        replicate: ReplicateQueue | None = None,
+        cloudflare_daily_images: int | None = None,
     ) -> None:
         self.api_key = api_key
         self.dataoorts_response = dataoorts_response
         self.image_bytes = image_bytes
         self.default_size = default_size
         self.faults = FaultPlan() if faults is None else faults
+        # Replicate's predictions and how they move; Cloudflare's daily allocation.
+        self.replicate = ReplicateQueue() if replicate is None else replicate
+        self.cloudflare_daily_images = cloudflare_daily_images
+        self.cloudflare_images_served = 0
         self.requests_seen = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -123,9 +140,12 @@ class EmulatorApp:
             return
         headers.update(host.response_headers(request_id))
         try:
-            if scope["method"] != "POST":
-                headers["allow"] = "POST"
-                raise Reject(405, f"Method {scope['method']} not allowed, use POST", code=7001)
+            methods: tuple[str, ...] = getattr(host, "methods", ("POST",))
+            if scope["method"] not in methods:
+                headers["allow"] = ", ".join(methods)
+                raise Reject(
+                    405, f"Method {scope['method']} not allowed, use {headers['allow']}", code=7001
+                )
             body = await read_body(scope, receive)
         except Reject as exc:
             await host.refuse(send, exc, headers)

@@ -2,6 +2,7 @@
 
 A host is one module (``_dataoorts``, ``_baseten``, ``_openai``) with one object that
 meets ``Host``; adding a host is adding such a module and listing it in ``_app.HOSTS``.
+A host answers POST only unless it has a ``methods`` tuple (Replicate's polls are GETs).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ class Settings(Protocol):
     dataoorts_response: Literal["json", "raw"]
     image_bytes: int | None
     default_size: int
+    cloudflare_daily_images: int | None
+    cloudflare_images_served: int
 
 
 class Host(Protocol):

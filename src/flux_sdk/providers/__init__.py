@@ -7,10 +7,12 @@ which live in this namespace: ``from flux_sdk.providers import raise_for_status`
 
 from ._base import Accepted, Flow, FlowProvider, ParamRules, Provider, Step, StepKind, Wait
 from ._baseten import Baseten
+from ._cloudflare import CloudflareWorkersAI
 from ._dataoorts import Dataoorts
 from ._emulator import Emulator
 from ._openai_images import OpenAIImages
 from ._registry import ENTRY_POINT_GROUP, provider, provider_names, register_provider
+from ._replicate import Replicate
 from ._together import Together
 from ._wire import (
     check_base_url,
@@ -34,6 +36,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "Accepted",
     "Baseten",
+    "CloudflareWorkersAI",
     "Dataoorts",
     "Emulator",
     "Flow",
@@ -41,6 +44,7 @@ __all__ = [
     "OpenAIImages",
     "ParamRules",
     "Provider",
+    "Replicate",
     "Step",
     "StepKind",
     "Together",

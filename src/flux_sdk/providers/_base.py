@@ -35,7 +35,8 @@ __all__ = [
 class ParamRules:
     """The parameter ranges one provider (and model) accepts, checked before sending.
 
-    Bounds are inclusive. ``size=None`` means the model takes no width or height.
+    Bounds are inclusive. ``size=None`` means the model takes no width or height;
+    ``seed_supported=False`` that it takes no seed (its images cannot be reproduced).
     """
 
     prompt_chars: tuple[int, int] = (1, MAX_PROMPT_CHARS)
@@ -43,6 +44,7 @@ class ParamRules:
     seed: tuple[int, int] = (0, MAX_SEED)
     size: tuple[int, int] | None = (64, 2048)
     size_multiple: int = 1
+    seed_supported: bool = True
 
     def check(self, request: GenerateRequest, provider: str) -> None:
         """Raise `InvalidRequestError` naming the first rule ``request`` breaks."""
@@ -54,6 +56,11 @@ class ParamRules:
                 provider=provider,
             )
         _check_range(provider, "steps", request.steps, self.steps)
+        if request.seed is not None and not self.seed_supported:
+            raise InvalidRequestError(
+                f"{provider} does not accept a seed for this model; leave it out",
+                provider=provider,
+            )
         _check_range(provider, "seed", request.seed, self.seed)
         for side in ("width", "height"):
             value = getattr(request, side)

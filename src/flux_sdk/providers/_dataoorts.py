@@ -11,27 +11,21 @@ from typing import Any
 
 import httpx
 from pydantic import SecretStr
-from pydantic_core import ValidationError, core_schema, to_json
+from pydantic_core import to_json
 
-from flux_sdk._errors import ConfigError, InvalidRequestError, InvalidResponseError, ProviderError
+from flux_sdk._errors import ConfigError, InvalidRequestError
 from flux_sdk._models import GeneratedImage, GenerateRequest
 
 from ._base import ParamRules
 from ._wire import (
     check_base_url,
-    decode_base64,
-    excerpt,
     image_from_body,
-    json_shape,
     media_type,
-    optional,
-    parse_json,
-    raise_for_status,
-    redact,
     request_id,
     resolve_api_key,
     sniffed_image,
 )
+from ._workers_ai import envelope_image, raise_for_envelope_status
 
 __all__ = ["Dataoorts"]
 
@@ -43,22 +37,7 @@ FLUX_RULES = ParamRules(prompt_chars=(2, 2048), steps=(1, 8), size=None)
 # Other models on the same endpoint take height/width 256..2048 and `num_steps` up to 20.
 OTHER_MODEL_RULES = ParamRules(prompt_chars=(2, 2048), steps=(1, 20), size=(256, 2048))
 
-# Workers AI codes for failures that pass: 3007 timeout, 3008 aborted, 3040 out of capacity.
-_TRANSIENT_CODES = frozenset({3007, 3008, 3040})
-# 3036: the daily allocation is spent. A 429, but retrying cannot help until it resets.
-_QUOTA_SPENT = 3036
 _RESERVED = frozenset({"prompt", "steps", "num_steps", "seed", "width", "height"})
-
-
-_ENVELOPE = json_shape(
-    {
-        "success": optional(core_schema.bool_schema()),
-        "result": optional(
-            core_schema.typed_dict_schema({"image_base64": optional(core_schema.str_schema())})
-        ),
-        "errors": optional(core_schema.list_schema(core_schema.any_schema())),
-    }
-)
 
 
 class Dataoorts:
@@ -119,16 +98,9 @@ class Dataoorts:
 
     def parse_response(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:
         rid = request_id(response.headers, (self.api_key,))
-        body = response.content
-        if not response.is_success:
-            try:
-                raise_for_status(
-                    response, provider=self.name, secrets=(self.api_key,), key_env=self.key_env
-                )
-            except ProviderError as exc:
-                if response.status_code == 429 and _QUOTA_SPENT in _codes(body):
-                    exc.retryable = False
-                raise
+        raise_for_envelope_status(
+            response, provider=self.name, secrets=(self.api_key,), key_env=self.key_env
+        )
         image = sniffed_image(
             response, provider=self.name, request=request, secrets=(self.api_key,)
         )
@@ -138,51 +110,11 @@ class Dataoorts:
             return image_from_body(
                 response, provider=self.name, request=request, secrets=(self.api_key,)
             )
-        envelope = parse_json(_ENVELOPE, response, provider=self.name, secrets=(self.api_key,))
-        result = envelope.get("result")
-        b64 = result.get("image_base64") if result else None
-        errors = envelope.get("errors") or []
-        if envelope.get("success") is False or not b64:
-            if errors or envelope.get("success") is False:
-                raise self._reported_failure(errors, response, rid)
-            raise InvalidResponseError(
-                f"{self.name} answered HTTP {response.status_code} without result.image_base64",
-                provider=self.name,
-                status_code=response.status_code,
-                request_id=rid,
-            )
-        data = decode_base64(b64, provider=self.name, field="result.image_base64", request_id=rid)
-        return GeneratedImage.from_data(data, provider=self.name, request=request, request_id=rid)
-
-    def _reported_failure(
-        self, errors: list[Any], response: httpx.Response, rid: str | None
-    ) -> ProviderError:
-        messages = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors]
-        detail = redact("; ".join(messages) or "no error message", (self.api_key,))
-        codes = _codes_of(errors)
-        return ProviderError(
-            f"{self.name} reported a failure: {detail[:1000]}",
+        data = envelope_image(
+            response,
             provider=self.name,
-            status_code=response.status_code,
-            body=excerpt(response.content, (self.api_key,)),
+            field="image_base64",
+            secrets=(self.api_key,),
             request_id=rid,
-            retryable=bool(codes & _TRANSIENT_CODES),
         )
-
-
-def _codes(body: bytes) -> set[int]:
-    try:
-        return _codes_of(_ENVELOPE.validate_json(body).get("errors") or [])
-    except ValidationError:
-        return set()
-
-
-def _codes_of(errors: list[Any]) -> set[int]:
-    codes = set()
-    for error in errors:
-        code = error.get("code") if isinstance(error, dict) else None
-        if isinstance(code, int) and not isinstance(code, bool):
-            codes.add(code)
-        elif isinstance(code, str) and code.isdigit():
-            codes.add(int(code))
-    return codes
+        return GeneratedImage.from_data(data, provider=self.name, request=request, request_id=rid)

@@ -33,6 +33,8 @@ _BUILT_IN: dict[str, str] = {
     "together": "flux_sdk.providers._together:Together",
     "openai": "flux_sdk.providers._openai_images:OpenAIImages",
     "emulator": "flux_sdk.providers._emulator:Emulator",
+    "replicate": "flux_sdk.providers._replicate:Replicate",
+    "cloudflare": "flux_sdk.providers._cloudflare:CloudflareWorkersAI",
 }
 _registered: dict[str, Factory | str] = {}
 

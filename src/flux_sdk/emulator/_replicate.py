@@ -1,0 +1,236 @@
+"""The Replicate routes: create a prediction, poll it, cancel it, fetch its output.
+
+``POST /v1/models/{owner}/{name}/predictions`` (``Prefer: wait=N`` accepted),
+``GET /v1/predictions/{id}``, ``POST /v1/predictions/{id}/cancel``, all with
+``Authorization: Bearer KEY``; errors as problem details (``{"title", "detail",
+"status"}``), a 429 as ``{"detail"}`` with ``Retry-After``. The output URLs point at
+``GET /delivery/{id}/out-{i}.png`` on the emulator's own origin, served without a key
+as a CDN serves them. How predictions move is the app's ``ReplicateQueue``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol, cast
+
+from flux_sdk.emulator._asgi import Scope, Send, send_bytes
+from flux_sdk.emulator._faults import PNG_BASE64_START, Canned, Fault, FaultPlan, retry_after
+from flux_sdk.emulator._host import Settings
+from flux_sdk.emulator._image import render_png
+from flux_sdk.emulator._replicate_queue import Prediction, ReplicateQueue
+from flux_sdk.emulator._request import SEED_MAX, SEED_MIN, Reject, header, int_field, key_matches
+
+MODEL = "black-forest-labs/flux-schnell"
+_CREATE = re.compile(r"/v1/models/([^/]+/[^/]+)/predictions")
+_PREDICTION = re.compile(r"/v1/predictions/([A-Za-z0-9]+)(/cancel)?")
+_FILE = re.compile(r"/delivery/([A-Za-z0-9]+)/out-([0-3])\.png")
+_HOST = re.compile(r"[A-Za-z0-9.:\[\]-]{1,300}")
+# The model's own table (cog-flux predict.py ASPECT_RATIOS), at one megapixel.
+_SIZES = {
+    "1:1": (1024, 1024),
+    "16:9": (1344, 768),
+    "21:9": (1536, 640),
+    "3:2": (1216, 832),
+    "2:3": (832, 1216),
+    "4:5": (896, 1088),
+    "5:4": (1088, 896),
+    "3:4": (896, 1152),
+    "4:3": (1152, 896),
+    "9:16": (768, 1344),
+    "9:21": (640, 1536),
+}
+_CHOICES = {
+    "aspect_ratio": tuple(_SIZES),
+    "output_format": ("webp", "jpg", "png"),
+    "megapixels": ("1", "0.25"),
+}
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthenticated",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Request too large",
+    422: "Input validation failed",
+}
+_ERRORS = {
+    Fault.SERVER_ERROR: (500, "Internal server error"),
+    Fault.BAD_GATEWAY: (502, "Bad gateway"),
+    Fault.UNAVAILABLE: (503, "Service unavailable"),
+}
+
+
+class _WithQueue(Settings, Protocol):
+    replicate: ReplicateQueue
+
+
+class Replicate:
+    """Replicate's prediction API for ``black-forest-labs/flux-schnell``, and its CDN."""
+
+    name = "replicate"
+    methods = ("GET", "POST")
+
+    def matches(self, path: str) -> bool:
+        return any(route.fullmatch(path) for route in (_CREATE, _PREDICTION, _FILE))
+
+    def response_headers(self, request_id: str) -> dict[str, str]:
+        return {}
+
+    async def answer(
+        self,
+        settings: Settings,
+        scope: Scope,
+        body: bytes,
+        headers: Mapping[str, str],
+        send: Send,
+    ) -> None:
+        queue = cast(_WithQueue, settings).replicate
+        path: str = scope["path"]
+        method: str = scope["method"]
+        file = _FILE.fullmatch(path)
+        if file is not None:
+            if method != "GET":
+                raise Reject(405, "Method not allowed")
+            png = self._file(settings, queue.get(file.group(1)), int(file.group(2)))
+            await send_bytes(send, 200, png, "image/png", headers)
+            return
+        if not key_matches(header(scope, b"authorization"), settings.api_key, ("bearer",)):
+            raise Reject(401, "You did not pass a valid authentication token")
+        origin = _origin(scope)
+        create = _CREATE.fullmatch(path)
+        if create is not None:
+            if method != "POST":
+                raise Reject(405, "Method not allowed")
+            prediction = self._create(queue, create.group(1), scope, body)
+            await _send_prediction(send, 201, prediction, origin, headers)
+            return
+        found = _PREDICTION.fullmatch(path)
+        assert found is not None  # matches() let only the three routes in
+        pid, cancel = found.group(1), found.group(2) is not None
+        if method != ("POST" if cancel else "GET"):
+            raise Reject(405, "Method not allowed")
+        done = queue.cancel(pid) if cancel else queue.poll(pid)
+        if done is None:
+            raise Reject(404, "The requested resource could not be found.")
+        await _send_prediction(send, 200, done, origin, headers)
+
+    def _create(self, queue: ReplicateQueue, model: str, scope: Scope, body: bytes) -> Prediction:
+        if model != MODEL:
+            raise Reject(404, f"The model {model} does not exist, or you cannot see it.")
+        prefer = header(scope, b"prefer")
+        if prefer is not None:
+            wait = prefer.strip().removeprefix("wait").removeprefix("=")
+            if prefer.strip() != "wait" and not (wait.isdigit() and 1 <= int(wait) <= 60):
+                raise Reject(
+                    400, f"Prefer must be 'wait' or 'wait=N' with N from 1 to 60: {prefer!r}"
+                )
+        try:
+            request = json.loads(body)
+        except ValueError:
+            raise Reject(400, "The request body is not valid JSON") from None
+        data = request.get("input") if isinstance(request, dict) else None
+        if not isinstance(data, dict):
+            raise Reject(422, "input is required and must be an object")
+        _check_input(data)
+        return queue.create(data)
+
+    def _file(self, settings: Settings, prediction: Prediction | None, index: int) -> bytes:
+        if prediction is None or prediction.status != "succeeded":
+            raise Reject(404, "Not found")
+        data = prediction.input
+        if index >= (data.get("num_outputs") or 1):
+            raise Reject(404, "Not found")
+        width, height = _SIZES[data.get("aspect_ratio") or "1:1"]
+        if data.get("megapixels", "1") == "0.25":
+            width, height = width // 2, height // 2
+        seed = data.get("seed")
+        return render_png(
+            data["prompt"],
+            seed=None if seed is None else seed + index,
+            steps=data.get("num_inference_steps") or 4,
+            width=width,
+            height=height,
+            target_bytes=settings.image_bytes,
+        )
+
+    async def refuse(self, send: Send, reject: Reject, headers: Mapping[str, str]) -> None:
+        problem = {
+            "title": _TITLES.get(reject.status, "Error"),
+            "detail": reject.message,
+            "status": reject.status,
+        }
+        body = json.dumps(problem).encode()
+        await send_bytes(send, reject.status, body, "application/problem+json", headers)
+
+    def fault(self, fault: Fault, plan: FaultPlan) -> Canned | None:
+        extra = retry_after(fault, plan)
+        if fault is Fault.RATE_LIMIT:  # Replicate's 429 body is a bare detail
+            detail = "Request was throttled. Expected available in 1 second."
+            return 429, json.dumps({"detail": detail}).encode(), "application/json", extra
+        if fault in _ERRORS:
+            status, title = _ERRORS[fault]
+            problem = {"title": title, "detail": title, "status": status}
+            return status, json.dumps(problem).encode(), "application/problem+json", extra
+        if fault is Fault.INVALID_JSON:  # cut off mid-answer
+            return 200, ('{"id": "' + PNG_BASE64_START).encode(), "application/json", extra
+        if fault is Fault.INVALID_BASE64:  # no base64 here: a 200 of the wrong shape
+            return 200, b'{"id": null, "status": 5}', "application/json", extra
+        return None
+
+
+def _check_input(data: Mapping[str, Any]) -> None:
+    """The model's input schema; unknown fields are ignored, as Cog ignores them."""
+    prompt = data.get("prompt")
+    if not isinstance(prompt, str) or not prompt:
+        raise Reject(422, "input.prompt is required and must be a string")
+    int_field(data, "num_outputs", 1, 1, 4)
+    int_field(data, "num_inference_steps", 4, 1, 4)
+    int_field(data, "seed", None, SEED_MIN, SEED_MAX)
+    int_field(data, "output_quality", 80, 0, 100)
+    for key, choices in _CHOICES.items():
+        if key in data and data[key] not in choices:
+            raise Reject(422, f"input.{key} must be one of {', '.join(choices)}")
+    for key in ("go_fast", "disable_safety_checker"):
+        if key in data and not isinstance(data[key], bool):
+            raise Reject(422, f"input.{key} must be a boolean")
+
+
+def _origin(scope: Scope) -> str:
+    """The origin the client used, so the URLs it gets back reach this same server."""
+    host = header(scope, b"host") or ""
+    if not _HOST.fullmatch(host):
+        server = scope.get("server") or ("127.0.0.1", 80)
+        host = f"{server[0]}:{server[1]}"
+    return f"{scope.get('scheme', 'http')}://{host}"
+
+
+async def _send_prediction(
+    send: Send, status: int, prediction: Prediction, origin: str, headers: Mapping[str, str]
+) -> None:
+    state = prediction.status
+    pid = prediction.id
+    outputs = int(prediction.input.get("num_outputs") or 1)
+    seed = prediction.input.get("seed")
+    body = {
+        "id": pid,
+        "model": MODEL,
+        "version": "hidden",
+        "input": prediction.input,
+        "logs": "" if seed is None else f"Using seed: {seed}\n",
+        "output": (
+            [f"{origin}/delivery/{pid}/out-{i}.png" for i in range(outputs)]
+            if state == "succeeded"
+            else None
+        ),
+        "data_removed": False,
+        "error": prediction.error if state == "failed" else None,
+        "status": state,
+        "created_at": "2026-01-01T00:00:00.000000Z",
+        "urls": {
+            "get": f"{origin}/v1/predictions/{pid}",
+            "cancel": f"{origin}/v1/predictions/{pid}/cancel",
+            "web": f"https://replicate.com/p/{pid}",
+        },
+    }
+    await send_bytes(send, status, json.dumps(body).encode(), "application/json", headers)

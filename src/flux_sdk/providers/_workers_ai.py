@@ -1,0 +1,132 @@
+"""The Cloudflare Workers AI answer envelope, shared by Cloudflare and Dataoorts.
+
+Both hosts answer ``{"success", "errors": [{"code", "message"}], "messages", "result"}``
+and report failures with Workers AI's error codes, so both read them here: an error
+status keeps its meaning except where a code says otherwise (3036, a spent daily
+allocation, is a 429 that no retry can fix today), and ``success: false`` on a 2xx is
+a failure, retryable only for the codes of failures that pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from pydantic_core import ValidationError, core_schema
+
+from flux_sdk._errors import InvalidResponseError, ProviderError
+
+from ._wire import (
+    decode_base64,
+    excerpt,
+    json_shape,
+    optional,
+    parse_json,
+    raise_for_status,
+    redact,
+)
+
+__all__ = ["QUOTA_SPENT", "TRANSIENT_CODES", "envelope_image", "raise_for_envelope_status"]
+
+# Failures that pass: 3007 timeout, 3008 aborted (both HTTP 408), 3040 out of capacity (429).
+TRANSIENT_CODES = frozenset({3007, 3008, 3040})
+# The account's free daily allocation is spent: HTTP 429 until 00:00 UTC.
+QUOTA_SPENT = 3036
+
+_ENVELOPE = json_shape(
+    {
+        "success": optional(core_schema.bool_schema()),
+        "result": optional(
+            core_schema.typed_dict_schema(
+                {
+                    "image": optional(core_schema.str_schema()),
+                    "image_base64": optional(core_schema.str_schema()),
+                }
+            )
+        ),
+        "errors": optional(core_schema.list_schema(core_schema.any_schema())),
+    }
+)
+
+
+def raise_for_envelope_status(
+    response: httpx.Response,
+    *,
+    provider: str,
+    secrets: tuple[SecretStr, ...],
+    key_env: str | None = None,
+) -> None:
+    """`raise_for_status`, with a 429 carrying code 3036 made not retryable."""
+    if response.is_success:
+        return
+    try:
+        raise_for_status(response, provider=provider, secrets=secrets, key_env=key_env)
+    except ProviderError as exc:
+        if response.status_code == 429 and QUOTA_SPENT in _codes(response.content):
+            exc.retryable = False
+            exc.message += "; the daily allocation resets at 00:00 UTC"
+            exc.args = (exc.message,)
+        raise
+
+
+def envelope_image(
+    response: httpx.Response,
+    *,
+    provider: str,
+    field: str,
+    secrets: tuple[SecretStr, ...],
+    request_id: str | None,
+) -> bytes:
+    """The decoded ``result.<field>`` of a 2xx envelope, or the failure it reports."""
+    envelope = parse_json(_ENVELOPE, response, provider=provider, secrets=secrets)
+    result = envelope.get("result")
+    b64 = result.get(field) if result else None
+    errors = envelope.get("errors") or []
+    if envelope.get("success") is False or not b64:
+        if errors or envelope.get("success") is False:
+            raise _reported_failure(provider, errors, response, secrets, request_id)
+        raise InvalidResponseError(
+            f"{provider} answered HTTP {response.status_code} without result.{field}",
+            provider=provider,
+            status_code=response.status_code,
+            request_id=request_id,
+        )
+    return decode_base64(b64, provider=provider, field=f"result.{field}", request_id=request_id)
+
+
+def _reported_failure(
+    provider: str,
+    errors: list[Any],
+    response: httpx.Response,
+    secrets: tuple[SecretStr, ...],
+    request_id: str | None,
+) -> ProviderError:
+    messages = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors]
+    detail = redact("; ".join(messages) or "no error message", secrets)
+    return ProviderError(
+        f"{provider} reported a failure: {detail[:1000]}",
+        provider=provider,
+        status_code=response.status_code,
+        body=excerpt(response.content, secrets),
+        request_id=request_id,
+        retryable=bool(_codes_of(errors) & TRANSIENT_CODES),
+    )
+
+
+def _codes(body: bytes) -> set[int]:
+    try:
+        return _codes_of(_ENVELOPE.validate_json(body).get("errors") or [])
+    except ValidationError:
+        return set()
+
+
+def _codes_of(errors: list[Any]) -> set[int]:
+    codes = set()
+    for error in errors:
+        code = error.get("code") if isinstance(error, dict) else None
+        if isinstance(code, int) and not isinstance(code, bool):
+            codes.add(code)
+        elif isinstance(code, str) and code.isdigit():
+            codes.add(int(code))
+    return codes
