@@ -25,6 +25,7 @@ _OUR_ENV = (
     "BASETEN_API_KEY",
     "BASETEN_MODEL_ID",
     "BASETEN_BASE_URL",
+    "FAL_KEY",
 )
 
 

@@ -29,7 +29,11 @@ flux-sdk emulator --port 8787        # or: python -c "from flux_sdk.emulator imp
 
 Dataoorts answers on ``POST /api/v1`` (``Authorization: Bearer KEY``); Baseten on
 ``POST /production/predict``, ``/development/predict``, ``/environments/{name}/predict``
-and ``/deployment/{id}/predict`` (``Authorization: Api-Key KEY``). The key is
+and ``/deployment/{id}/predict`` (``Authorization: Api-Key KEY``). fal's
+queue answers on its real paths (``POST /fal-ai/flux/schnell``, then the
+``status_url``, ``response_url`` and ``cancel_url`` it returns), fal.run's sync route
+under ``/fal-sync`` (``Authorization: Key KEY``); a queued job moves one state per
+status poll, as ``EmulatorApp(queue=QueueTiming(...))`` says. The key is
 ``DEFAULT_API_KEY`` unless you pass ``api_key=``.
 
 To test retries and timeouts, make it fail the way real providers do: a ``FaultPlan``
@@ -51,6 +55,7 @@ over a real server; ``Fault`` says what a client sees in each setting.
 from flux_sdk.emulator._app import DEFAULT_API_KEY, EmulatorApp
 from flux_sdk.emulator._faults import ALL_FAULTS, Fault, FaultPlan, InjectedDisconnect
 from flux_sdk.emulator._image import render_png
+from flux_sdk.emulator._queue import QueueTiming
 from flux_sdk.emulator._server import run, serve
 
 __all__ = [
@@ -60,6 +65,7 @@ __all__ = [
     "Fault",
     "FaultPlan",
     "InjectedDisconnect",
+    "QueueTiming",
     "render_png",
     "run",
     "serve",

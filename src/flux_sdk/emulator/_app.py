@@ -17,16 +17,18 @@ from typing import Literal
 from flux_sdk.emulator._asgi import Message, Receive, Scope, Send, cloudflare_error, send_json
 from flux_sdk.emulator._baseten import Baseten
 from flux_sdk.emulator._dataoorts import Dataoorts
+from flux_sdk.emulator._fal import Fal
 from flux_sdk.emulator._faults import FaultPlan, InjectedDisconnect, inject
 from flux_sdk.emulator._host import Host
 from flux_sdk.emulator._openai import OpenAIImages
+from flux_sdk.emulator._queue import Jobs, QueueTiming
 from flux_sdk.emulator._request import Reject, read_body
 
 __all__ = ["DEFAULT_API_KEY", "HOSTS", "EmulatorApp", "logger"]
 
 DEFAULT_API_KEY = "emulator-key"
 # One line per host: a new wire format is a new module and one more entry here.
-HOSTS: tuple[Host, ...] = (Dataoorts(), OpenAIImages(), Baseten())
+HOSTS: tuple[Host, ...] = (Dataoorts(), OpenAIImages(), Baseten(), Fal())
 
 # One INFO line per request: method, path, status, milliseconds. Never headers or keys.
 logger = logging.getLogger("flux_sdk.emulator")
@@ -50,6 +52,11 @@ class EmulatorApp:
     Requests refused before that (unknown path, wrong method, body over 1 MiB) are
     never faulted, and a request given no fault is answered exactly as without a plan.
 
+    fal's queue, sync route and CDN answer too (see ``_fal``). A queued job moves one
+    state per status poll as ``queue`` says (a ``QueueTiming``: by default one poll
+    queued, one running, then completed; ``in_progress=None`` never completes), so a
+    test drives a job's whole life without sleeping; ``app.jobs`` holds the jobs.
+
     Each request is logged at INFO on the ``flux_sdk.emulator`` logger (method, path,
     status, milliseconds); ``serve`` and ``run`` print those lines to stderr.
     """
@@ -62,12 +69,15 @@ class EmulatorApp:
         image_bytes: int | None = None,
         default_size: int = 1024,
         faults: FaultPlan | None = None,
+        queue: QueueTiming | None = None,
     ) -> None:
         self.api_key = api_key
         self.dataoorts_response = dataoorts_response
         self.image_bytes = image_bytes
         self.default_size = default_size
         self.faults = FaultPlan() if faults is None else faults
+        self.queue = QueueTiming() if queue is None else queue
+        self.jobs = Jobs()
         self.requests_seen = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -121,8 +131,9 @@ class EmulatorApp:
             return
         headers.update(host.response_headers(request_id))
         try:
-            if scope["method"] != "POST":
-                headers["allow"] = "POST"
+            methods: tuple[str, ...] = getattr(host, "methods", ("POST",))
+            if scope["method"] not in methods:
+                headers["allow"] = ", ".join(methods)
                 raise Reject(405, f"Method {scope['method']} not allowed, use POST", code=7001)
             body = await read_body(scope, receive)
         except Reject as exc:

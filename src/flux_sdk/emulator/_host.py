@@ -11,6 +11,7 @@ from typing import Literal, Protocol
 
 from flux_sdk.emulator._asgi import Scope, Send
 from flux_sdk.emulator._faults import Canned, Fault, FaultPlan
+from flux_sdk.emulator._queue import Jobs, QueueTiming
 from flux_sdk.emulator._request import Reject
 
 
@@ -21,6 +22,8 @@ class Settings(Protocol):
     dataoorts_response: Literal["json", "raw"]
     image_bytes: int | None
     default_size: int
+    queue: QueueTiming
+    jobs: Jobs
 
 
 class Host(Protocol):

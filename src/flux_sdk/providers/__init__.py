@@ -8,6 +8,7 @@ which live in this namespace: ``from flux_sdk.providers import raise_for_status`
 from ._base import Accepted, Flow, FlowProvider, ParamRules, Provider, Step, StepKind, Wait
 from ._baseten import Baseten
 from ._dataoorts import Dataoorts
+from ._fal import Fal
 from ._registry import ENTRY_POINT_GROUP, provider, provider_names, register_provider
 from ._wire import (
     check_base_url,
@@ -31,6 +32,7 @@ __all__ = [
     "Accepted",
     "Baseten",
     "Dataoorts",
+    "Fal",
     "Flow",
     "FlowProvider",
     "ParamRules",

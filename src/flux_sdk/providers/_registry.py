@@ -30,6 +30,7 @@ Factory = Callable[..., Any]
 _BUILT_IN: dict[str, str] = {
     "dataoorts": "flux_sdk.providers._dataoorts:Dataoorts",
     "baseten": "flux_sdk.providers._baseten:Baseten",
+    "fal": "flux_sdk.providers._fal:Fal",
 }
 _registered: dict[str, Factory | str] = {}
 

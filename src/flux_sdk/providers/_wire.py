@@ -38,7 +38,13 @@ __all__ = [
     "retry_after",
 ]
 
-_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-baseten-request-id", "cf-ray")
+_REQUEST_ID_HEADERS = (
+    "x-request-id",
+    "request-id",
+    "x-baseten-request-id",
+    "x-fal-request-id",
+    "cf-ray",
+)
 _EXCERPT_CHARS = 1_000
 
 
