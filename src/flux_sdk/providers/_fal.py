@@ -44,7 +44,7 @@ POLL_MAX = 1.0
 # own default is landscape_4_3 (1024x768). extra_body={"image_size": ...} overrides it.
 DEFAULT_SIDE = 1024
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(?:/[A-Za-z0-9][A-Za-z0-9_.-]*)+")
-_WAITING = frozenset({"IN_QUEUE", "IN_PROGRESS"})
+_STATES = frozenset({"IN_QUEUE", "IN_PROGRESS", "COMPLETED"})
 # error_type values of a failed job whose cause is fal's infrastructure, not the input.
 _TRANSIENT_TYPES = frozenset(
     {
@@ -172,18 +172,9 @@ class Fal:
             yield Wait(wait)
             wait = min(wait * 2, POLL_MAX)
             poll = httpx.Request("GET", job["status_url"], headers=self._auth)
-            status = yield Step(poll, self._json(_STATUS), kind="poll")
-            state = status.get("status")
-            if state == "COMPLETED":
+            status = yield Step(poll, self._status, kind="poll")
+            if status["status"] == "COMPLETED":
                 break
-            if state not in _WAITING:
-                shown = redact(str(state), self._secrets)[:40]
-                raise InvalidResponseError(
-                    f"fal reported an unknown job status {shown!r} for request {job['request_id']}",
-                    provider=self.name,
-                    status_code=200,
-                    retryable=False,
-                )
         if status.get("error"):
             raise self._failed(status, job["request_id"])
         fetch = httpx.Request("GET", job["response_url"], headers=self._auth)
@@ -255,6 +246,20 @@ class Fal:
                 )
         job["request_id"] = job.get("request_id") or job["_request_id"]
         return job
+
+    def _status(self, response: httpx.Response) -> dict[str, Any]:
+        """A job's status; one fal does not document is a bad answer, polled again."""
+        status: dict[str, Any] = self._json(_STATUS)(response)
+        state = status.get("status")
+        if state not in _STATES:
+            shown = redact(str(state), self._secrets)[:40]
+            raise InvalidResponseError(
+                f"fal answered a job status of {shown!r}, not IN_QUEUE, IN_PROGRESS or COMPLETED",
+                provider=self.name,
+                status_code=response.status_code,
+                request_id=status["_request_id"],
+            )
+        return status
 
     def _body(self, response: httpx.Response) -> bytes:
         self._check(response)
