@@ -26,6 +26,7 @@ _OUR_ENV = (
     "BASETEN_MODEL_ID",
     "BASETEN_BASE_URL",
     "FAL_KEY",
+    "FAL_BASE_URL",
 )
 
 

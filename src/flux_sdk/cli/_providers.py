@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from flux_sdk import DEFAULT_TIMEOUT, Baseten, Dataoorts, FlowProvider, FluxClient, Provider
+from flux_sdk import DEFAULT_TIMEOUT, Baseten, Dataoorts, Fal, FlowProvider, FluxClient, Provider
 
 from ._console import note
 
@@ -34,6 +34,8 @@ def choose_provider(args: argparse.Namespace) -> Chosen:
             name = "dataoorts"
         elif os.environ.get("BASETEN_API_KEY"):
             name = "baseten"
+        elif os.environ.get("FAL_KEY"):
+            name = "fal"
         else:
             note("flux-sdk: no API key in the environment; using the emulator")
             name = "emulator"
@@ -41,6 +43,8 @@ def choose_provider(args: argparse.Namespace) -> Chosen:
         return Chosen(Dataoorts(base_url=args.base_url))
     if name == "baseten":
         return Chosen(Baseten(model_id=args.model_id, base_url=args.base_url))
+    if name == "fal":
+        return Chosen(Fal(base_url=args.base_url))
     from flux_sdk.emulator import DEFAULT_API_KEY
 
     # The real provider, answered in process by the emulator speaking Dataoorts.

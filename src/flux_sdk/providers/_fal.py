@@ -9,6 +9,7 @@ CDN file, or a ``data:`` URI with ``sync_mode``), which the flow fetches or deco
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -94,7 +95,7 @@ _RESULT = json_shape(
 class Fal:
     """FLUX.1 [schnell] on fal.ai, by its queue (``queue=True``) or its sync route.
 
-    The key falls back to ``FAL_KEY`` and is sent as ``Authorization: Key ...`` to fal's
+    The key falls back to ``FAL_KEY`` (the base URL to ``FAL_BASE_URL``) and is sent as ``Authorization: Key ...`` to fal's
     own host only, never to the CDN that serves the image. ``base_url`` replaces the
     host of the mode in use (``https://queue.fal.run`` or ``https://fal.run``), for a
     proxy or the emulator. ``output_format`` (``"jpeg"``, fal's default, or ``"png"``) is
@@ -125,6 +126,7 @@ class Fal:
         self.model = model
         self.queue = bool(queue)
         self.output_format = output_format
+        base_url = base_url or os.environ.get("FAL_BASE_URL") or None
         if base_url is None:
             base_url = "https://queue.fal.run" if self.queue else "https://fal.run"
         base = check_base_url(base_url, provider="fal", setting="the fal base URL")
