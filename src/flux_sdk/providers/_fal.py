@@ -9,8 +9,10 @@ CDN file, or a ``data:`` URI with ``sync_mode``), which the flow fetches or deco
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -92,16 +94,25 @@ _RESULT = json_shape(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Link:
+    """An image fal stored on its CDN, still to be downloaded."""
+
+    url: httpx.URL
+    seed: int | None
+    request_id: str | None
+
+
 class Fal:
     """FLUX.1 [schnell] on fal.ai, by its queue (``queue=True``) or its sync route.
 
-    The key falls back to ``FAL_KEY`` (the base URL to ``FAL_BASE_URL``) and is sent as ``Authorization: Key ...`` to fal's
-    own host only, never to the CDN that serves the image. ``base_url`` replaces the
-    host of the mode in use (``https://queue.fal.run`` or ``https://fal.run``), for a
-    proxy or the emulator. ``output_format`` (``"jpeg"``, fal's default, or ``"png"``) is
-    sent when given; other fal fields go in ``extra_body`` and are checked before
-    sending. When the call is cancelled or its deadline passes, the queued job is
-    cancelled on fal (``PUT cancel_url``).
+    The key falls back to ``FAL_KEY`` and is sent as ``Authorization: Key ...`` to fal's
+    own host only, never to the CDN that serves the image. ``base_url`` (or
+    ``FAL_BASE_URL``) replaces the host of the mode in use (``https://queue.fal.run``
+    or ``https://fal.run``), for a proxy or the emulator. ``output_format`` (``"jpeg"``,
+    fal's default, or ``"png"``) is sent when given; other fal fields go in
+    ``extra_body`` and are checked before sending. When the call is cancelled or its
+    deadline passes, the queued job is cancelled on fal (``PUT cancel_url``).
     """
 
     name = "fal"
@@ -164,8 +175,8 @@ class Fal:
         content = to_json(self.body(request))
         post = httpx.Request("POST", self.url, headers=self._headers, content=content)
         if not self.queue:
-            result = yield Step(post, self._json(_RESULT), kind="generate")
-            return (yield from self._image(request, result))
+            found = yield Step(post, functools.partial(self._result, request, None))
+            return (yield from self._download(request, found))
         job = yield Step(post, self._submitted, kind="submit")
         cancel = httpx.Request("PUT", job["cancel_url"], headers=self._auth)
         yield Accepted(job_id=job["request_id"], cancel=cancel)
@@ -180,19 +191,43 @@ class Fal:
         if status.get("error"):
             raise self._failed(status, job["request_id"])
         fetch = httpx.Request("GET", job["response_url"], headers=self._auth)
-        result = yield Step(fetch, self._json(_RESULT), kind="poll")
-        result["_request_id"] = job["request_id"]  # the id fal's support asks for
-        return (yield from self._image(request, result))
+        # The job's id, not the fetch's: it is what fal's support asks for.
+        read = functools.partial(self._result, request, job["request_id"])
+        found = yield Step(fetch, read, kind="poll")
+        return (yield from self._download(request, found))
 
-    def _image(self, request: GenerateRequest, result: dict[str, Any]) -> Flow:
-        """The first image of a result: a ``data:`` URI decoded, a URL downloaded."""
-        rid = result.pop("_request_id", None)
+    def _download(self, request: GenerateRequest, found: GeneratedImage | _Link) -> Flow:
+        """The image itself: already decoded from a ``data:`` URI, or fetched from its URL."""
+        if isinstance(found, GeneratedImage):
+            return found
+        download = httpx.Request("GET", found.url)  # the CDN: no key is sent there
+
+        def parse(response: httpx.Response) -> GeneratedImage:
+            self._check(response)  # in the step, so a bad download is fetched again
+            return GeneratedImage.from_data(
+                response.content,
+                provider=self.name,
+                request=request,
+                seed=found.seed,
+                request_id=found.request_id,
+            )
+
+        image: GeneratedImage = yield Step(download, parse, kind="download")
+        return image
+
+    def _result(
+        self, request: GenerateRequest, job_id: str | None, response: httpx.Response
+    ) -> GeneratedImage | _Link:
+        """A result's first image: decoded from a ``data:`` URI, or where to fetch it."""
+        result = self._json(_RESULT)(response)
+        rid = job_id or result["_request_id"]
         images: list[dict[str, Any]] = result.get("images") or [{}]
         url = images[0].get("url")
         if not url:
             raise InvalidResponseError(
                 "fal answered a result without images[0].url",
                 provider=self.name,
+                status_code=response.status_code,
                 request_id=rid,
             )
         if any(result.get("has_nsfw_concepts") or ()):
@@ -203,20 +238,22 @@ class Fal:
         seed = result.get("seed")
         if url.startswith("data:"):
             data = decode_base64(url, provider=self.name, field="images[0].url", request_id=rid)
-        else:
-            try:
-                download = httpx.Request("GET", url)  # the CDN: no key is sent there
-            except (httpx.InvalidURL, ValueError):
-                raise InvalidResponseError(
-                    "fal answered an images[0].url that is not a valid URL",
-                    provider=self.name,
-                    request_id=rid,
-                    retryable=False,
-                ) from None
-            data = yield Step(download, self._body, kind="download")
-        return GeneratedImage.from_data(
-            data, provider=self.name, request=request, seed=seed, request_id=rid
-        )
+            return GeneratedImage.from_data(
+                data, provider=self.name, request=request, seed=seed, request_id=rid
+            )
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError, ValueError):
+            parsed = None
+        if parsed is None or parsed.scheme not in ("https", "http") or not parsed.host:
+            raise InvalidResponseError(
+                "fal answered an images[0].url that is not an http(s) URL",
+                provider=self.name,
+                status_code=response.status_code,
+                request_id=rid,
+                retryable=False,
+            )
+        return _Link(parsed, seed, rid)
 
     def _check(self, response: httpx.Response) -> None:
         if not response.is_success:
@@ -262,10 +299,6 @@ class Fal:
                 request_id=status["_request_id"],
             )
         return status
-
-    def _body(self, response: httpx.Response) -> bytes:
-        self._check(response)
-        return response.content
 
     def _failed(self, status: dict[str, Any], job_id: str | None) -> ProviderError:
         """A job fal reports COMPLETED with an error: it ran (and may be billed) but failed."""
