@@ -452,3 +452,44 @@ def test_errors_on_poll_and_download_are_decoded_the_same_way() -> None:
     assert caught.value.retryable
     with pytest.raises(BadRequestError, match="404: gone"):
         drive(Fal(KEY, queue=False), [ok(RESULT), httpx.Response(404, text="gone")])
+
+
+# Through the client: the download follows the same rules as every request
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("url", "fetched"),
+    [
+        (CDN, True),
+        ("https://10.1.2.3/files/a.png", False),
+        ("http://v3.fal.media/files/a.png", False),
+    ],
+)
+async def test_the_image_is_fetched_only_from_a_public_https_url_without_the_key(
+    url: str, fetched: bool
+) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "fal.run":
+            return httpx.Response(200, json={**RESULT, "images": [{"url": url}]})
+        return httpx.Response(200, content=PNG)
+
+    async def no_wait(seconds: float) -> None:
+        pass
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    retry = flux_sdk.Retry(2, sleep=no_wait)
+    async with (
+        http,
+        flux_sdk.FluxClient(Fal(KEY, queue=False), http_client=http, max_retries=retry) as client,
+    ):
+        if fetched:
+            assert (await client.generate("a red fox")).data == PNG
+        else:
+            with pytest.raises(InvalidResponseError, match="will not fetch"):
+                await client.generate("a red fox")
+    assert len(seen) == (2 if fetched else 1)
+    assert "authorization" not in seen[-1].headers or seen[-1].url.host == "fal.run"
