@@ -493,3 +493,17 @@ async def test_the_image_is_fetched_only_from_a_public_https_url_without_the_key
                 await client.generate("a red fox")
     assert len(seen) == (2 if fetched else 1)
     assert "authorization" not in seen[-1].headers or seen[-1].url.host == "fal.run"
+
+
+def test_the_cli_chooses_fal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--provider fal, and auto when FAL_KEY is the only key set."""
+    import argparse
+
+    from flux_sdk.cli._providers import choose_provider
+
+    monkeypatch.setenv("FAL_KEY", KEY)
+    for name in ("fal", "auto"):
+        args = argparse.Namespace(provider=name, base_url="http://127.0.0.1:8787", model_id=None)
+        chosen = choose_provider(args).provider
+        assert isinstance(chosen, Fal)
+        assert str(chosen.url) == "http://127.0.0.1:8787/fal-ai/flux/schnell"
