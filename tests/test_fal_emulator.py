@@ -256,6 +256,7 @@ async def test_the_queue_routes_answer_as_fal_documents(emulator: tuple[Emulator
         image = await http.get(result["images"][0]["url"], headers={"authorization": ""})
         wrong_method = await http.get(f"{url}/fal-ai/flux/schnell")
         unknown = await http.post(f"{url}/fal-ai/flux/dev", json={"prompt": PROMPT})
+        deleted = await http.delete(job["status_url"])
     assert (early.status_code, early.json()) == (400, {"detail": "Request is still in progress"})
     assert (queued["status"], queued["queue_position"]) == ("IN_QUEUE", 0)
     assert (done["status"], done["logs"], done["error"]) == ("COMPLETED", [], None)
@@ -271,6 +272,7 @@ async def test_the_queue_routes_answer_as_fal_documents(emulator: tuple[Emulator
         {"detail": "Method Not Allowed"},
     )
     assert unknown.status_code == 404
+    assert (deleted.status_code, deleted.headers["allow"]) == (405, "GET, POST, PUT")
     assert "x-fal-request-id" in unknown.headers
 
 

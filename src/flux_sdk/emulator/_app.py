@@ -134,7 +134,9 @@ class EmulatorApp:
             methods: tuple[str, ...] = getattr(host, "methods", ("POST",))
             if scope["method"] not in methods:
                 headers["allow"] = ", ".join(methods)
-                raise Reject(405, f"Method {scope['method']} not allowed, use POST", code=7001)
+                raise Reject(
+                    405, f"Method {scope['method']} not allowed, use {headers['allow']}", code=7001
+                )
             body = await read_body(scope, receive)
         except Reject as exc:
             await host.refuse(send, exc, headers)
