@@ -36,6 +36,17 @@ class Chosen:
     fallback: bool = False
 
 
+# What --provider auto picks, in this order: the first host whose key is set.
+_AUTO = (
+    ("DATAOORTS_API_KEY", "dataoorts"),
+    ("BASETEN_API_KEY", "baseten"),
+    ("TOGETHER_API_KEY", "together"),
+    ("FAL_KEY", "fal"),
+    ("REPLICATE_API_TOKEN", "replicate"),
+    ("CLOUDFLARE_API_TOKEN", "cloudflare"),
+)
+
+
 def choose_provider(args: argparse.Namespace) -> Chosen:
     """The provider ``--provider`` names; ``auto`` picks the first with a key set.
 
@@ -45,13 +56,10 @@ def choose_provider(args: argparse.Namespace) -> Chosen:
     name = args.provider
     fallback = False
     if name == "auto":
-        if os.environ.get("DATAOORTS_API_KEY"):
-            name = "dataoorts"
-        elif os.environ.get("BASETEN_API_KEY"):
-            name = "baseten"
-        else:
+        name = next((host for variable, host in _AUTO if os.environ.get(variable)), "emulator")
+        if name == "emulator":
             note("flux-sdk: no API key in the environment; using the emulator")
-            name, fallback = "emulator", True
+            fallback = True
     options = {key: getattr(args, key) for key in _OPTIONS if getattr(args, key) is not None}
     try:
         return Chosen(provider(name, **options), fallback)

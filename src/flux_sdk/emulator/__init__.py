@@ -34,7 +34,10 @@ on ``POST /v1/images/generations`` and DeepInfra's ``/v1/openai/images/generatio
 Together on ``POST /together/v1/images/generations`` (Bearer); Replicate on
 ``POST /v1/models/{owner}/{name}/predictions`` and its prediction URLs (a prediction
 moves one state per poll, see ``ReplicateQueue``); Cloudflare Workers AI on
-``POST /client/v4/accounts/{id}/ai/run/{model}`` (both ``Bearer KEY``). The key is
+``POST /client/v4/accounts/{id}/ai/run/{model}`` (both ``Bearer KEY``); fal's queue on its
+real paths (``POST /fal-ai/flux/schnell``, then the ``status_url``, ``response_url`` and
+``cancel_url`` it returns) and fal.run's sync route under ``/fal-sync`` (``Authorization:
+Key KEY``), a queued job moving one state per status poll (``QueueTiming``). The key is
 ``DEFAULT_API_KEY`` unless you pass ``api_key=``.
 
 To test retries and timeouts, make it fail the way real providers do: a ``FaultPlan``
@@ -56,6 +59,7 @@ over a real server; ``Fault`` says what a client sees in each setting.
 from flux_sdk.emulator._app import DEFAULT_API_KEY, EmulatorApp
 from flux_sdk.emulator._faults import ALL_FAULTS, Fault, FaultPlan, InjectedDisconnect
 from flux_sdk.emulator._image import render_png
+from flux_sdk.emulator._queue import QueueTiming
 from flux_sdk.emulator._replicate_queue import ReplicateQueue
 from flux_sdk.emulator._server import run, serve
 
@@ -67,6 +71,7 @@ __all__ = [
     "FaultPlan",
     "InjectedDisconnect",
     "ReplicateQueue",
+    "QueueTiming",
     "render_png",
     "run",
     "serve",

@@ -18,9 +18,11 @@ from flux_sdk.emulator._asgi import Message, Receive, Scope, Send, cloudflare_er
 from flux_sdk.emulator._baseten import Baseten
 from flux_sdk.emulator._cloudflare import CloudflareWorkersAI
 from flux_sdk.emulator._dataoorts import Dataoorts
+from flux_sdk.emulator._fal import Fal
 from flux_sdk.emulator._faults import FaultPlan, InjectedDisconnect, inject
 from flux_sdk.emulator._host import Host
 from flux_sdk.emulator._openai import OpenAIImages
+from flux_sdk.emulator._queue import Jobs, QueueTiming
 from flux_sdk.emulator._replicate import Replicate
 from flux_sdk.emulator._replicate_queue import ReplicateQueue
 from flux_sdk.emulator._request import Reject, read_body
@@ -37,6 +39,7 @@ HOSTS: tuple[Host, ...] = (
     Together(),
     Replicate(),
     CloudflareWorkersAI(),
+    Fal(),
 )
 
 # One INFO line per request: method, path, status, milliseconds. Never headers or keys.
@@ -63,6 +66,11 @@ class EmulatorApp:
     Requests refused before that (unknown path, wrong method, body over 1 MiB) are
     never faulted, and a request given no fault is answered exactly as without a plan.
 
+    fal's queue, sync route and CDN answer too (see ``_fal``). A queued job moves one
+    state per status poll as ``queue`` says (a ``QueueTiming``: by default one poll
+    queued, one running, then completed; ``in_progress=None`` never completes), so a
+    test drives a job's whole life without sleeping; ``app.jobs`` holds the jobs.
+
     Each request is logged at INFO on the ``flux_sdk.emulator`` logger (method, path,
     status, milliseconds); ``serve`` and ``run`` print those lines to stderr.
     """
@@ -77,6 +85,7 @@ class EmulatorApp:
         faults: FaultPlan | None = None,
         replicate: ReplicateQueue | None = None,
         cloudflare_daily_images: int | None = None,
+        queue: QueueTiming | None = None,
     ) -> None:
         self.api_key = api_key
         self.dataoorts_response = dataoorts_response
@@ -87,6 +96,8 @@ class EmulatorApp:
         self.replicate = ReplicateQueue() if replicate is None else replicate
         self.cloudflare_daily_images = cloudflare_daily_images
         self.cloudflare_images_served = 0
+        self.queue = QueueTiming() if queue is None else queue
+        self.jobs = Jobs()
         self.requests_seen = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -12,6 +12,7 @@ from typing import Literal, Protocol
 
 from flux_sdk.emulator._asgi import Scope, Send
 from flux_sdk.emulator._faults import Canned, Fault, FaultPlan
+from flux_sdk.emulator._queue import Jobs, QueueTiming
 from flux_sdk.emulator._request import Reject
 
 
@@ -24,6 +25,8 @@ class Settings(Protocol):
     default_size: int
     cloudflare_daily_images: int | None
     cloudflare_images_served: int
+    queue: QueueTiming
+    jobs: Jobs
 
 
 class Host(Protocol):

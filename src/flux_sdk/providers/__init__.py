@@ -10,6 +10,7 @@ from ._baseten import Baseten
 from ._cloudflare import CloudflareWorkersAI
 from ._dataoorts import Dataoorts
 from ._emulator import Emulator
+from ._fal import Fal
 from ._openai_images import OpenAIImages
 from ._registry import ENTRY_POINT_GROUP, provider, provider_names, register_provider
 from ._replicate import Replicate
@@ -39,6 +40,7 @@ __all__ = [
     "CloudflareWorkersAI",
     "Dataoorts",
     "Emulator",
+    "Fal",
     "Flow",
     "FlowProvider",
     "OpenAIImages",

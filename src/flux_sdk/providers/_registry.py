@@ -35,6 +35,7 @@ _BUILT_IN: dict[str, str] = {
     "emulator": "flux_sdk.providers._emulator:Emulator",
     "replicate": "flux_sdk.providers._replicate:Replicate",
     "cloudflare": "flux_sdk.providers._cloudflare:CloudflareWorkersAI",
+    "fal": "flux_sdk.providers._fal:Fal",
 }
 _registered: dict[str, Factory | str] = {}
 

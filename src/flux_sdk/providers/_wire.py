@@ -41,7 +41,13 @@ __all__ = [
     "sniffed_image",
 ]
 
-_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-baseten-request-id", "cf-ray")
+_REQUEST_ID_HEADERS = (
+    "x-request-id",
+    "request-id",
+    "x-baseten-request-id",
+    "x-fal-request-id",
+    "cf-ray",
+)
 _EXCERPT_CHARS = 1_000
 
 
