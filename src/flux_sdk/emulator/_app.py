@@ -16,6 +16,7 @@ from typing import Literal
 
 from flux_sdk.emulator._asgi import Message, Receive, Scope, Send, cloudflare_error, send_json
 from flux_sdk.emulator._baseten import Baseten
+from flux_sdk.emulator._capacity import Capacity, Load, loads
 from flux_sdk.emulator._dataoorts import Dataoorts
 from flux_sdk.emulator._faults import FaultPlan, InjectedDisconnect, inject
 from flux_sdk.emulator._host import Host
@@ -50,6 +51,12 @@ class EmulatorApp:
     Requests refused before that (unknown path, wrong method, body over 1 MiB) are
     never faulted, and a request given no fault is answered exactly as without a plan.
 
+    ``capacity`` gives hosts limits (see ``Capacity``): one ``Capacity`` gives each host
+    its own replicas and queue with those settings, a mapping of host name to
+    ``Capacity`` limits only the hosts it names. ``app.load[name]`` is each limited
+    host's ``Load``, with its counters. A request is admitted once its body has been
+    read; the fault, if any, is drawn when its service time is over.
+
     Each request is logged at INFO on the ``flux_sdk.emulator`` logger (method, path,
     status, milliseconds); ``serve`` and ``run`` print those lines to stderr.
     """
@@ -62,6 +69,7 @@ class EmulatorApp:
         image_bytes: int | None = None,
         default_size: int = 1024,
         faults: FaultPlan | None = None,
+        capacity: Capacity | Mapping[str, Capacity] | None = None,
     ) -> None:
         self.api_key = api_key
         self.dataoorts_response = dataoorts_response
@@ -69,6 +77,7 @@ class EmulatorApp:
         self.default_size = default_size
         self.faults = FaultPlan() if faults is None else faults
         self.requests_seen = 0
+        self.load: dict[str, Load] = loads(capacity, (h.name for h in HOSTS))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -130,6 +139,23 @@ class EmulatorApp:
             return
         if body is None:
             return  # the client went away; nobody is left to answer
+        work = functools.partial(self._serve, host, scope, body, headers, receive, send)
+        load = self.load.get(host.name)
+        if load is None:
+            await work()
+        else:
+            await load.serve(work, host, receive, send, headers)
+
+    async def _serve(
+        self,
+        host: Host,
+        scope: Scope,
+        body: bytes,
+        headers: Mapping[str, str],
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Answer one admitted request, or inject the fault drawn for it."""
         answer = functools.partial(self._answer, host, scope, body, headers)
         fault = self.faults.draw()
         if fault is None:
