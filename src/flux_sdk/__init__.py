@@ -9,6 +9,7 @@ async with FluxClient(Dataoorts()) as client:
 
 from ._aiohttp import AiohttpTransport
 from ._batch import BatchIterator, BatchProgress, SavedImage
+from ._breaker import CircuitBreaker
 from ._call import Call
 from ._client import DEFAULT_TIMEOUT, FluxClient
 from ._errors import (
@@ -31,6 +32,8 @@ from ._limits import ConcurrencyLimit, RateLimit
 from ._middleware import AttemptMiddleware, AttemptNext, CallNext, Deadline, Middleware
 from ._models import GeneratedImage, GenerateRequest, sniff_media_type
 from ._retry import Retry, RetryBudget
+from ._router import RoutingError
+from ._routes import Hedge, Route, RouteState
 from ._version import __version__
 from .providers import (
     Accepted,
@@ -38,9 +41,11 @@ from .providers import (
     Dataoorts,
     Flow,
     FlowProvider,
+    OpenAIImages,
     ParamRules,
     Provider,
     Step,
+    Together,
     Wait,
     decode_base64,
     provider,
@@ -62,6 +67,7 @@ __all__ = [
     "BatchProgress",
     "Call",
     "CallNext",
+    "CircuitBreaker",
     "ConcurrencyLimit",
     "ConfigError",
     "Dataoorts",
@@ -75,9 +81,11 @@ __all__ = [
     "FluxWarning",
     "GenerateRequest",
     "GeneratedImage",
+    "Hedge",
     "InvalidRequestError",
     "InvalidResponseError",
     "Middleware",
+    "OpenAIImages",
     "ParamRules",
     "Provider",
     "ProviderError",
@@ -86,10 +94,14 @@ __all__ = [
     "RequestTimeout",
     "Retry",
     "RetryBudget",
+    "Route",
+    "RouteState",
+    "RoutingError",
     "SaveError",
     "SavedImage",
     "ServerError",
     "Step",
+    "Together",
     "TransportError",
     "Wait",
     "__version__",

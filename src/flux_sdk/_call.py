@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._errors import InvalidRequestError
 from ._events import EventHook, FluxEvent
+from ._models import GenerateRequest
 
 if TYPE_CHECKING:
     import httpx
+    from pydantic import JsonValue
 
     from ._errors import FluxError
-    from ._models import GenerateRequest
     from .providers._base import Accepted, Flow, FlowProvider, Provider, Step, Wait
 
     FlowItem = Step | Wait | Accepted
 
-__all__ = ["Call"]
+__all__ = ["Call", "make_request"]
 
 
 class Call:
@@ -39,6 +41,7 @@ class Call:
         "attempts",
         "deadline",
         "errors",
+        "failover",
         "job",
         "max_retries",
         "on_event",
@@ -68,6 +71,9 @@ class Call:
         self.errors: list[FluxError] = []
         self.step: Step | None = None
         self.job: Accepted | None = None
+        # True while another route could take the call: a host's failure then moves it
+        # there instead of being retried here (unless the host asked for a retry).
+        self.failover = False
         # The URL of the first request: the provider's own host, for download checks.
         self.origin: httpx.URL | None = None
         # The provider's flow for the current request, started (so its first request is
@@ -110,3 +116,39 @@ class Call:
             f"Call(provider={self.provider.name!r}, prompt={self._request.prompt[:40]!r}, "
             f"attempts={self.attempts}, errors={len(self.errors)})"
         )
+
+
+def make_request(
+    prompt_or_request: str | GenerateRequest,
+    seed: int | None,
+    steps: int | None,
+    width: int | None,
+    height: int | None,
+    extra_body: dict[str, JsonValue] | None,
+) -> GenerateRequest:
+    """The request ``generate()``'s arguments describe, checked."""
+    if extra_body is not None and not isinstance(extra_body, dict):
+        raise InvalidRequestError(
+            f"extra_body must be a dict of JSON values (got {type(extra_body).__name__})"
+        )
+    if isinstance(prompt_or_request, str):
+        return GenerateRequest(
+            prompt=prompt_or_request,
+            seed=seed,
+            steps=steps,
+            width=width,
+            height=height,
+            extra_body=extra_body or {},
+        )
+    if not isinstance(prompt_or_request, GenerateRequest):
+        raise InvalidRequestError(
+            "generate() takes a prompt string or a GenerateRequest, "
+            f"not {type(prompt_or_request).__name__}"
+        )
+    if seed is None and steps is None and width is None and height is None and not extra_body:
+        return prompt_or_request
+    changes: dict[str, Any] = {"extra_body": {**prompt_or_request.extra_body, **(extra_body or {})}}
+    for field, value in (("seed", seed), ("steps", steps), ("width", width), ("height", height)):
+        if value is not None:
+            changes[field] = value
+    return prompt_or_request.replace(**changes)

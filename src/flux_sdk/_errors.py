@@ -79,6 +79,8 @@ class FluxError(Exception):
             self.retryable = retryable
         self.attempts = 1
         self.previous: tuple[FluxError, ...] = ()
+        # The kind of request that failed ("generate", "submit", ...), when one did.
+        self.step: str | None = None
 
     def __str__(self) -> str:
         return self.message

@@ -21,14 +21,16 @@ class FluxEvent:
 
     ``kind`` is ``"attempt"`` after each HTTP request (``status_code`` or ``error`` say
     how it went), ``"retry"`` before a backoff sleep (``delay`` seconds), ``"wait"``
-    before a flow's poll interval (``delay`` seconds), ``"success"`` or ``"failure"``
-    once per call. ``attempt`` is the call's attempt counter: the number of HTTP requests
-    sent so far. ``step`` says what the request did (``"generate"``, ``"submit"``,
-    ``"poll"``, ``"download"``, ``"cancel"``). ``elapsed`` is the attempt's time for
-    ``"attempt"``, the whole call's time otherwise.
+    before a flow's poll interval (``delay`` seconds), ``"failover"`` when a routed call
+    leaves a host (``error`` says why) and ``"hedge"`` when it sends a second attempt to
+    another host, ``"success"`` or ``"failure"`` once per call. ``attempt`` is the
+    call's attempt counter: the number of HTTP requests sent so far. ``step`` says what
+    the request did (``"generate"``, ``"submit"``, ``"poll"``, ``"download"``,
+    ``"cancel"``). ``elapsed`` is the attempt's time for ``"attempt"``, the whole call's
+    time otherwise.
     """
 
-    kind: Literal["attempt", "retry", "wait", "success", "failure"]
+    kind: Literal["attempt", "retry", "wait", "failover", "hedge", "success", "failure"]
     provider: str
     attempt: int
     elapsed: float = 0.0

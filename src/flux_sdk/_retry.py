@@ -182,6 +182,8 @@ class Retry:
         if done >= call.max_retries or not self.may_retry(kind, error):
             return None
         after = getattr(error, "retry_after", None)
+        if call.failover and call.job is None and after is None:
+            return None  # another route takes it from here
         if after is not None:
             if after > self.max_retry_after:
                 return None  # the provider asks for longer than we wait: surface it now

@@ -78,6 +78,11 @@ class StepRunner:
         self._send_chain = attempt_chain(self._send)
 
     async def __call__(self, call: Call) -> GeneratedImage:
+        return await self.run(call)
+
+    async def run(self, call: Call, *, new_call: bool = True) -> GeneratedImage:
+        """Run ``call``'s flow; ``new_call=False`` for another route's try at a call that
+        the retry budget has already counted."""
         provider = call.provider
         if call._flow is None:
             provider.rules.check(call.request, provider.name)
@@ -85,7 +90,8 @@ class StepRunner:
         assert call._flow is not None
         flow, item = call._flow
         call._flow = None
-        self.retry.budget.on_call()
+        if new_call:
+            self.retry.budget.on_call()
         try:
             while True:
                 if isinstance(item, _Done):
@@ -141,6 +147,7 @@ class StepRunner:
                 response = await self._send_chain(call)
                 value = _guard(call, lambda: step.parse(response), response)
             except FluxError as exc:
+                exc.step = step.kind
                 call.errors.append(exc)
                 _attempted(call, step, start, getattr(exc, "status_code", None), exc)
                 raise

@@ -66,7 +66,8 @@ def run_emulator(args: argparse.Namespace) -> int:
         f"flux-sdk emulator on {base} (API key {key!r})\n"
         f"  Dataoorts: DATAOORTS_BASE_URL={base}/api/v1\n"
         f"  Baseten:   BASETEN_BASE_URL={base}\n"
-        f"  OpenAI-style images (benchmarks): OPENAI_BASE_URL={base}/v1"
+        f"  Together:  TOGETHER_BASE_URL={base}/together/v1\n"
+        f"  OpenAI-style images: OPENAI_IMAGES_BASE_URL={base}/v1"
     )
     if capacity is not None:
         hosts = "every host" if isinstance(capacity, Capacity) else ", ".join(capacity)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PROVIDERS", "build_parser"]
 
-PROVIDERS = ("auto", "dataoorts", "baseten", "emulator")
+PROVIDERS = ("auto", "dataoorts", "baseten", "together", "openai", "emulator")
 _FAULT_KINDS = "429 500 502 503 reset truncated stall slow invalid_json invalid_base64 html"
 
 

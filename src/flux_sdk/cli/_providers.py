@@ -8,7 +8,16 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from flux_sdk import DEFAULT_TIMEOUT, Baseten, Dataoorts, FlowProvider, FluxClient, Provider
+from flux_sdk import (
+    DEFAULT_TIMEOUT,
+    Baseten,
+    Dataoorts,
+    FlowProvider,
+    FluxClient,
+    OpenAIImages,
+    Provider,
+    Together,
+)
 
 from ._console import note
 
@@ -41,6 +50,10 @@ def choose_provider(args: argparse.Namespace) -> Chosen:
         return Chosen(Dataoorts(base_url=args.base_url))
     if name == "baseten":
         return Chosen(Baseten(model_id=args.model_id, base_url=args.base_url))
+    if name == "together":
+        return Chosen(Together(base_url=args.base_url))
+    if name == "openai":
+        return Chosen(OpenAIImages(args.base_url))
     from flux_sdk.emulator import DEFAULT_API_KEY
 
     # The real provider, answered in process by the emulator speaking Dataoorts.

@@ -29,7 +29,9 @@ flux-sdk emulator --port 8787        # or: python -c "from flux_sdk.emulator imp
 
 Dataoorts answers on ``POST /api/v1`` (``Authorization: Bearer KEY``); Baseten on
 ``POST /production/predict``, ``/development/predict``, ``/environments/{name}/predict``
-and ``/deployment/{id}/predict`` (``Authorization: Api-Key KEY``). The key is
+and ``/deployment/{id}/predict`` (``Authorization: Api-Key KEY``); OpenAI-style images
+on ``POST /v1/images/generations`` and DeepInfra's ``/v1/openai/images/generations``;
+Together on ``POST /together/v1/images/generations`` (both Bearer). The key is
 ``DEFAULT_API_KEY`` unless you pass ``api_key=``.
 
 To test retries and timeouts, make it fail the way real providers do: a ``FaultPlan``

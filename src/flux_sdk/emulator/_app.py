@@ -22,12 +22,13 @@ from flux_sdk.emulator._faults import FaultPlan, InjectedDisconnect, inject
 from flux_sdk.emulator._host import Host
 from flux_sdk.emulator._openai import OpenAIImages
 from flux_sdk.emulator._request import Reject, read_body
+from flux_sdk.emulator._together import Together
 
 __all__ = ["DEFAULT_API_KEY", "HOSTS", "EmulatorApp", "logger"]
 
 DEFAULT_API_KEY = "emulator-key"
 # One line per host: a new wire format is a new module and one more entry here.
-HOSTS: tuple[Host, ...] = (Dataoorts(), OpenAIImages(), Baseten())
+HOSTS: tuple[Host, ...] = (Dataoorts(), OpenAIImages(), Baseten(), Together())
 
 # One INFO line per request: method, path, status, milliseconds. Never headers or keys.
 logger = logging.getLogger("flux_sdk.emulator")
@@ -36,9 +37,10 @@ logger = logging.getLogger("flux_sdk.emulator")
 class EmulatorApp:
     """An ASGI 3 app that answers like Dataoorts and Baseten do, with stand-in images.
 
-    It also answers OpenAI's Images API shape on ``POST /v1/images/generations``, so
-    OpenAI-style clients (openai-python among them) can be measured against the same
-    images; that route is a benchmark peer, not a provider of flux_sdk.
+    It also answers OpenAI's Images API shape on ``POST /v1/images/generations`` (and
+    DeepInfra's ``/v1/openai/images/generations``), for the `OpenAIImages` provider and
+    for OpenAI-style clients measured against the same images, and Together's own shape
+    on ``POST /together/v1/images/generations`` (see ``_together``).
 
     It is a test double of the services, not of flux_sdk: anything that speaks their
     wire formats (our SDK, plain httpx, curl) can run end to end with no key and no

@@ -1,7 +1,9 @@
-"""The OpenAI-style route, ``POST /v1/images/generations``: a benchmark peer, not a provider.
+"""The OpenAI-style route, ``POST /v1/images/generations`` (and DeepInfra's
+``/v1/openai/images/generations``).
 
-It answers OpenAI's Images API shape so that OpenAI-style clients (openai-python among
-them) can be measured against the same images as flux_sdk's providers.
+It answers OpenAI's Images API shape: the `OpenAIImages` provider (nscale, DeepInfra,
+self-hosted servers) runs against it, and OpenAI-style clients (openai-python among them)
+can be measured against the same images as flux_sdk's other providers.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from flux_sdk.emulator._request import (
 )
 
 PATH = "/v1/images/generations"
+# DeepInfra serves the same API under /v1/openai.
+DEEPINFRA_PATH = "/v1/openai/images/generations"
 # OpenAI's limit for its GPT image models; the DALL-E models take fewer characters.
 _PROMPT_CHARS = 32000
 _SIZE = re.compile(r"([0-9]{1,4})x([0-9]{1,4})")
@@ -57,7 +61,7 @@ class OpenAIImages:
     name = "openai"
 
     def matches(self, path: str) -> bool:
-        return path == PATH
+        return path in (PATH, DEEPINFRA_PATH)
 
     def response_headers(self, request_id: str) -> dict[str, str]:
         return {}
@@ -77,11 +81,11 @@ class OpenAIImages:
 
     async def refuse(self, send: Send, reject: Reject, headers: Mapping[str, str]) -> None:
         if reject.status == 401:
-            error = _error(reject.message, code="invalid_api_key")
+            error = error_body(reject.message, code="invalid_api_key")
         elif reject.status >= 500:
-            error = _error(reject.message, kind="server_error")
+            error = error_body(reject.message, kind="server_error")
         else:
-            error = _error(reject.message, param=reject.param)
+            error = error_body(reject.message, param=reject.param)
         await send_json(send, reject.status, error, headers)
 
     def fault(self, fault: Fault, plan: FaultPlan) -> Canned | None:
@@ -89,7 +93,7 @@ class OpenAIImages:
         if fault in _ERRORS:
             status, message, kind = _ERRORS[fault]
             code = "rate_limit_exceeded" if fault is Fault.RATE_LIMIT else None
-            error = _error(message, kind=kind or "server_error", code=code)
+            error = error_body(message, kind=kind or "server_error", code=code)
             return status, json.dumps(error).encode(), "application/json", extra
         if fault is Fault.INVALID_JSON:  # cut off after the start of the image
             cut = '{"created": 0, "data": [{"b64_json": "' + PNG_BASE64_START
@@ -164,7 +168,7 @@ def _size(size: object, default: int) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def _error(
+def error_body(
     message: str,
     *,
     kind: str = "invalid_request_error",

@@ -8,7 +8,9 @@ which live in this namespace: ``from flux_sdk.providers import raise_for_status`
 from ._base import Accepted, Flow, FlowProvider, ParamRules, Provider, Step, StepKind, Wait
 from ._baseten import Baseten
 from ._dataoorts import Dataoorts
+from ._openai_images import OpenAIImages
 from ._registry import ENTRY_POINT_GROUP, provider, provider_names, register_provider
+from ._together import Together
 from ._wire import (
     check_base_url,
     decode_base64,
@@ -33,10 +35,12 @@ __all__ = [
     "Dataoorts",
     "Flow",
     "FlowProvider",
+    "OpenAIImages",
     "ParamRules",
     "Provider",
     "Step",
     "StepKind",
+    "Together",
     "Wait",
     "check_base_url",
     "decode_base64",

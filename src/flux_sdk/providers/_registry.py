@@ -30,6 +30,8 @@ Factory = Callable[..., Any]
 _BUILT_IN: dict[str, str] = {
     "dataoorts": "flux_sdk.providers._dataoorts:Dataoorts",
     "baseten": "flux_sdk.providers._baseten:Baseten",
+    "together": "flux_sdk.providers._together:Together",
+    "openai": "flux_sdk.providers._openai_images:OpenAIImages",
 }
 _registered: dict[str, Factory | str] = {}
 

@@ -1,0 +1,137 @@
+"""`Route`: one provider in a multi-provider client, with its own limits and health."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ._breaker import State
+from ._errors import ConfigError
+from ._limits import ConcurrencyLimit, RateLimit
+from .providers._base import FlowProvider, Provider
+
+__all__ = ["Hedge", "Route", "RouteState", "as_routes"]
+
+
+class Route:
+    """A provider in ``FluxClient([...])``, with settings of its own.
+
+    ``weight`` shares the load in ``routing="balanced"``; ``max_concurrency`` and
+    ``rate_limit`` bound this host alone (a number, or a shared `ConcurrencyLimit` /
+    `RateLimit`; by default the client's ``max_concurrency`` number, per route);
+    ``price`` (USD per image) orders ``routing="cheapest"``.
+    """
+
+    def __init__(
+        self,
+        provider: Provider | FlowProvider,
+        *,
+        weight: float = 1.0,
+        max_concurrency: int | ConcurrencyLimit | None = None,
+        rate_limit: float | RateLimit | None = None,
+        price: float | None = None,
+    ) -> None:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+            raise ConfigError(f"a route's weight must be a number above 0 (got {weight!r})")
+        if not math.isfinite(weight):
+            raise ConfigError(f"a route's weight must be finite (got {weight!r})")
+        if price is not None and (
+            isinstance(price, bool) or not isinstance(price, (int, float)) or not price >= 0
+        ):
+            raise ConfigError(f"a route's price must be a number of USD >= 0 (got {price!r})")
+        self.provider = provider
+        self.weight = float(weight)
+        self.max_concurrency = max_concurrency
+        self.rate_limit = rate_limit
+        self.price = None if price is None else float(price)
+
+    def __repr__(self) -> str:
+        return f"Route({self.provider!r}, weight={self.weight:g}, price={self.price!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteState:
+    """One route as a dashboard sees it (`FluxClient.routes`)."""
+
+    provider: str
+    circuit: State
+    in_flight: int
+    max_concurrency: int
+    latency_p50: float | None
+    latency_p95: float | None
+    error_rate: float
+    calls: int
+    failures: int
+
+
+class Hedge:
+    """When to send a second attempt to another host while the first is still running.
+
+    After ``delay`` seconds, or, with ``percentile``, after that percentile of the first
+    host's recent latencies (once it has ``min_samples`` of them), a second attempt goes
+    to the next healthy route; the first image wins and the other attempt is cancelled
+    (on the host too, for a queue job). Hedges are paid from a sack that gains
+    ``max_extra`` of a token per call and holds at most ``burst``: at most
+    ``max_extra x calls + burst`` extra attempts, so hedging cannot double the bill.
+    """
+
+    def __init__(
+        self,
+        delay: float | None = None,
+        *,
+        percentile: float | None = None,
+        max_extra: float = 0.1,
+        min_samples: int = 20,
+        burst: float = 2.0,
+    ) -> None:
+        if (delay is None) == (percentile is None):
+            raise ConfigError("Hedge needs either a delay in seconds or a percentile, not both")
+        if delay is not None and (isinstance(delay, bool) or not 0 <= delay < math.inf):
+            raise ConfigError(f"a hedge delay must be a finite number of seconds (got {delay!r})")
+        if percentile is not None and not 0 < percentile < 100:
+            raise ConfigError(f"a hedge percentile is between 0 and 100 (got {percentile!r})")
+        if isinstance(max_extra, bool) or not 0 < max_extra <= 1:
+            raise ConfigError(f"max_extra must be above 0 and at most 1 (got {max_extra!r})")
+        self.delay = delay
+        self.percentile = percentile
+        self.max_extra = float(max_extra)
+        self.min_samples = min_samples
+        self.burst = float(burst)
+        self._tokens = self.burst
+
+    def on_call(self) -> None:
+        self._tokens = min(self.burst, self._tokens + self.max_extra)
+
+    def try_spend(self) -> bool:
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    def delay_for(self, latencies: deque[float]) -> float | None:
+        """Seconds to wait before hedging a call to a host with these latencies."""
+        if self.delay is not None:
+            return self.delay
+        if len(latencies) < self.min_samples:
+            return None
+        assert self.percentile is not None
+        cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+        return cuts[max(0, min(98, round(self.percentile) - 1))]
+
+    def __repr__(self) -> str:
+        how = f"delay={self.delay!r}" if self.delay is not None else f"percentile={self.percentile}"
+        return f"Hedge({how}, max_extra={self.max_extra})"
+
+
+def as_routes(
+    provider: Provider | FlowProvider | Sequence[Provider | FlowProvider | Route],
+) -> list[Route] | None:
+    """The routes of a client made with a list of providers, or None for one provider."""
+    if not isinstance(provider, (list, tuple)):
+        return None
+    if not provider:
+        raise ConfigError("FluxClient([...]) needs at least one provider")
+    return [entry if isinstance(entry, Route) else Route(entry) for entry in provider]

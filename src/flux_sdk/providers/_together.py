@@ -1,0 +1,107 @@
+"""Together AI: ``POST {base_url}/images/generations``, Bearer key, base64 answers.
+
+Together's spec defaults ``steps`` to 20 while schnell is made for 4, so ``steps`` is
+always sent for schnell. ``response_format`` is ``"base64"`` here (OpenAI says
+``"b64_json"``), and the answer is ``{"data": [{"index", "type", "b64_json"}]}``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from pydantic_core import to_json
+
+from flux_sdk._errors import ConfigError, InvalidRequestError
+from flux_sdk._models import GeneratedImage, GenerateRequest
+
+from ._base import ParamRules
+from ._images_api import image_from_data, raise_for_error
+from ._wire import check_base_url, resolve_api_key
+
+__all__ = ["Together"]
+
+DEFAULT_BASE_URL = "https://api.together.ai/v1"
+FLUX_SCHNELL = "black-forest-labs/FLUX.1-schnell"
+# The docs give steps 1-50 for every image model and ask for sides in multiples of 8;
+# no maximum side is published, so the common FLUX range is used.
+RULES = ParamRules(steps=(1, 50), size=(64, 2048), size_multiple=8)
+SCHNELL_STEPS = 4
+_RESERVED = frozenset(
+    {"model", "prompt", "steps", "seed", "width", "height", "n", "response_format"}
+)
+
+
+class Together:
+    """FLUX.1 [schnell] (or another image model) on Together AI's serverless API.
+
+    The key falls back to ``TOGETHER_API_KEY`` and the base URL to ``TOGETHER_BASE_URL``,
+    then to ``https://api.together.ai/v1``; a base URL with no path gets ``/v1``. The
+    request goes to ``{base_url}/images/generations``. Fields in ``extra_body``
+    (``output_format``, ``guidance_scale``, ``negative_prompt``, ...) go into the body.
+
+    On a 429 without ``Retry-After``, the error's ``retry_after`` is read from
+    ``x-ratelimit-reset``, so the client's retry waits what Together suggests.
+    """
+
+    name = "together"
+    rules = RULES
+
+    def __init__(
+        self,
+        api_key: str | SecretStr | None = None,
+        *,
+        model: str = FLUX_SCHNELL,
+        base_url: str | None = None,
+    ) -> None:
+        self.api_key = resolve_api_key(api_key, "TOGETHER_API_KEY", "Together")
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigError("the Together model must be a non-empty string")
+        self.model = model
+        # Schnell's steps are sent even when not given: the API's own default is 20.
+        self._default_steps = SCHNELL_STEPS if "schnell" in model.lower() else None
+        url = base_url or os.environ.get("TOGETHER_BASE_URL") or DEFAULT_BASE_URL
+        base = check_base_url(url, provider="Together", setting="the Together base URL")
+        path = base.path.rstrip("/") or "/v1"
+        self.url = base.copy_with(path=f"{path}/images/generations")
+        self._headers = {
+            "Authorization": f"Bearer {self.api_key.get_secret_value()}",
+            "Content-Type": "application/json",
+        }
+
+    def __repr__(self) -> str:
+        return f"Together(model={self.model!r}, url={str(self.url)!r})"
+
+    def build_request(self, request: GenerateRequest) -> httpx.Request:
+        body: dict[str, Any] = {"model": self.model, "prompt": request.prompt}
+        steps = request.steps if request.steps is not None else self._default_steps
+        if steps is not None:
+            body["steps"] = steps
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.width is not None:
+            body["width"] = request.width
+        if request.height is not None:
+            body["height"] = request.height
+        body["n"] = 1
+        body["response_format"] = "base64"
+        for key, value in request.extra_body.items():
+            if key in _RESERVED:
+                raise InvalidRequestError(
+                    f"extra_body[{key!r}] duplicates a field flux_sdk sets for Together; "
+                    + (
+                        f"pass {key}=... instead"
+                        if key in ("prompt", "steps", "seed", "width", "height")
+                        else "leave it out"
+                    ),
+                    provider=self.name,
+                )
+            body[key] = value
+        return httpx.Request("POST", self.url, headers=self._headers, content=to_json(body))
+
+    def parse_response(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:
+        secrets = (self.api_key,)
+        raise_for_error(response, provider=self.name, secrets=secrets)
+        return image_from_data(response, provider=self.name, request=request, secrets=secrets)
