@@ -16,6 +16,7 @@ from flux_sdk import Baseten, Dataoorts, FluxClient, RateLimitError, Together
 from flux_sdk.cli import main
 from flux_sdk.emulator import DEFAULT_API_KEY, Capacity, EmulatorApp, Load, Sample
 from flux_sdk.emulator._app import HOSTS
+from flux_sdk.providers import Provider
 
 from ._server import serve
 from .test_emulator_capacity import CALLS, WAIT_HEADER
@@ -103,12 +104,13 @@ async def test_the_sdk_reads_the_429_as_a_rate_limit_with_its_retry_after(host: 
         default_size=32, capacity=Capacity(replicas=1, retry_after=0.25, sleep=gate.sleep)
     )
     with serve(app) as url:
-        providers = {
-            "dataoorts": lambda: Dataoorts(DEFAULT_API_KEY, base_url=f"{url}/api/v1"),
-            "baseten": lambda: Baseten(DEFAULT_API_KEY, base_url=url),
-            "together": lambda: Together(DEFAULT_API_KEY, base_url=f"{url}/together/v1"),
-        }
-        provider = providers[host]()
+        provider: Provider
+        if host == "dataoorts":
+            provider = Dataoorts(DEFAULT_API_KEY, base_url=f"{url}/api/v1")
+        elif host == "baseten":
+            provider = Baseten(DEFAULT_API_KEY, base_url=url)
+        else:
+            provider = Together(DEFAULT_API_KEY, base_url=f"{url}/together/v1")
         try:
             async with FluxClient(provider, max_retries=0) as flux, anyio.create_task_group() as tg:
                 tg.start_soon(functools.partial(flux.generate, "first", seed=1))
