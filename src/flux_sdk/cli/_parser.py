@@ -69,6 +69,35 @@ def probability(text: str) -> float:
     return value
 
 
+def at_least(low: float) -> Callable[[str], float]:
+    """A parser of a finite number from ``low`` up."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < low:
+            raise argparse.ArgumentTypeError(f"must be a number >= {low:g} (got {text!r})")
+        return value
+
+    return parse
+
+
+def host_names(text: str) -> list[str]:
+    """Comma-separated names of the emulator's hosts."""
+    from flux_sdk.emulator._app import HOSTS
+
+    known = [host.name for host in HOSTS]
+    names = [part.strip() for part in text.split(",")]
+    for name in names:
+        if name not in known:
+            raise argparse.ArgumentTypeError(
+                f"unknown host {name!r}; choose from {', '.join(known)}"
+            )
+    return names
+
+
 def faults(*, ok: bool) -> Callable[[str], list[object]]:
     """A parser of comma-separated fault names (and ``ok`` for a script)."""
 
@@ -249,4 +278,44 @@ def _emulator(commands: _Commands) -> None:
     group.add_argument("--stall-seconds", type=seconds(zero=True), default=30.0, metavar="SECONDS")
     group.add_argument("--slow-interval", type=seconds(zero=True), default=1.0, metavar="SECONDS")
     group.add_argument("--slow-chunk", type=whole(1), default=1, metavar="BYTES")
+    _capacity(emu)
     emu.set_defaults(command="emulator")
+
+
+def _capacity(emu: argparse.ArgumentParser) -> None:
+    """A host with limits; every option but --replicas defaults to None, so that one
+    given alone is caught, and the defaults stay those of ``Capacity``."""
+    group = emu.add_argument_group(
+        "capacity",
+        "give the hosts replicas and a bounded queue, each its own (see docs/emulator.md); "
+        "off unless --replicas is given",
+    )
+    group.add_argument("--replicas", type=whole(1), metavar="N", help="requests served at once")
+    group.add_argument(
+        "--service-time", type=seconds(zero=True), metavar="SECONDS", help="median (default 1)"
+    )
+    group.add_argument(
+        "--service-spread",
+        type=at_least(0.0),
+        metavar="SIGMA",
+        help="sigma of a lognormal around the median (default 0: always the median)",
+    )
+    group.add_argument("--queue", type=whole(0), metavar="N", help="waiting places (default 0)")
+    group.add_argument(
+        "--overflow",
+        choices=("429", "queue"),
+        help="beyond the queue: refuse with 429 (default) or wait anyway",
+    )
+    group.add_argument(
+        "--tail", type=probability, metavar="P", help="share of requests that take longer"
+    )
+    group.add_argument(
+        "--tail-factor", type=at_least(1.0), metavar="F", help="how much longer (default 10)"
+    )
+    group.add_argument("--service-seed", type=whole(), metavar="N", help="(default 0)")
+    group.add_argument(
+        "--capacity-hosts",
+        type=host_names,
+        metavar="H,H",
+        help="the hosts limited (default: every host)",
+    )

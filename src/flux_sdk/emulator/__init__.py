@@ -52,11 +52,22 @@ app.faults.clear()                    # ... until cleared
 app.faults.injected, app.faults.requests  # what happened so far: a Counter and a count
 ```
 
+To measure clients against a service that fills up, a ``Capacity`` gives hosts replicas,
+a service time distribution and a bounded queue (429 beyond it, or growing latency):
+
+```python
+from flux_sdk.emulator import Capacity, EmulatorApp
+
+app = EmulatorApp(capacity=Capacity(replicas=4, median=1.0, spread=0.5, queue=8))
+app.load["dataoorts"].max_in_service  # per host: requests, in service, queued, refused, ...
+```
+
 Transport-level faults (``RESET``, ``TRUNCATED``, ``STALL``, ``SLOW``) are only faithful
 over a real server; ``Fault`` says what a client sees in each setting.
 """
 
 from flux_sdk.emulator._app import DEFAULT_API_KEY, EmulatorApp
+from flux_sdk.emulator._capacity import Capacity, Load, Sample
 from flux_sdk.emulator._faults import ALL_FAULTS, Fault, FaultPlan, InjectedDisconnect
 from flux_sdk.emulator._image import render_png
 from flux_sdk.emulator._queue import QueueTiming
@@ -66,12 +77,15 @@ from flux_sdk.emulator._server import run, serve
 __all__ = [
     "ALL_FAULTS",
     "DEFAULT_API_KEY",
+    "Capacity",
     "EmulatorApp",
     "Fault",
     "FaultPlan",
     "InjectedDisconnect",
-    "ReplicateQueue",
+    "Load",
     "QueueTiming",
+    "ReplicateQueue",
+    "Sample",
     "render_png",
     "run",
     "serve",

@@ -16,6 +16,7 @@ from typing import Literal
 
 from flux_sdk.emulator._asgi import Message, Receive, Scope, Send, cloudflare_error, send_json
 from flux_sdk.emulator._baseten import Baseten
+from flux_sdk.emulator._capacity import Capacity, Load, loads
 from flux_sdk.emulator._cloudflare import CloudflareWorkersAI
 from flux_sdk.emulator._dataoorts import Dataoorts
 from flux_sdk.emulator._fal import Fal
@@ -70,6 +71,11 @@ class EmulatorApp:
     state per status poll as ``queue`` says (a ``QueueTiming``: by default one poll
     queued, one running, then completed; ``in_progress=None`` never completes), so a
     test drives a job's whole life without sleeping; ``app.jobs`` holds the jobs.
+    ``capacity`` gives hosts limits (see ``Capacity``): one ``Capacity`` gives each host
+    its own replicas and queue with those settings, a mapping of host name to
+    ``Capacity`` limits only the hosts it names. ``app.load[name]`` is each limited
+    host's ``Load``, with its counters. A request is admitted once its body has been
+    read; the fault, if any, is drawn when its service time is over.
 
     Each request is logged at INFO on the ``flux_sdk.emulator`` logger (method, path,
     status, milliseconds); ``serve`` and ``run`` print those lines to stderr.
@@ -86,6 +92,7 @@ class EmulatorApp:
         replicate: ReplicateQueue | None = None,
         cloudflare_daily_images: int | None = None,
         queue: QueueTiming | None = None,
+        capacity: Capacity | Mapping[str, Capacity] | None = None,
     ) -> None:
         self.api_key = api_key
         self.dataoorts_response = dataoorts_response
@@ -99,6 +106,7 @@ class EmulatorApp:
         self.queue = QueueTiming() if queue is None else queue
         self.jobs = Jobs()
         self.requests_seen = 0
+        self.load: dict[str, Load] = loads(capacity, (h.name for h in HOSTS))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -163,6 +171,23 @@ class EmulatorApp:
             return
         if body is None:
             return  # the client went away; nobody is left to answer
+        work = functools.partial(self._serve, host, scope, body, headers, receive, send)
+        load = self.load.get(host.name)
+        if load is None:
+            await work()
+        else:
+            await load.serve(work, host, receive, send, headers)
+
+    async def _serve(
+        self,
+        host: Host,
+        scope: Scope,
+        body: bytes,
+        headers: Mapping[str, str],
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Answer one admitted request, or inject the fault drawn for it."""
         answer = functools.partial(self._answer, host, scope, body, headers)
         fault = self.faults.draw()
         if fault is None:
