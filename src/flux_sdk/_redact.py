@@ -27,12 +27,24 @@ from collections.abc import Iterable
 
 import httpx
 
-__all__ = ["MASK", "redact", "redact_exception", "request_secrets"]
+__all__ = ["MASK", "redact", "redact_exception", "request_secrets", "secrets_of"]
 
 MASK = "**********"
 # Headers whose value is a credential, beyond Authorization: anything named like one.
 _CREDENTIAL_NAME = re.compile(rb"auth|key|token|secret|password|credential|signature", re.I)
 _MIN_SECRET = 4  # shorter tokens would blank ordinary words
+
+
+_SECRETS = "flux_sdk.secrets"
+
+
+def secrets_of(request: httpx.Request) -> tuple[str, ...]:
+    """`request_secrets` of a request, worked out once and kept in its extensions (a
+    retry sends the same request again; its headers do not change)."""
+    cached: tuple[str, ...] | None = request.extensions.get(_SECRETS)
+    if cached is None:
+        cached = request.extensions[_SECRETS] = request_secrets(request.headers)
+    return cached
 
 
 def request_secrets(headers: httpx.Headers) -> tuple[str, ...]:

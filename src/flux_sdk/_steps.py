@@ -28,7 +28,7 @@ from ._http import Http
 from ._middleware import AttemptNext
 from ._models import GeneratedImage
 from ._options import check_seconds
-from ._redact import redact, redact_exception, request_secrets
+from ._redact import redact, redact_exception, secrets_of
 from ._retry import Retry
 from .providers._base import Accepted, FlowProvider, Provider, Step, Wait, single_request_flow
 
@@ -242,7 +242,7 @@ def _guard(call: Call, step: Callable[[], _T], response: httpx.Response | None) 
 
 def _secrets_of(response: httpx.Response | None) -> tuple[str, ...]:
     try:
-        return () if response is None else request_secrets(response.request.headers)
+        return () if response is None else secrets_of(response.request)
     except RuntimeError:  # a response made by middleware, without its request
         return ()
 

@@ -21,7 +21,7 @@ from pydantic_core import SchemaValidator, ValidationError, core_schema
 from flux_sdk._errors import ConfigError, InvalidResponseError, error_for_status
 from flux_sdk._models import GeneratedImage, GenerateRequest, sniff_media_type
 from flux_sdk._redact import redact as _redact
-from flux_sdk._redact import request_secrets
+from flux_sdk._redact import secrets_of
 
 __all__ = [
     "check_base_url",
@@ -165,10 +165,10 @@ def _with_request(response: httpx.Response, secrets: Iterable[SecretStr | str]) 
     none is still covered)."""
     values = _values(secrets)
     try:
-        headers = response.request.headers
+        request = response.request
     except RuntimeError:  # a response built by hand, without its request
         return values
-    return values + request_secrets(headers)
+    return values + secrets_of(request)
 
 
 def _error_message(body: bytes) -> str | None:
