@@ -395,3 +395,23 @@ async def test_bad_routes_are_config_errors() -> None:
         Route(A, weight=0)
     with pytest.raises(ConfigError, match="price"):
         Route(A, price=-1)
+
+
+async def test_a_hedged_queue_job_that_loses_is_cancelled_on_its_host(
+    router: respx.MockRouter,
+) -> None:
+    """The slow host's accepted job is cancelled there when the other host's image wins."""
+    from .test_flows import JOB, QueueHost, status
+
+    slow = QueueHost(base_url="https://slow.example")
+    slow.name = "slow-queue"
+    jobs = {k: v.replace("queue.example", "slow.example") for k, v in JOB.items()}
+    router.post("https://slow.example/jobs").respond(200, json=jobs)
+    router.get(jobs["status_url"]).mock(return_value=status("RUNNING"))
+    cancel = router.post(jobs["cancel_url"]).respond(202)
+    router.post(B.url).mock(return_value=OK)
+    async with client([slow, B], hedge=Hedge(0.02)) as flux:
+        image = await flux.generate("a cat")
+        assert [s.in_flight for s in flux.routes] == [0, 0]
+    assert image.provider == "beta"
+    assert cancel.call_count == 1

@@ -35,12 +35,7 @@ def run_batch(args: argparse.Namespace) -> int:
     except FluxError as exc:
         note(error_line(exc, None))
         return 1
-    provider = chosen.provider
-
-    def check(request: GenerateRequest) -> None:
-        provider.rules.check(request, provider.name)
-
-    prompts = read_prompts(text, seed=args.seed, steps=args.steps, check=check)
+    prompts = read_prompts(text, seed=args.seed, steps=args.steps, check=chosen.check)
     if prompts.problems:
         _list("flux-sdk: error: nothing was sent; fix these lines first:", prompts.problems)
         explain_fallback(chosen)

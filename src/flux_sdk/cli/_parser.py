@@ -149,15 +149,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def provider_names_arg(choices: list[str]) -> Callable[[str], str]:
+    """A parser of ``--provider``: one name, or several joined by commas (routing)."""
+
+    def parse(text: str) -> str:
+        names = [name.strip() for name in text.split(",")]
+        for name in names:
+            if name not in choices:
+                raise argparse.ArgumentTypeError(
+                    f"invalid choice: {name!r} (choose from {', '.join(choices)})"
+                )
+        if len(names) > 1 and "auto" in names:
+            raise argparse.ArgumentTypeError("'auto' cannot be one of several providers")
+        if len(set(names)) != len(names):
+            raise argparse.ArgumentTypeError(f"{text!r} names a provider twice")
+        return ",".join(names)
+
+    return parse
+
+
 def _connection(command: argparse.ArgumentParser, choices: list[str]) -> None:
     """The options that choose and reach a provider, shared by generate and batch."""
     command.add_argument(
         "--provider",
-        choices=choices,
+        type=provider_names_arg(choices),
         default="auto",
-        metavar="NAME",
+        metavar="NAME[,NAME...]",
         help=f"one of {', '.join(choices)} (default auto: the first provider with a key "
-        "set, else the emulator)",
+        "set, else the emulator); several, joined by commas, share the work as --routing says",
+    )
+    command.add_argument(
+        "--routing",
+        choices=("failover", "balanced", "cheapest"),
+        default="failover",
+        help="with several providers: try them in order (failover, the default), spread "
+        "the work by load (balanced), or cheapest first",
     )
     command.add_argument("--base-url", metavar="URL", help="override the provider's base URL")
     command.add_argument("--model-id", metavar="ID", help="Baseten model id (or BASETEN_MODEL_ID)")

@@ -12,9 +12,18 @@ import contextlib
 import inspect
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 
-from flux_sdk import DEFAULT_TIMEOUT, ConfigError, FlowProvider, FluxClient, Provider, provider
+from flux_sdk import (
+    DEFAULT_TIMEOUT,
+    ConfigError,
+    FlowProvider,
+    FluxClient,
+    GenerateRequest,
+    InvalidRequestError,
+    Provider,
+    provider,
+)
 
 from ._console import note
 
@@ -28,12 +37,32 @@ _FALLBACK = (
 _OPTIONS = {"base_url": "--base-url", "model_id": "--model-id"}
 
 
+Routing = Literal["failover", "balanced", "cheapest"]
+
+
 @dataclass(frozen=True, slots=True)
 class Chosen:
-    """A provider, and whether ``--provider auto`` fell back to the emulator."""
+    """A provider (or several, routed), and whether ``--provider auto`` fell back to the
+    emulator."""
 
-    provider: Provider | FlowProvider
+    provider: Provider | FlowProvider | list[Provider | FlowProvider]
     fallback: bool = False
+    routing: Routing = "failover"
+
+    def check(self, request: GenerateRequest) -> None:
+        """`InvalidRequestError` unless the provider (or one of several) takes it."""
+        providers = self.provider if isinstance(self.provider, list) else [self.provider]
+        reasons = []
+        for one in providers:
+            try:
+                one.rules.check(request, one.name)
+            except InvalidRequestError as exc:
+                reasons.append(exc.message)
+            else:
+                return
+        if len(reasons) == 1:
+            raise InvalidRequestError(reasons[0])
+        raise InvalidRequestError("no provider accepts this request: " + "; ".join(reasons))
 
 
 # What --provider auto picks, in this order: the first host whose key is set.
@@ -53,6 +82,8 @@ def choose_provider(args: argparse.Namespace) -> Chosen:
     Raises `ConfigError` (a missing key, a bad base URL, an option the provider does
     not take) before anything is sent.
     """
+    if "," in args.provider:
+        return _several(args)
     name = args.provider
     fallback = False
     if name == "auto":
@@ -71,6 +102,18 @@ def choose_provider(args: argparse.Namespace) -> Chosen:
                 f"{'it' if len(refused) == 1 else 'them'} out"
             ) from None
         raise
+
+
+def _several(args: argparse.Namespace) -> Chosen:
+    """Several providers, routed: each is made from its own environment variables."""
+    given = [flag for key, flag in _OPTIONS.items() if getattr(args, key) is not None]
+    if given:
+        raise ConfigError(
+            f"{' and '.join(given)} name one provider's settings; with several providers "
+            "set each one's environment variables instead (DATAOORTS_BASE_URL, ...)"
+        )
+    made = [provider(name) for name in args.provider.split(",")]
+    return Chosen(made, routing=cast(Routing, getattr(args, "routing", "failover")))
 
 
 def _takes(name: str, options: dict[str, Any]) -> bool:
@@ -112,5 +155,5 @@ async def open_client(
     sends through: no socket is opened.
     """
     timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
-    client = FluxClient(chosen.provider, timeout=timeout, **options)
+    client = FluxClient(chosen.provider, timeout=timeout, routing=chosen.routing, **options)
     return await stack.enter_async_context(client)
