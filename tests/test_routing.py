@@ -4,7 +4,9 @@ host, hedging, the deadline and the retry budget across routes, spreading, batch
 from __future__ import annotations
 
 import base64
+import json
 import warnings
+from pathlib import Path
 from collections.abc import Generator
 from typing import Any
 
@@ -95,6 +97,7 @@ async def test_a_failing_host_fails_over_in_list_order(router: respx.MockRouter)
     assert image.provider == "beta"
     assert (first.call_count, second.call_count, third.call_count) == (1, 1, 0)
     assert image.attempts == 2
+    assert image.hosts == ("alpha", "beta")
     assert [e.kind for e in events] == ["attempt", "failover", "attempt", "success"]
     assert [e.provider for e in events if e.kind == "attempt"] == ["alpha", "beta"]
 
@@ -354,6 +357,19 @@ async def test_hedging_is_bounded_to_a_share_of_calls(router: respx.MockRouter) 
         for _ in range(50):
             await flux.generate("a cat")
     assert 1 <= backup.call_count <= 6
+
+
+async def test_the_manifest_records_the_host_of_every_attempt(
+    router: respx.MockRouter, tmp_path: Path
+) -> None:
+    """A batch's manifest says which hosts each item tried, failed items too."""
+    router.post(A.url).respond(503)
+    router.post(B.url).mock(side_effect=[OK, httpx.Response(400, json={"error": "no"})])
+    async with client([A, B], max_retries=Retry(0)) as flux:
+        await flux.generate_many(["cat one", "cat two"], save_dir=tmp_path)
+    lines = [json.loads(x) for x in (tmp_path / "manifest.jsonl").read_text().splitlines() if x]
+    assert sorted(tuple(line["hosts"]) for line in lines) == [("alpha", "beta")] * 2
+    assert sorted(line.get("provider") or "" for line in lines) == ["beta", "beta"]
 
 
 async def test_route_states_show_what_a_dashboard_needs(router: respx.MockRouter) -> None:

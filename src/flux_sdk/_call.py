@@ -42,6 +42,7 @@ class Call:
         "deadline",
         "errors",
         "failover",
+        "hosts",
         "job",
         "max_retries",
         "on_event",
@@ -69,6 +70,7 @@ class Call:
         self.on_event = on_event
         self.attempts = 0
         self.errors: list[FluxError] = []
+        self.hosts: list[str] = []  # the provider of each request sent, in order
         self.step: Step | None = None
         self.job: Accepted | None = None
         # True while another route could take the call: a host's failure then moves it

@@ -288,6 +288,7 @@ class FluxClient(ManyImages):
                     provider=self.provider.name,
                 )
         except FluxError as exc:
+            exc.hosts = tuple(call.hosts)
             call.emit(
                 "failure", attempt=call.attempts, elapsed=time.perf_counter() - start, error=exc
             )
@@ -299,7 +300,7 @@ class FluxClient(ManyImages):
                 self._idle.set()
         elapsed = time.perf_counter() - start
         call.emit("success", attempt=image.attempts, elapsed=elapsed)
-        return dataclasses.replace(image, elapsed=elapsed)
+        return dataclasses.replace(image, elapsed=elapsed, hosts=tuple(call.hosts))
 
     def _check_rules(self, request: GenerateRequest) -> None:
         """Raise `InvalidRequestError` unless the provider (or, routed, some route) takes it."""

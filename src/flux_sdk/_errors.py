@@ -81,6 +81,8 @@ class FluxError(Exception):
         self.previous: tuple[FluxError, ...] = ()
         # The kind of request that failed ("generate", "submit", ...), when one did.
         self.step: str | None = None
+        # The provider of each HTTP request the call sent, in order (several when routed).
+        self.hosts: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return self.message

@@ -240,6 +240,7 @@ class BatchDirectory:
                 "bytes": len(image.data),
                 "media_type": image.media_type,
                 "attempts": image.attempts,
+                "hosts": list(image.hosts),
                 "elapsed": round(image.elapsed, 3),
                 "request_id": image.request_id,
             }
@@ -273,6 +274,7 @@ class BatchDirectory:
             line = _describe(index, key, request)
         line["provider"] = error.provider
         line["attempts"] = error.attempts
+        line["hosts"] = list(error.hosts)
         line["error"] = {
             "type": type(error).__name__,
             "message": error.message,

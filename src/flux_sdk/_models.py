@@ -141,6 +141,8 @@ class GeneratedImage:
     ``media_type`` comes from the bytes themselves, never from a header or a file name.
     ``elapsed`` is the whole call in seconds, retries included; ``attempts`` counts them.
     ``path`` is where a batch saved it (`FluxClient.generate_many` with ``save_dir``).
+    ``hosts`` names the provider of each HTTP request the call sent, in order: with
+    several providers, which hosts were tried before ``provider`` made it.
     """
 
     data: bytes
@@ -152,6 +154,7 @@ class GeneratedImage:
     attempts: int = 1
     request_id: str | None = None
     path: Path | None = None
+    hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_data(

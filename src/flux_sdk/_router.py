@@ -277,6 +277,7 @@ class Router:
         finally:
             call.attempts += child.attempts
             call.errors += child.errors
+            call.hosts += child.hosts
             child.close_flow()
         live.breaker.on_success()
         live.latencies.append(time.perf_counter() - start)

@@ -201,6 +201,7 @@ def _attempted(
     """Log and report one finished request: one DEBUG line, one event."""
     kind = step if isinstance(step, str) else step.kind
     elapsed = time.perf_counter() - start
+    call.hosts.append(call.provider_name)
     if logger.isEnabledFor(logging.DEBUG):
         outcome = f"HTTP {status}" if error is None else f"{type(error).__name__}: {error}"
         logger.debug(
