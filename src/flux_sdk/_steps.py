@@ -126,7 +126,8 @@ class StepRunner:
             flow.close()
         if not isinstance(image, GeneratedImage):
             raise _bug(call)(f"its flow returned {type(image).__name__}, not a GeneratedImage")
-        self.retry.budget.on_success()
+        if new_call:
+            self.retry.budget.on_success()
         if image.attempts != call.attempts:
             image = _with_attempts(image, call.attempts)
         return image
