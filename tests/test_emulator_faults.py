@@ -356,8 +356,9 @@ async def test_slow_drips_the_normal_body_in_small_chunks(server: Server) -> Non
         chunks = [chunk async for chunk in response.aiter_raw()]
     expected = await normal_body()
     assert b"".join(chunks) == expected
-    assert len(chunks) >= len(expected) // 64 // 2  # loopback may merge a few, not most
-    assert max(map(len, chunks)) <= 64
+    # A busy machine may read late and find two drips merged: most must still be small.
+    assert len(chunks) >= len(expected) // 64 // 2
+    assert sorted(map(len, chunks))[len(chunks) // 2] <= 64
 
 
 async def test_slow_trips_a_read_timeout_shorter_than_the_interval(server: Server) -> None:
