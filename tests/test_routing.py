@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import warnings
-from pathlib import Path
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import anyio
