@@ -85,7 +85,8 @@ def ok(body: Any = None, *, content: bytes | None = None, **headers: str) -> htt
 def error_of(provider: HuggingFace, response: httpx.Response) -> FluxError:
     with pytest.raises(FluxError) as info:
         drive(provider, [response])
-    assert TOKEN not in str(info.value) and TOKEN not in repr(info.value)
+    assert TOKEN not in str(info.value)
+    assert TOKEN not in repr(info.value)
     return info.value
 
 
@@ -173,7 +174,8 @@ def test_hf_inference_errors(
     assert exc.provider == "huggingface"
     assert exc.retryable is (status == 503)
     if status == 401:
-        assert "Hugging Face token" in str(exc) and "HF_TOKEN" in str(exc)
+        assert "Hugging Face token" in str(exc)
+        assert "HF_TOKEN" in str(exc)
 
 
 @pytest.mark.parametrize(
@@ -197,7 +199,8 @@ def test_hf_inference_429_waits_for_the_router_window(
 
 def test_hf_inference_json_where_an_image_belongs() -> None:
     exc = error_of(HuggingFace(TOKEN), ok({"error": None}))
-    assert isinstance(exc, InvalidResponseError) and exc.retryable
+    assert isinstance(exc, InvalidResponseError)
+    assert exc.retryable
 
 
 def test_a_token_echoed_back_is_redacted() -> None:
@@ -328,13 +331,16 @@ def test_fal_job_urls_off_fals_own_host_are_refused() -> None:
     """fal's follow-up URLs must be on queue.fal.run (where they are moved from)."""
     job = {**JOB, "status_url": "https://elsewhere.example/status"}
     exc = error_of(HuggingFace(TOKEN, provider="fal-ai"), ok(job))
-    assert isinstance(exc, InvalidResponseError) and not exc.retryable
+    assert isinstance(exc, InvalidResponseError)
+    assert not exc.retryable
     assert exc.provider == "huggingface/fal-ai"
 
 
 def test_fal_rules_and_checks_are_fals() -> None:
     provider = HuggingFace(TOKEN, provider="fal-ai")
-    with pytest.raises(InvalidRequestError, match=r"huggingface/fal-ai needs steps between 1 and 12"):
+    with pytest.raises(
+        InvalidRequestError, match=r"huggingface/fal-ai needs steps between 1 and 12"
+    ):
         provider.rules.check(GenerateRequest(prompt="p", steps=13), provider.name)
     with pytest.raises(InvalidRequestError, match="num_images") as info:
         first(GenerateRequest(prompt="p", extra_body={"num_images": 2}), provider="fal-ai")

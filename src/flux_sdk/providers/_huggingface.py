@@ -211,5 +211,7 @@ class HuggingFace:
         if isinstance(exc, ProviderError):
             if response is not None and exc.status_code == 429 and exc.retry_after is None:
                 exc.retry_after = router_reset(response.headers)
-            exc.message += router_advice(exc.status_code)
+            advice = router_advice(exc.status_code)
+            if advice:  # the router's advice replaces the host adapter's generic one
+                exc.message = exc.message.split("; the API key was refused", 1)[0] + advice
         exc.args = (exc.message,)
