@@ -34,6 +34,7 @@ _OUR_ENV = (
     "CLOUDFLARE_ACCOUNT_ID",
     "FAL_KEY",
     "FAL_BASE_URL",
+    "HF_TOKEN",
 )
 
 

@@ -192,6 +192,58 @@ def test_seed_zero_warns_and_is_still_sent() -> None:
     assert req.content == b'{"prompt":"cake","seed":0}'
 
 
+def test_seed_zero_image_has_no_seed() -> None:
+    """With seed=0 the model drew a random seed it does not return: the image's seed is
+    None, so nobody reproduces it with seed 0."""
+    request = GenerateRequest(prompt="cake", seed=0)
+    image = Baseten(KEY, MODEL_ID).parse_response(request, response(body={"data": b64(PNG)}))
+    assert image.seed is None
+    assert image.request.seed == 0
+    assert parse(response(body={"data": b64(PNG)})).seed == 42
+
+
+@pytest.mark.parametrize(
+    ("extra", "rule"),
+    [
+        ({"prompt2": 5}, "a string"),
+        ({"prompt2": None}, "a string"),
+        ({"prompt2": ["a", "b"]}, "a string"),
+        ({"max_sequence_length": 513}, "1 to 512"),
+        ({"max_sequence_length": 0}, "1 to 512"),
+        ({"max_sequence_length": 256.0}, "1 to 512"),
+        ({"max_sequence_length": "256"}, "1 to 512"),
+        ({"max_sequence_length": True}, "1 to 512"),
+        ({"guidance_scale": "0"}, "a number"),
+        ({"guidance_scale": True}, "a number"),
+        ({"guidance_scale": None}, "a number"),
+    ],
+)
+def test_extras_that_crash_the_model_are_refused(extra: dict[str, Any], rule: str) -> None:
+    """prompt2, max_sequence_length and guidance_scale of the wrong kind would crash the
+    model into a billed 500 (then retried): refused before sending, naming the rule."""
+    with pytest.raises(InvalidRequestError, match=rule) as info:
+        build(GenerateRequest(prompt="cake", extra_body=extra))
+    assert info.value.provider == "baseten"
+    assert f"extra_body[{next(iter(extra))!r}]" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"prompt2": "in oil paint"},
+        {"max_sequence_length": 1},
+        {"max_sequence_length": 512},
+        {"guidance_scale": 0},
+        {"guidance_scale": 3.5},
+        {"other": [1, 2]},
+    ],
+)
+def test_good_extras_are_sent_as_given(extra: dict[str, Any]) -> None:
+    """Valid extras (and fields the model does not read) go into the body unchanged."""
+    sent = json.loads(build(GenerateRequest(prompt="cake", extra_body=extra)).content)
+    assert sent == {"prompt": "cake", **extra}
+
+
 @pytest.mark.parametrize("seed", [None, 1, 2**63 - 1])
 def test_other_seeds_do_not_warn(seed: int | None) -> None:
     """Any seed other than 0 builds the request without a warning."""

@@ -330,6 +330,29 @@ def test_json_envelope_without_the_bookkeeping_fields() -> None:
     assert (image.data, image.media_type) == (WEBP, "image/webp")
 
 
+def test_json_envelope_with_cloudflares_image_field() -> None:
+    """``result.image`` (Cloudflare's name for the field, whose envelope Dataoorts copies)
+    is read when ``result.image_base64`` is missing."""
+    body = {"errors": [], "messages": [], "result": {"image": b64(JPEG)}, "success": True}
+    image = parse(response(body=body))
+    assert (image.data, image.media_type, image.provider) == (JPEG, "image/jpeg", "dataoorts")
+
+
+def test_json_envelope_prefers_image_base64() -> None:
+    """With both fields, Dataoorts' documented ``image_base64`` is the image."""
+    body = {"result": {"image_base64": b64(PNG), "image": b64(JPEG)}, "success": True}
+    assert parse(response(body=body)).data == PNG
+
+
+def test_json_envelope_without_either_field_names_the_documented_one() -> None:
+    """An envelope with neither field is a retryable invalid response naming
+    ``result.image_base64``."""
+    exc = error_of(response(body={"result": {}, "success": True}))
+    assert isinstance(exc, InvalidResponseError)
+    assert exc.retryable
+    assert "result.image_base64" in str(exc)
+
+
 @pytest.mark.parametrize(
     ("content_type", "data", "media_type"),
     [

@@ -37,7 +37,9 @@ moves one state per poll, see ``ReplicateQueue``); Cloudflare Workers AI on
 ``POST /client/v4/accounts/{id}/ai/run/{model}`` (both ``Bearer KEY``); fal's queue on its
 real paths (``POST /fal-ai/flux/schnell``, then the ``status_url``, ``response_url`` and
 ``cancel_url`` it returns) and fal.run's sync route under ``/fal-sync`` (``Authorization:
-Key KEY``), a queued job moving one state per status poll (``QueueTiming``). The key is
+Key KEY``), a queued job moving one state per status poll (``QueueTiming``); Hugging
+Face's router on ``POST /hf-inference/models/{model}`` and, passed on to those routes,
+``/fal-ai/...``, ``/replicate/...`` and ``/nscale/...`` (``Bearer KEY``). The key is
 ``DEFAULT_API_KEY`` unless you pass ``api_key=``.
 
 To test retries and timeouts, make it fail the way real providers do: a ``FaultPlan``

@@ -22,6 +22,7 @@ from flux_sdk.emulator._dataoorts import Dataoorts
 from flux_sdk.emulator._fal import Fal
 from flux_sdk.emulator._faults import FaultPlan, InjectedDisconnect, inject
 from flux_sdk.emulator._host import Host
+from flux_sdk.emulator._huggingface import HuggingFaceRouter
 from flux_sdk.emulator._openai import OpenAIImages
 from flux_sdk.emulator._queue import Jobs, QueueTiming
 from flux_sdk.emulator._replicate import Replicate
@@ -40,6 +41,7 @@ HOSTS: tuple[Host, ...] = (
     Together(),
     Replicate(),
     CloudflareWorkersAI(),
+    HuggingFaceRouter(),  # before Fal: the router's /fal-ai/fal-ai/... is not fal's
     Fal(),
 )
 

@@ -11,6 +11,7 @@ from ._cloudflare import CloudflareWorkersAI
 from ._dataoorts import Dataoorts
 from ._emulator import Emulator
 from ._fal import Fal
+from ._huggingface import HuggingFace
 from ._openai_images import OpenAIImages
 from ._registry import ENTRY_POINT_GROUP, provider, provider_names, register_provider
 from ._replicate import Replicate
@@ -43,6 +44,7 @@ __all__ = [
     "Fal",
     "Flow",
     "FlowProvider",
+    "HuggingFace",
     "OpenAIImages",
     "ParamRules",
     "Provider",

@@ -7,6 +7,7 @@ The body is the FLUX.1 [schnell] truss's input (``prompt``, ``seed``,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from typing import Any
@@ -48,6 +49,8 @@ __all__ = ["Baseten"]
 RULES = ParamRules(steps=(1, 50), size=(64, 2048), size_multiple=16)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _RESERVED = frozenset({"prompt", "seed", "num_inference_steps", "width", "height"})
+# diffusers' own bound on the T5 sequence length; the truss passes the value straight on.
+MAX_SEQUENCE_LENGTH = 512
 
 
 _OUTPUT = json_shape(
@@ -68,7 +71,10 @@ class Baseten:
     custom environment's name) or a ``deployment_id``. Fields in
     ``extra_body`` (``prompt2``, ``max_sequence_length``, ...) go into the body.
 
-    A seed of 0 means "random" to this model: flux_sdk sends it but warns.
+    A seed of 0 means "random" to this model: flux_sdk sends it but warns, and the
+    image's ``seed`` is None (the one used is not returned). The extras the model reads
+    (``prompt2``, ``max_sequence_length``, ``guidance_scale``) are checked before
+    sending: a bad value crashes the model into a 500 that is billed and retried.
     """
 
     name = "baseten"
@@ -129,12 +135,20 @@ class Baseten:
             if key in _RESERVED:
                 raise InvalidRequestError(
                     f"extra_body[{key!r}] duplicates a field of the request; use the "
-                    f"{'steps' if key == 'num_inference_steps' else key}=... argument instead"
+                    f"{'steps' if key == 'num_inference_steps' else key}=... argument instead",
+                    provider=self.name,
                 )
+            _check_extra(key, value)
             body[key] = value
         return httpx.Request("POST", self.url, headers=self._headers, content=to_json(body))
 
     def parse_response(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:
+        image = self._image(request, response)
+        if request.seed == 0:  # the model drew a random seed and does not say which
+            image = dataclasses.replace(image, seed=None)
+        return image
+
+    def _image(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:
         rid = request_id(response.headers, (self.api_key,))
         raise_for_status(
             response, provider=self.name, secrets=(self.api_key,), key_env=self.key_env
@@ -171,6 +185,29 @@ class Baseten:
             )
         data = decode_base64(b64, provider=self.name, field=field, request_id=rid)
         return GeneratedImage.from_data(data, provider=self.name, request=request, request_id=rid)
+
+
+def _check_extra(key: str, value: Any) -> None:
+    """Refuse an extra the model would crash on (a paid 500, retried): see PROVIDERS.md."""
+    rule = None
+    if key == "prompt2" and not isinstance(value, str):
+        rule = "a string (the second, T5 prompt)"
+    elif key == "max_sequence_length" and (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 1 <= value <= MAX_SEQUENCE_LENGTH
+    ):
+        rule = f"an integer from 1 to {MAX_SEQUENCE_LENGTH}"
+    elif key == "guidance_scale" and (
+        isinstance(value, bool) or not isinstance(value, (int, float))
+    ):
+        rule = "a number (the model uses 0.0 whatever is sent)"
+    if rule is not None:
+        raise InvalidRequestError(
+            f"baseten needs extra_body[{key!r}] to be {rule} (got {value!r:.80}); the model "
+            "would fail on it with a billed HTTP 500",
+            provider="baseten",
+        )
 
 
 def _path(environment: str, deployment_id: str | None) -> str:

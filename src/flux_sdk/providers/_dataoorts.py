@@ -1,7 +1,8 @@
 """Dataoorts: ``POST {base_url}`` with ``{"model", "data"}``; JSON or raw image bytes back.
 
 The envelope matches Cloudflare Workers AI (``success``, ``errors``, ``result``), so
-failures are read the way that service reports them; see ../shared/PROVIDERS.md.
+failures are read the way that service reports them, and the image is read from
+``result.image_base64`` (Dataoorts' docs) or ``result.image`` (Cloudflare's schema).
 """
 
 from __future__ import annotations
@@ -113,7 +114,9 @@ class Dataoorts:
         data = envelope_image(
             response,
             provider=self.name,
-            field="image_base64",
+            # Dataoorts documents image_base64; Cloudflare's schema, which its envelope
+            # copies, says image.
+            field=("image_base64", "image"),
             secrets=(self.api_key,),
             request_id=rid,
         )

@@ -36,6 +36,7 @@ _BUILT_IN: dict[str, str] = {
     "replicate": "flux_sdk.providers._replicate:Replicate",
     "cloudflare": "flux_sdk.providers._cloudflare:CloudflareWorkersAI",
     "fal": "flux_sdk.providers._fal:Fal",
+    "huggingface": "flux_sdk.providers._huggingface:HuggingFace",
 }
 _registered: dict[str, Factory | str] = {}
 

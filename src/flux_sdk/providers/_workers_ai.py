@@ -74,14 +74,17 @@ def envelope_image(
     response: httpx.Response,
     *,
     provider: str,
-    field: str,
+    field: str | tuple[str, ...],
     secrets: tuple[SecretStr, ...],
     request_id: str | None,
 ) -> bytes:
-    """The decoded ``result.<field>`` of a 2xx envelope, or the failure it reports."""
+    """The decoded ``result.<field>`` of a 2xx envelope (the first of several ``field``
+    names that is there), or the failure it reports."""
     envelope = parse_json(_ENVELOPE, response, provider=provider, secrets=secrets)
-    result = envelope.get("result")
-    b64 = result.get(field) if result else None
+    result = envelope.get("result") or {}
+    names = (field,) if isinstance(field, str) else field
+    field = next((name for name in names if result.get(name)), names[0])
+    b64 = result.get(field)
     errors = envelope.get("errors") or []
     if envelope.get("success") is False or not b64:
         if errors or envelope.get("success") is False:
