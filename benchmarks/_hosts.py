@@ -69,7 +69,7 @@ async def serve(apps: list[EmulatorApp], sockets: list[socket.socket]) -> None:
         asyncio.create_task(server.serve(sockets=[sock]))
         for server, sock in zip(servers, sockets, strict=True)
     ]
-    while not all(server.started for server in servers):
+    while not all(server.started for server in servers):  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.01)
     print(json.dumps([sock.getsockname()[1] for sock in sockets]), flush=True)
     stop = asyncio.Event()

@@ -338,14 +338,14 @@ async def test_balanced_sends_no_call_to_a_full_host_while_another_has_room(
     router.post(B.url).mock(side_effect=host("beta"))
     routes = [Route(A, max_concurrency=1), Route(B, max_concurrency=1)]
     seen: list[str] = []
-    async with client(routes, routing="balanced", on_event=_providers(seen)) as flux:
-        async with anyio.create_task_group() as group:
-            group.start_soon(flux.generate, "the slow one")
-            await entered.wait()
-            with anyio.fail_after(10):  # a call sent to the full host would wait forever
-                for i in range(30):
-                    await flux.generate(f"cat {i}")
-            release.set()
+    flux = client(routes, routing="balanced", on_event=_providers(seen))
+    async with flux, anyio.create_task_group() as group:
+        group.start_soon(flux.generate, "the slow one")
+        await entered.wait()
+        with anyio.fail_after(10):  # a call sent to the full host would wait forever
+            for i in range(30):
+                await flux.generate(f"cat {i}")
+        release.set()
     (full,) = held
     assert seen.count(full) == 1
     assert len(seen) == 31
