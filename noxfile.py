@@ -124,6 +124,15 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench.py", *session.posargs)
 
 
+@nox.session(name="bench-routing")
+def bench_routing(session: nox.Session) -> None:
+    """Routing over several emulated hosts (an outage, a heavy tail, two capacities);
+    writes the figures into docs/routing.md. About 3 minutes; ``-- --quick`` prints a
+    smaller run instead."""
+    session.install("-e", ".", *_group("bench"))
+    session.run("python", "benchmarks/routing.py", *session.posargs)
+
+
 @nox.session
 def reliability(session: nox.Session) -> None:
     """The whole suite with the reliability scenarios at full count (1,000-prompt batches,

@@ -318,6 +318,42 @@ async def test_a_batch_runs_at_the_sum_of_the_route_limits(router: respx.MockRou
     assert {"alpha", "beta"} <= set(seen)
 
 
+async def test_balanced_sends_no_call_to_a_full_host_while_another_has_room(
+    router: respx.MockRouter,
+) -> None:
+    """A host at its limit gets no new call while the other has a free slot: the call
+    would wait there for a slot while the other host sat idle (a batch then ran at 0.74x
+    of two hosts' capacity)."""
+    entered, release = anyio.Event(), anyio.Event()
+    held: list[str] = []
+
+    def host(name: str) -> Any:
+        async def answer(request: httpx.Request) -> httpx.Response:
+            if not held:  # the first request holds its host's only slot
+                held.append(name)
+                entered.set()
+                await release.wait()
+            return OK
+
+        return answer
+
+    router.post(A.url).mock(side_effect=host("alpha"))
+    router.post(B.url).mock(side_effect=host("beta"))
+    routes = [Route(A, max_concurrency=1), Route(B, max_concurrency=1)]
+    seen: list[str] = []
+    flux = client(routes, routing="balanced", on_event=_providers(seen))
+    async with flux, anyio.create_task_group() as group:
+        group.start_soon(flux.generate, "the slow one")
+        await entered.wait()
+        with anyio.fail_after(10):  # a call sent to the full host would wait forever
+            for i in range(30):
+                await flux.generate(f"cat {i}")
+        release.set()
+    (full,) = held
+    assert seen.count(full) == 1
+    assert len(seen) == 31
+
+
 async def test_a_hedge_goes_to_another_host_and_the_loser_is_cancelled(
     router: respx.MockRouter,
 ) -> None:

@@ -137,9 +137,13 @@ class Router:
         return candidates
 
     def _two_choices(self, healthy: list[Live]) -> Live:
-        """The less loaded of two routes drawn at random by weight."""
-        weights = [live.route.weight for live in healthy]
-        one, two = self._rng.choices(healthy, weights=weights, k=2)
+        """The less loaded of two different routes drawn at random by weight (drawn with
+        replacement, both draws could be one full route while another had room)."""
+        one = self._rng.choices(healthy, weights=[live.route.weight for live in healthy])[0]
+        others = [live for live in healthy if live is not one]
+        if not others:
+            return one
+        two = self._rng.choices(others, weights=[live.route.weight for live in others])[0]
         return one if one.load <= two.load else two
 
     async def __call__(self, call: Call) -> GeneratedImage:
