@@ -467,3 +467,25 @@ async def test_a_hedged_queue_job_that_loses_is_cancelled_on_its_host(
         assert [s.in_flight for s in flux.routes] == [0, 0]
     assert image.provider == "beta"
     assert cancel.call_count == 1
+
+
+async def test_calls_waiting_when_a_circuit_opens_move_on_without_sending_or_a_retry(
+    router: respx.MockRouter,
+) -> None:
+    """The calls queued for a host's slot when its circuit opens go elsewhere: nothing
+    more is sent to the broken host, and leaving it spends no retry token."""
+
+    async def broken(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(0.01)
+        return httpx.Response(503)
+
+    dead = router.post(A.url).mock(side_effect=broken)
+    router.post(B.url).mock(return_value=OK)
+    retry = Retry(3, sleep=no_sleep, budget=RetryBudget(ratio=0, capacity=0))
+    routes = [Route(A, max_concurrency=1), B]
+    async with client(routes, max_retries=retry, breaker=CircuitBreaker(failures=1)) as flux:
+        async with anyio.create_task_group() as group:
+            for i in range(5):
+                group.start_soon(flux.generate, f"cat {i}")
+        assert flux.routes[1].calls == 5
+    assert dead.call_count == 1

@@ -24,7 +24,7 @@ import anyio
 from ._errors import AuthenticationError, FluxError, warn
 from ._options import check_positive_int, check_seconds
 
-__all__ = ["CircuitBreaker"]
+__all__ = ["CircuitBreaker", "CircuitOpen"]
 
 State = Literal["closed", "open", "half-open"]
 
@@ -135,3 +135,10 @@ class CircuitBreaker:
 
     def __repr__(self) -> str:
         return f"CircuitBreaker(state={self.state!r}, error_rate={self.error_rate:.2f})"
+
+
+class CircuitOpen(FluxError):
+    """A route's circuit opened while a call waited for one of its slots: nothing was
+    sent, and the router takes the call to another route."""
+
+    retryable = True

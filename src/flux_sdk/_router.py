@@ -21,13 +21,14 @@ from collections.abc import Sequence
 from typing import Literal
 
 import anyio
+import httpx
 
-from ._breaker import CircuitBreaker
+from ._breaker import CircuitBreaker, CircuitOpen
 from ._call import Call
 from ._errors import AuthenticationError, ConfigError, FluxError, InvalidRequestError
 from ._http import Http
 from ._limits import ConcurrencyLimit, RateLimit
-from ._middleware import AttemptMiddleware, chain
+from ._middleware import AttemptMiddleware, AttemptNext, chain
 from ._models import GeneratedImage, GenerateRequest
 from ._options import check_positive_int
 from ._retry import Retry
@@ -153,10 +154,11 @@ class Router:
         self.retry.budget.on_call()
         errors: list[FluxError] = []
         used: set[int] = set()
+        free = False  # the next hop costs no retry token
         for position, live in enumerate(candidates):
             if id(live) in used or not live.breaker.try_acquire():
                 continue
-            if used and not self.retry.budget.try_spend():
+            if used and not free and not self.retry.budget.try_spend():
                 live.breaker.release()
                 break
             used.add(id(live))
@@ -165,11 +167,15 @@ class Router:
             try:
                 image = await self._run(call, live, bool(later), backup)
             except _Failed as failed:
-                errors.append(failed.error)
+                if not isinstance(failed.error, CircuitOpen):
+                    errors.append(failed.error)
                 if failed.backup_used and backup is not None:
                     used.add(id(backup))
                 if not failed.moves_on:
                     raise self._final(call, errors) from None
+                # Leaving a host whose circuit is open now spends no retry: the breaker
+                # already bounds what it is sent, and the other hosts are healthy.
+                free = live.breaker.state == "open"
                 call.emit("failover", attempt=call.attempts, error=failed.error)
                 continue
             self.retry.budget.on_success()
@@ -267,6 +273,9 @@ class Router:
             raise _Failed(exc, moves_on=True) from None
         try:
             image = await live.runner.run(child, new_call=False)
+        except CircuitOpen as exc:  # opened while this call waited for a slot: nothing sent
+            live.breaker.release()
+            raise _Failed(exc, moves_on=True) from None
         except FluxError as exc:
             live.failures += 1
             moves_on = self._moves_on(child, exc)
@@ -326,14 +335,15 @@ def build_routes(
         layers: list[AttemptMiddleware] = []
         if rate is not None:
             layers.append(rate if isinstance(rate, RateLimit) else RateLimit(rate))
-        layers += [limit, *attempt_middleware]
+        route_breaker = breaker.copy()
+        layers += [limit, _Gate(route_breaker), *attempt_middleware]
         runner = StepRunner(
             retry=retry,
             attempt_chain=functools.partial(chain, tuple(layers)),
             http=http,
             flow_provider=flow,
         )
-        lives.append(Live(route, runner, limit, breaker.copy(), flow))
+        lives.append(Live(route, runner, limit, route_breaker, flow))
     names = [live.provider.name for live in lives]
     if len(set(names)) != len(names):
         raise ConfigError(f"two routes share a provider name ({', '.join(names)}): rename one")
@@ -344,6 +354,23 @@ def _limit(value: int | ConcurrencyLimit) -> ConcurrencyLimit:
     if isinstance(value, ConcurrencyLimit):
         return value
     return ConcurrencyLimit(check_positive_int(value, ConfigError, "max_concurrency"))
+
+
+class _Gate:
+    """Per attempt, once the route's slot is held: a call that waited while the circuit
+    opened goes to another route instead of adding to the failures (only when another
+    route could take it)."""
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self.breaker = breaker
+
+    async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
+        if call.failover and call.job is None and self.breaker.state == "open":
+            raise CircuitOpen(
+                f"{call.provider_name}: its circuit opened while this call waited",
+                provider=call.provider_name,
+            )
+        return await call_next(call)
 
 
 class _Failed(Exception):

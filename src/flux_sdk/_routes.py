@@ -85,7 +85,7 @@ class Hedge:
         percentile: float | None = None,
         max_extra: float = 0.1,
         min_samples: int = 20,
-        burst: float = 2.0,
+        burst: float = 10.0,
     ) -> None:
         if (delay is None) == (percentile is None):
             raise ConfigError("Hedge needs either a delay in seconds or a percentile, not both")

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 import anyio
 import httpx
 
+from ._breaker import CircuitOpen
 from ._call import Call
 from ._downloads import MAX_REDIRECTS, check_download, redirected
 from ._errors import FluxError, InvalidResponseError
@@ -148,6 +149,9 @@ class StepRunner:
             try:
                 response = await self._send_chain(call)
                 value = _guard(call, lambda: step.parse(response), response)
+            except CircuitOpen:
+                call.attempts -= 1  # refused before sending: no attempt was made
+                raise
             except FluxError as exc:
                 exc.step = step.kind
                 call.errors.append(exc)
