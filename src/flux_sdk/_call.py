@@ -104,7 +104,9 @@ class Call:
     def emit(self, kind: Any, **fields: Any) -> None:
         """Send one `FluxEvent` to the client's ``on_event`` hook, if it has one."""
         if self.on_event is not None:
-            self.on_event(FluxEvent(kind, provider=self.provider.name, **fields))
+            self.on_event(
+                FluxEvent(kind, provider=self.provider.name, request=self._request, **fields)
+            )
 
     def close_flow(self) -> None:
         if self._flow is not None:

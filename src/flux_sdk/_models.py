@@ -141,6 +141,8 @@ class GeneratedImage:
     ``media_type`` comes from the bytes themselves, never from a header or a file name.
     ``elapsed`` is the whole call in seconds, retries included; ``attempts`` counts them.
     ``path`` is where a batch saved it (`FluxClient.generate_many` with ``save_dir``).
+    ``cost`` is what the call may have cost at most, in USD (0 from a cache; None when
+    the host has no known price).
     """
 
     data: bytes
@@ -152,6 +154,7 @@ class GeneratedImage:
     attempts: int = 1
     request_id: str | None = None
     path: Path | None = None
+    cost: float | None = None
 
     @classmethod
     def from_data(
