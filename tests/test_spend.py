@@ -144,7 +144,7 @@ async def test_a_batch_stops_exactly_at_its_budget_and_resumes(tmp_path: Path) -
 async def test_a_batch_budget_in_memory_keeps_results_in_order() -> None:
     async with _client() as flux:
         results = await flux.generate_many(["aa", "bb", "cc", "dd"], budget=2 * PRICE)
+        with pytest.raises(ConfigError, match="batch's budget"):
+            await flux.generate_many(["aa"], budget=-1)
     assert [type(r).__name__ for r in results].count("GeneratedImage") == 2
     assert all(isinstance(r, (GeneratedImage, BudgetExceeded)) for r in results)
-    with pytest.raises(ConfigError, match="batch's budget"):
-        await flux.generate_many(["aa"], budget=-1)
