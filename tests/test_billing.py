@@ -63,9 +63,7 @@ def host() -> Iterator[tuple[EmulatorApp, str]]:
         yield app, url
 
 
-async def _outcome(
-    provider: Any, retries: int = 0, **options: Any
-) -> tuple[Any, list[FluxEvent]]:
+async def _outcome(provider: Any, retries: int = 0, **options: Any) -> tuple[Any, list[FluxEvent]]:
     events: list[FluxEvent] = []
     async with FluxClient(
         provider,
@@ -102,12 +100,14 @@ async def test_each_outcome_says_whether_it_was_billed(
     # An accepted queue job may still fail: its submit stays "maybe" until it ends.
     assert first.billed == ("maybe" if billed == "yes" and name in QUEUES else billed)
     assert first.cost == (0.0 if billed == "no" else 0.002)
-    assert first.request is not None and first.request.prompt == "a fox"
+    assert first.request is not None
+    assert first.request.prompt == "a fox"
     end = events[-1]
     if billed == "yes":
         assert not isinstance(result, FluxError)
         assert result.cost == pytest.approx(0.002)
-        assert (end.kind, end.billed, end.cost) == ("success", "yes", pytest.approx(0.002))
+        assert (end.kind, end.billed) == ("success", "yes")
+        assert end.cost == pytest.approx(0.002)
     else:
         assert isinstance(result, FluxError)
         assert result.billed == billed
@@ -119,7 +119,8 @@ async def test_each_outcome_says_whether_it_was_billed(
 async def test_a_wrong_key_is_not_billed(host: tuple[EmulatorApp, str], name: str) -> None:
     _, url = host
     result, _ = await _outcome(make(name, url, "wrong-key"))
-    assert isinstance(result, ProviderError) and result.status_code in (401, 403)
+    assert isinstance(result, ProviderError)
+    assert result.status_code in (401, 403)
     assert (result.billed, result.cost) == ("no", 0.0)
 
 
@@ -129,7 +130,8 @@ async def test_a_refused_connection_is_not_billed(name: str) -> None:
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"  # bound, not listening: refused
         result, events = await _outcome(make(name, url))
-    assert isinstance(result, TransportError) and result.request_sent is False
+    assert isinstance(result, TransportError)
+    assert result.request_sent is False
     assert result.billed == "no"
     assert [e.billed for e in events if e.kind == "attempt"] == ["no"]
 
@@ -139,7 +141,8 @@ async def test_a_draining_baseten_replica_is_not_billed(host: tuple[EmulatorApp,
     app.faults.clear()
     app.faults.extend([Fault.UNAVAILABLE])
     result, _ = await _outcome(make("baseten", url))
-    assert isinstance(result, ServerError) and result.status_code == 503
+    assert isinstance(result, ServerError)
+    assert result.status_code == 503
     assert "draining" in result.body
     assert result.billed == "no"
 
@@ -165,7 +168,8 @@ async def test_a_failed_call_is_billed_as_its_worst_attempt(
     assert isinstance(result, FluxError)
     assert [e.billed for e in events if e.kind == "attempt"] == ["maybe", "no"]
     assert result.previous[0].billed == "maybe"
-    assert (result.billed, result.cost) == ("maybe", pytest.approx(0.002))
+    assert result.billed == "maybe"
+    assert result.cost == pytest.approx(0.002)
 
 
 # Retries by class
@@ -179,7 +183,9 @@ async def test_maybe_billed_failures_are_not_retried_when_asked(
     app.faults.extend([Fault.SERVER_ERROR, None])
     events: list[FluxEvent] = []
     retry = Retry(3, sleep=Sleeps(), retry_maybe_billed=False)
-    async with FluxClient(make("dataoorts", url), max_retries=retry, on_event=events.append) as flux:
+    async with FluxClient(
+        make("dataoorts", url), max_retries=retry, on_event=events.append
+    ) as flux:
         with pytest.raises(ServerError) as caught:
             await flux.generate("a fox")
     assert caught.value.attempts == 1
@@ -217,9 +223,7 @@ async def test_transient_failures_are_retried(
         pytest.param({"data": 5}, 200, id="the same wrong shape every time"),
     ],
 )
-async def test_errors_that_would_repeat_are_not_retried(
-    body: dict[str, Any], status: int
-) -> None:
+async def test_errors_that_would_repeat_are_not_retried(body: dict[str, Any], status: int) -> None:
     """Served by a host that answers the same every time: one request, no second bill."""
     import json
 

@@ -16,8 +16,8 @@ def _client(app: EmulatorApp, cache: DiskCache) -> FluxClient:
     return FluxClient(Emulator(app=app), cache=cache, prices={"emulator": 0.0012})
 
 
-def _entries(path: Path) -> list[Path]:
-    return [p for p in path.rglob("*.img")]
+def _entries(path: Path, pattern: str = "*.img") -> list[Path]:
+    return list(path.rglob(pattern))
 
 
 async def test_a_seeded_request_is_answered_from_disk(tmp_path: Path) -> None:
@@ -30,7 +30,8 @@ async def test_a_seeded_request_is_answered_from_disk(tmp_path: Path) -> None:
         assert app.requests_seen == seen  # no request
         assert second.data == first.data
         assert (second.attempts, second.cost, first.cost) == (0, 0.0, 0.0012)
-        assert flux.ledger.cache_hits == 1 and flux.ledger.cost == 0.0012
+        assert flux.ledger.cache_hits == 1
+        assert flux.ledger.cost == 0.0012
         # Another seed, another prompt or other steps: a miss.
         await flux.generate("a red fox", seed=8)
         await flux.generate("a red fox", seed=7, steps=2)
@@ -39,7 +40,8 @@ async def test_a_seeded_request_is_answered_from_disk(tmp_path: Path) -> None:
     # A new client (a new process) reads the same directory.
     async with _client(app, DiskCache(tmp_path)) as flux:
         again = await flux.generate("a red fox", seed=7)
-    assert again.data == first.data and app.requests_seen == seen + 2
+    assert again.data == first.data
+    assert app.requests_seen == seen + 2
 
 
 async def test_a_request_without_a_seed_is_never_cached(tmp_path: Path) -> None:
@@ -67,11 +69,12 @@ async def test_a_damaged_entry_is_a_miss(tmp_path: Path, damage: object) -> None
         (entry,) = _entries(tmp_path)
         entry.write_bytes(damage(entry.read_bytes()))  # type: ignore[operator]
         again = await flux.generate("a red fox", seed=7)
-        assert again.attempts == 1 and again.data == first.data
+        assert again.attempts == 1
+        assert again.data == first.data
         assert app.requests_seen == 2
         # The entry was written whole again: the next call is a hit.
         assert (await flux.generate("a red fox", seed=7)).attempts == 0
-    assert [p.name for p in tmp_path.rglob("*.tmp")] == []
+    assert _entries(tmp_path, "*.tmp") == []
 
 
 async def test_an_unwritable_cache_only_misses(tmp_path: Path) -> None:
@@ -81,4 +84,5 @@ async def test_an_unwritable_cache_only_misses(tmp_path: Path) -> None:
     async with _client(app, DiskCache(blocker / "cache")) as flux:
         await flux.generate("a red fox", seed=7)
         image = await flux.generate("a red fox", seed=7)
-    assert image.attempts == 1 and app.requests_seen == 2
+    assert image.attempts == 1
+    assert app.requests_seen == 2

@@ -10,17 +10,17 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk")
 
-from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
 
-from flux_sdk import Emulator, FluxClient, FluxError, Retry  # noqa: E402
-from flux_sdk._otel import Tracer  # noqa: E402
-from flux_sdk.emulator import EmulatorApp, Fault, FaultPlan  # noqa: E402
+from flux_sdk import Emulator, FluxClient, FluxError, Retry
+from flux_sdk._otel import Tracer
+from flux_sdk.emulator import EmulatorApp, Fault, FaultPlan
 
 pytestmark = pytest.mark.anyio
 

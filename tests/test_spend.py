@@ -105,9 +105,11 @@ async def test_a_client_budget_stops_the_attempt_that_could_pass_it() -> None:
         with pytest.raises(BudgetExceeded) as caught:
             await flux.generate("a fox")
         assert caught.value.retryable is False
-        assert caught.value.attempts == 1 and caught.value.billed == "maybe"
-        assert flux.budget is not None and flux.budget.spent == pytest.approx(2 * PRICE)
-        with pytest.raises(BudgetExceeded, match="would pass the budget of USD 0.0024"):
+        assert caught.value.attempts == 1
+        assert caught.value.billed == "maybe"
+        assert flux.budget is not None
+        assert flux.budget.spent == pytest.approx(2 * PRICE)
+        with pytest.raises(BudgetExceeded, match=r"would pass the budget of USD 0\.0024"):
             await flux.generate("a fox")
     assert plan.requests == 2  # nothing sent past the budget
     assert flux.ledger.cost_at_most == pytest.approx(2 * PRICE)
@@ -117,7 +119,8 @@ async def test_refusals_give_their_reservation_back() -> None:
     plan = FaultPlan([Fault.RATE_LIMIT, Fault.RATE_LIMIT, None], retry_after=0)
     async with _client(EmulatorApp(faults=plan), budget=PRICE) as flux:
         image = await flux.generate("a fox")
-    assert image.attempts == 3 and image.cost == PRICE
+    assert image.attempts == 3
+    assert image.cost == PRICE
 
 
 async def test_a_batch_stops_exactly_at_its_budget_and_resumes(tmp_path: Path) -> None:
@@ -128,11 +131,13 @@ async def test_a_batch_stops_exactly_at_its_budget_and_resumes(tmp_path: Path) -
         first = await flux.generate_many(prompts, save_dir=out, keep_images=False, budget=0.006)
     made = [r for r in first if isinstance(r, SavedImage)]
     stopped = [r for r in first if isinstance(r, BudgetExceeded)]
-    assert len(made) == 5 and len(stopped) == 7  # 5 x 0.0012 = 0.006 exactly
+    assert len(made) == 5
+    assert len(stopped) == 7
     assert all(r.attempts == 0 for r in stopped)
     assert flux.ledger.cost_at_most == pytest.approx(0.006)
     lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    assert len(lines) == 5 and all(line["cost"] == PRICE for line in lines)
+    assert len(lines) == 5
+    assert all(line["cost"] == PRICE for line in lines)
 
     async with _client(app) as flux:
         second = await flux.generate_many(prompts, save_dir=out, keep_images=False, budget=0.01)

@@ -345,9 +345,7 @@ class FluxClient(ManyImages):
                 self._idle.set()
         elapsed = time.perf_counter() - start
         image = dataclasses.replace(image, elapsed=elapsed, cost=meter.succeeded(call, image))
-        call.emit(
-            "success", attempt=image.attempts, elapsed=elapsed, billed="yes", cost=image.cost
-        )
+        call.emit("success", attempt=image.attempts, elapsed=elapsed, billed="yes", cost=image.cost)
         return image
 
     def _check_rules(self, request: GenerateRequest) -> None:
@@ -356,4 +354,3 @@ class FluxClient(ManyImages):
             self._router.accepting(request)
         else:
             self.provider.rules.check(request, self.provider.name)
-

@@ -258,7 +258,12 @@ class BudgetExceeded(FluxError):
     """
 
     def __init__(
-        self, message: str, *, provider: str | None = None, budget: float, spent: float,
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        budget: float,
+        spent: float,
         needed: float,
     ) -> None:
         super().__init__(message, provider=provider, retryable=False)

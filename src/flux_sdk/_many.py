@@ -170,9 +170,7 @@ class ManyImages:
         so memory follows the concurrency limit, not the batch size. Leaving the block
         cancels the rest and waits for it to stop.
         """
-        return self._batch(
-            items, save_dir, keep_images, on_progress, max_retries, budget
-        ).iterate()
+        return self._batch(items, save_dir, keep_images, on_progress, max_retries, budget).iterate()
 
     def _batch(
         self,

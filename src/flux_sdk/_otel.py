@@ -13,9 +13,11 @@ no-op ones are used. This module is imported only when the package is there.
 from __future__ import annotations
 
 import time
+from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context, metrics, trace
+from opentelemetry.context import Context
 
 from ._version import __version__
 
@@ -44,7 +46,7 @@ class Tracer:
         self._cost = meter.create_counter(
             "flux_sdk.cost", unit="USD", description="cost at most, maybe-billed included"
         )
-        self._calls: dict[int, tuple[trace.Span, object, float]] = {}
+        self._calls: dict[int, tuple[trace.Span, Token[Context], float]] = {}
         self._attempts: dict[int, trace.Span] = {}
 
     @classmethod
@@ -130,7 +132,7 @@ class Tracer:
                 span.set_attribute("flux_sdk.response.seed", image.seed)
         if error is not None:
             _failed(span, error)
-        context.detach(token)  # type: ignore[arg-type]
+        context.detach(token)
         span.end()
         labels = {"gen_ai.operation.name": _OPERATION, "gen_ai.provider.name": host}
         if error is not None:
