@@ -10,11 +10,14 @@ async with FluxClient(Dataoorts()) as client:
 from ._aiohttp import AiohttpTransport
 from ._batch import BatchIterator, BatchProgress, SavedImage
 from ._breaker import CircuitBreaker
+from ._cache import DiskCache
 from ._call import Call
 from ._client import DEFAULT_TIMEOUT, FluxClient
 from ._errors import (
     AuthenticationError,
     BadRequestError,
+    Billed,
+    BudgetExceeded,
     ConfigError,
     FluxError,
     FluxWarning,
@@ -28,11 +31,13 @@ from ._errors import (
     TransportError,
 )
 from ._events import EventHook, FluxEvent
+from ._ledger import Budget, HostSpend, Ledger
 from ._limits import ConcurrencyLimit, RateLimit
 from ._logfilter import set_log_redaction
 from ._logging import configure_from_env as _configure_from_env
 from ._middleware import AttemptMiddleware, AttemptNext, CallNext, Deadline, Middleware
 from ._models import GeneratedImage, GenerateRequest, sniff_media_type
+from ._pricing import LIST_PRICES, Price
 from ._retry import Retry, RetryBudget
 from ._router import RoutingError
 from ._routes import Hedge, Route, RouteState
@@ -63,6 +68,7 @@ from .providers import (
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "LIST_PRICES",
     "Accepted",
     "AiohttpTransport",
     "AttemptMiddleware",
@@ -72,6 +78,9 @@ __all__ = [
     "Baseten",
     "BatchIterator",
     "BatchProgress",
+    "Billed",
+    "Budget",
+    "BudgetExceeded",
     "Call",
     "CallNext",
     "CircuitBreaker",
@@ -80,6 +89,7 @@ __all__ = [
     "ConfigError",
     "Dataoorts",
     "Deadline",
+    "DiskCache",
     "Emulator",
     "EventHook",
     "Fal",
@@ -92,12 +102,15 @@ __all__ = [
     "GenerateRequest",
     "GeneratedImage",
     "Hedge",
+    "HostSpend",
     "HuggingFace",
     "InvalidRequestError",
     "InvalidResponseError",
+    "Ledger",
     "Middleware",
     "OpenAIImages",
     "ParamRules",
+    "Price",
     "Provider",
     "ProviderError",
     "RateLimit",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, cast
 
 import anyio
 
-from ._errors import FluxError, InvalidRequestError
+from ._errors import BudgetExceeded, FluxError, InvalidRequestError
 from ._manifest import MANIFEST, BatchDirectory, SavedImage, request_key, slug
 from ._models import GeneratedImage, GenerateRequest
 from ._options import check_positive_int, check_retries
@@ -65,7 +65,9 @@ class Batch:
     ``limit`` workers each take the next item, run it and hand its result over, so at
     most ``limit`` requests are in flight and at most ``limit`` results wait for a slow
     consumer. A failed item is its `FluxError`; only a directory that cannot be written
-    (`SaveError`) or a bug stops the batch.
+    (`SaveError`) or a bug stops the batch. A `BudgetExceeded` before any request of an
+    item stops it cleanly: no more items start, each item not run is that error (with
+    no manifest line, so a re-run does it), and the items in flight finish.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class Batch:
         self.progress = BatchProgress(total=len(self.items))
         self._start = 0.0
         self._failure: BaseException | None = None
+        self._out_of_budget: BudgetExceeded | None = None
 
     async def collect(self) -> list[BatchResult]:
         """Run every item; every result, in input order."""
@@ -140,7 +143,14 @@ class Batch:
     ) -> None:
         try:
             for index in pending:  # shared by every worker: each index is taken once
+                if self._out_of_budget is not None:
+                    await emit((index, _not_run(self._out_of_budget)))
+                    continue
                 result, outcome = await self._one(index, directory)
+                if isinstance(result, BudgetExceeded) and result.attempts == 0:
+                    self._out_of_budget = result  # nothing sent: left for a re-run
+                    await emit((index, result))
+                    continue
                 self._count(result, outcome)
                 # Only then the next item: a worker holds at most one finished result.
                 await emit((index, result))
@@ -172,7 +182,9 @@ class Batch:
         try:
             image = await self.generate(item, self.max_retries)
         except FluxError as exc:
-            if directory is not None:
+            if directory is not None and not (
+                isinstance(exc, BudgetExceeded) and exc.attempts == 0
+            ):
                 with anyio.CancelScope(shield=True):
                     write = directory.record_error
                     await anyio.to_thread.run_sync(write, index, key, item, item.prompt, exc)
@@ -286,6 +298,18 @@ class BatchIterator:
                 await self._batch.run(send.send)
             except Exception as exc:  # handed to the reader once the results run out
                 self._failure = exc
+
+
+def _not_run(cause: BudgetExceeded) -> BudgetExceeded:
+    error = BudgetExceeded(
+        f"not started: the budget ran out ({cause.message})",
+        provider=cause.provider,
+        budget=cause.budget,
+        spent=cause.spent,
+        needed=cause.needed,
+    )
+    error.attempts = 0
+    return error
 
 
 def _prepare(items: Iterable[str | GenerateRequest]) -> list[GenerateRequest | _Invalid]:

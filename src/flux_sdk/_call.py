@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from pydantic import JsonValue
 
     from ._errors import FluxError
+    from ._meter import CallMeter
     from .providers._base import Accepted, Flow, FlowProvider, Provider, Step, Wait
 
     FlowItem = Step | Wait | Accepted
@@ -45,6 +46,7 @@ class Call:
         "hosts",
         "job",
         "max_retries",
+        "meter",
         "on_event",
         "origin",
         "provider",
@@ -76,6 +78,8 @@ class Call:
         # True while another route could take the call: a host's failure then moves it
         # there instead of being retried here (unless the host asked for a retry).
         self.failover = False
+        # What this call spends (set by the client): budgets, the ledger, traces.
+        self.meter: CallMeter | None = None
         # The URL of the first request: the provider's own host, for download checks.
         self.origin: httpx.URL | None = None
         # The provider's flow for the current request, started (so its first request is
@@ -106,7 +110,9 @@ class Call:
     def emit(self, kind: Any, **fields: Any) -> None:
         """Send one `FluxEvent` to the client's ``on_event`` hook, if it has one."""
         if self.on_event is not None:
-            self.on_event(FluxEvent(kind, provider=self.provider.name, **fields))
+            self.on_event(
+                FluxEvent(kind, provider=self.provider.name, request=self._request, **fields)
+            )
 
     def close_flow(self) -> None:
         if self._flow is not None:

@@ -17,12 +17,15 @@ from ._call import Call, make_request
 from ._errors import ConfigError, FluxError, InvalidRequestError
 from ._events import EventHook
 from ._http import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Http
+from ._ledger import Budget, Ledger
 from ._limits import ConcurrencyLimit, RateLimit
 from ._loops import LoopBinding
 from ._many import ManyImages
+from ._meter import CallMeter, batch_budget, make_tracer
 from ._middleware import AttemptMiddleware, Deadline, Middleware, chain
 from ._models import GeneratedImage, GenerateRequest
 from ._options import check_positive_int, check_retries, check_seconds, check_timeout
+from ._pricing import Price, check_priced, price_table
 from ._retry import Retry
 from ._router import Router, Strategy, build_routes
 from ._routes import Hedge, Route, RouteState, as_routes
@@ -56,6 +59,12 @@ class FluxClient(ManyImages):
     as `Emulator` does) has its requests sent through it unless you pass ``http_client``.
     A body over ``max_response_bytes`` is refused without being read.
     ``on_event`` receives a `FluxEvent` per request, retry, success and failure.
+
+    What it spends is counted in ``client.ledger`` at each host's list price (or
+    ``prices={"name": USD or Price}``, or a `Route`'s ``price``); ``budget`` (USD) stops
+    any attempt that could take the spend past it (`BudgetExceeded`). ``cache`` (a
+    `DiskCache`) answers seeded requests it has seen from disk. See "Costs, budgets
+    and caching" in the docs.
     """
 
     def __init__(
@@ -75,6 +84,9 @@ class FluxClient(ManyImages):
         routing: Strategy = "failover",
         hedge: Hedge | None = None,
         breaker: CircuitBreaker | None = None,
+        budget: float | None = None,
+        prices: dict[str, float | Price] | None = None,
+        cache: Middleware | None = None,
     ) -> None:
         routes = as_routes(provider)
         if routes is not None:
@@ -155,7 +167,26 @@ class FluxClient(ManyImages):
             self.concurrency,
             *attempt_middleware,
         )
-        self.middleware: tuple[Middleware, ...] = (Deadline(), *middleware)
+        if cache is not None and not callable(cache):
+            raise ConfigError(f"cache must be a DiskCache(...) (got {cache!r})")
+        # The cache innermost of the per-call layers: it keys the request as sent.
+        self.middleware: tuple[Middleware, ...] = (
+            Deadline(),
+            *middleware,
+            *(() if cache is None else (cache,)),
+        )
+        self.ledger = Ledger()
+        self.prices = price_table(
+            [
+                (r.provider.name, r.price, getattr(r.provider, "price", None))
+                for r in (routes or [Route(provider)])
+            ],
+            prices,
+        )
+        self.budget = None if budget is None else Budget(budget)
+        if self.budget is not None:
+            check_priced(self.prices, "budget=")
+        self._tracer = make_tracer()
         self._steps = StepRunner(
             retry=self.retry,
             attempt_chain=lambda send: chain(self.attempt_middleware, send),
@@ -278,6 +309,10 @@ class FluxClient(ManyImages):
         start = time.perf_counter()
         scope = anyio.CancelScope()
         self._running.add(scope)
+        budgets = [b for b in (self.budget, batch_budget.get()) if b is not None]
+        meter = call.meter = CallMeter(self.ledger, self.prices, budgets, self._tracer)
+        if self._tracer is not None:
+            self._tracer.call_started(call)
         try:
             with scope:
                 image = await self._chain(call)
@@ -289,9 +324,18 @@ class FluxClient(ManyImages):
                 )
         except FluxError as exc:
             exc.hosts = tuple(call.hosts)
+            meter.failed(call, exc)
             call.emit(
-                "failure", attempt=call.attempts, elapsed=time.perf_counter() - start, error=exc
+                "failure",
+                attempt=call.attempts,
+                elapsed=time.perf_counter() - start,
+                error=exc,
+                billed=exc.billed,
+                cost=exc.cost,
             )
+            raise
+        except BaseException as exc:
+            meter.ended(call, exc)
             raise
         finally:
             call.close_flow()
@@ -299,8 +343,11 @@ class FluxClient(ManyImages):
             if self._idle is not None and not self._running:
                 self._idle.set()
         elapsed = time.perf_counter() - start
-        call.emit("success", attempt=image.attempts, elapsed=elapsed)
-        return dataclasses.replace(image, elapsed=elapsed, hosts=tuple(call.hosts))
+        image = dataclasses.replace(
+            image, elapsed=elapsed, hosts=tuple(call.hosts), cost=meter.succeeded(call, image)
+        )
+        call.emit("success", attempt=image.attempts, elapsed=elapsed, billed="yes", cost=image.cost)
+        return image
 
     def _check_rules(self, request: GenerateRequest) -> None:
         """Raise `InvalidRequestError` unless the provider (or, routed, some route) takes it."""

@@ -11,21 +11,33 @@
     ├── TransportError              yes  (connect/read failures, truncated bodies)
     │   └── RequestTimeout          yes
     ├── InvalidResponseError        usually yes (a 2xx that carries no usable image)
+    ├── BudgetExceeded              no   (the next attempt could pass the budget: not sent)
     └── SaveError                   no   (also an OSError; a batch could not write its directory)
 
-The retry policy asks only ``error.retryable``; nothing else in the library keeps a list
-of status codes.
+The retry policy asks ``error.retryable`` (and, with ``retry_maybe_billed=False``,
+``error.billed``); nothing else in the library keeps a list of status codes.
+
+``error.billed`` says whether the host may have charged for the failure: ``"no"`` when
+the request was refused or never sent, ``"maybe"`` when the host may have done the work
+(a timeout after the body was sent, a 5xx, a 2xx without a usable image, a queue job
+that was accepted). On the error a call raises it covers the whole call: the worst of
+its attempts. ``error.cost`` is what the call may have cost at most, in USD (None when
+no price is known for the host).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
+from typing import Literal
 
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "Billed",
+    "BudgetExceeded",
     "ConfigError",
     "FluxError",
     "FluxWarning",
@@ -40,6 +52,12 @@ __all__ = [
 ]
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
+# A 503 that says the replica is going away: it refused the request before any work.
+_DRAINING = re.compile(r"\bdrain", re.IGNORECASE)
+
+Billed = Literal["no", "maybe", "yes"]
+"""Whether the host may have charged: ``"no"`` (refused or never sent), ``"maybe"`` (it
+may have done the work), ``"yes"`` (an image came back)."""
 
 
 class FluxWarning(UserWarning):
@@ -70,7 +88,12 @@ class FluxError(Exception):
     retryable: bool = False
 
     def __init__(
-        self, message: str, *, provider: str | None = None, retryable: bool | None = None
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        retryable: bool | None = None,
+        billed: Billed | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -83,6 +106,22 @@ class FluxError(Exception):
         self.step: str | None = None
         # The provider of each HTTP request the call sent, in order (several when routed).
         self.hosts: tuple[str, ...] = ()
+        self._billed = billed
+        # What the call may have cost at most (USD); set when the call ends.
+        self.cost: float | None = None
+
+    @property
+    def billed(self) -> Billed:
+        """Whether the host may have charged for this failure: ``"no"``, ``"maybe"``
+        (see the module docstring)."""
+        return self._billed if self._billed is not None else self._default_billed()
+
+    @billed.setter
+    def billed(self, value: Billed) -> None:
+        self._billed = value
+
+    def _default_billed(self) -> Billed:
+        return "no"  # set up wrongly, refused before sending, or a local failure
 
     def __str__(self) -> str:
         return self.message
@@ -119,14 +158,23 @@ class ProviderError(FluxError):
         request_id: str | None = None,
         retry_after: float | None = None,
         retryable: bool | None = None,
+        billed: Billed | None = None,
     ) -> None:
         if retryable is None:
             retryable = status_code in _RETRYABLE_STATUS or status_code >= 500
-        super().__init__(message, provider=provider, retryable=retryable)
+        super().__init__(message, provider=provider, retryable=retryable, billed=billed)
         self.status_code = status_code
         self.body = body
         self.request_id = request_id
         self.retry_after = retry_after
+
+    def _default_billed(self) -> Billed:
+        status = self.status_code
+        if 400 <= status < 500:
+            return "no"  # refused before any work: a key, a limit, the request itself
+        if status == 503 and (_DRAINING.search(self.body) or _DRAINING.search(self.message)):
+            return "no"  # a replica going away refuses new work
+        return "maybe"  # a 5xx after the model may have run, a failure inside a 2xx
 
 
 class AuthenticationError(ProviderError):
@@ -161,9 +209,13 @@ class TransportError(FluxError):
         provider: str | None = None,
         retryable: bool | None = None,
         request_sent: bool = True,
+        billed: Billed | None = None,
     ) -> None:
-        super().__init__(message, provider=provider, retryable=retryable)
+        super().__init__(message, provider=provider, retryable=retryable, billed=billed)
         self.request_sent = request_sent
+
+    def _default_billed(self) -> Billed:
+        return "maybe" if self.request_sent else "no"
 
 
 class RequestTimeout(TransportError):
@@ -188,10 +240,38 @@ class InvalidResponseError(FluxError):
         status_code: int | None = None,
         request_id: str | None = None,
         retryable: bool | None = None,
+        billed: Billed | None = None,
     ) -> None:
-        super().__init__(message, provider=provider, retryable=retryable)
+        super().__init__(message, provider=provider, retryable=retryable, billed=billed)
         self.status_code = status_code
         self.request_id = request_id
+
+    def _default_billed(self) -> Billed:
+        return "maybe"  # an answer came, so the model may have run
+
+
+class BudgetExceeded(FluxError):
+    """The next attempt could take the spend past the budget, so it was not sent.
+
+    Not retryable: raise the budget (``FluxClient(budget=...)``, ``generate_many(budget=)``
+    or ``flux-sdk batch --budget``) to go on. ``budget`` is the limit in USD, ``spent``
+    what had been spent or reserved (maybe-billed attempts counted as billed), and
+    ``needed`` the worst-case cost of the attempt that was held back.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        budget: float,
+        spent: float,
+        needed: float,
+    ) -> None:
+        super().__init__(message, provider=provider, retryable=False)
+        self.budget = budget
+        self.spent = spent
+        self.needed = needed
 
 
 class SaveError(FluxError, OSError):

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from ._errors import FluxError
+    from ._errors import Billed, FluxError
+    from ._models import GenerateRequest
 
 __all__ = ["EventHook", "FluxEvent"]
 
@@ -27,7 +28,13 @@ class FluxEvent:
     call's attempt counter: the number of HTTP requests sent so far. ``step`` says what
     the request did (``"generate"``, ``"submit"``, ``"poll"``, ``"download"``,
     ``"cancel"``). ``elapsed`` is the attempt's time for ``"attempt"``, the whole call's
-    time otherwise.
+    time otherwise. ``request`` is what the call asks for.
+
+    ``billed`` and ``cost`` say what the host may have charged: for an ``"attempt"``,
+    that request (``"no"`` and 0 for polls, downloads and cancels, whose job is charged
+    at its submit; ``"maybe"`` for a submit whose job is still running); for
+    ``"success"`` and ``"failure"``, the whole call. ``cost`` is in USD, counting
+    maybe-billed attempts, and None when the host has no known price.
     """
 
     kind: Literal["attempt", "retry", "wait", "failover", "hedge", "success", "failure"]
@@ -38,6 +45,9 @@ class FluxEvent:
     status_code: int | None = None
     error: FluxError | None = None
     delay: float | None = None
+    request: GenerateRequest | None = None
+    billed: Billed | None = None
+    cost: float | None = None
 
 
 EventHook = Callable[[FluxEvent], None]

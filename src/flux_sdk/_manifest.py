@@ -61,7 +61,8 @@ def request_key(request: GenerateRequest) -> str:
 class SavedImage:
     """An image a batch wrote to disk and did not keep in memory (``keep_images=False``).
 
-    ``skipped`` is true when the file was already there from an earlier run.
+    ``skipped`` is true when the file was already there from an earlier run. ``cost``
+    is what making it may have cost at most, in USD (as the manifest recorded it).
     """
 
     index: int
@@ -76,6 +77,7 @@ class SavedImage:
     elapsed: float = 0.0
     request_id: str | None = None
     skipped: bool = False
+    cost: float | None = None
 
     def __repr__(self) -> str:
         return (
@@ -103,6 +105,7 @@ class SavedImage:
             attempts=self.attempts,
             request_id=self.request_id,
             path=self.path,
+            cost=self.cost,
         )
 
 
@@ -192,6 +195,7 @@ class BatchDirectory:
             elapsed=_seconds(elapsed),
             request_id=request_id if isinstance(request_id, str) else None,
             skipped=True,
+            cost=_cost(record.get("cost")),
         )
 
     def verify(self, earlier: SavedImage) -> tuple[SavedImage, bytes] | None:
@@ -243,6 +247,7 @@ class BatchDirectory:
                 "hosts": list(image.hosts),
                 "elapsed": round(image.elapsed, 3),
                 "request_id": image.request_id,
+                "cost": image.cost,
             }
         )
         return SavedImage(
@@ -257,6 +262,7 @@ class BatchDirectory:
             attempts=image.attempts,
             elapsed=image.elapsed,
             request_id=image.request_id,
+            cost=image.cost,
         )
 
     def record_error(
@@ -275,6 +281,8 @@ class BatchDirectory:
         line["provider"] = error.provider
         line["attempts"] = error.attempts
         line["hosts"] = list(error.hosts)
+        line["cost"] = error.cost
+        line["billed"] = error.billed
         line["error"] = {
             "type": type(error).__name__,
             "message": error.message,
@@ -348,6 +356,13 @@ def _seconds(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return 0.0
     return float(value) if math.isfinite(value) and value >= 0 else 0.0
+
+
+def _cost(value: object) -> float | None:
+    """A cost from a manifest line, or None for anything that is not one."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
 
 
 def _stopped(what: str, exc: OSError) -> SaveError:

@@ -18,9 +18,12 @@ from pydantic import JsonValue
 from ._batch import Batch, BatchIterator, BatchProgress, SavedImage
 from ._call import make_request
 from ._errors import ConfigError, FluxError, InvalidRequestError
+from ._ledger import Budget
 from ._limits import ConcurrencyLimit
+from ._meter import batch_budget
 from ._models import MAX_SEED, GeneratedImage, GenerateRequest
 from ._options import check_positive_int
+from ._pricing import Price, check_priced
 
 __all__ = ["ManyImages", "all_or_error", "seeded"]
 
@@ -30,6 +33,7 @@ class ManyImages:
 
     concurrency: ConcurrencyLimit
     _closed: bool
+    prices: dict[str, Price | None]
 
     if TYPE_CHECKING:
 
@@ -92,6 +96,7 @@ class ManyImages:
         keep_images: Literal[True] = ...,
         on_progress: Callable[[BatchProgress], object] | None = ...,
         max_retries: int | None = ...,
+        budget: float | None = ...,
     ) -> list[GeneratedImage | FluxError]: ...
 
     @overload
@@ -103,6 +108,7 @@ class ManyImages:
         keep_images: Literal[False],
         on_progress: Callable[[BatchProgress], object] | None = ...,
         max_retries: int | None = ...,
+        budget: float | None = ...,
     ) -> list[SavedImage | FluxError]: ...
 
     @overload
@@ -114,6 +120,7 @@ class ManyImages:
         keep_images: bool,
         on_progress: Callable[[BatchProgress], object] | None = ...,
         max_retries: int | None = ...,
+        budget: float | None = ...,
     ) -> list[GeneratedImage | SavedImage | FluxError]: ...
 
     async def generate_many(
@@ -124,6 +131,7 @@ class ManyImages:
         keep_images: bool = True,
         on_progress: Callable[[BatchProgress], object] | None = None,
         max_retries: int | None = None,
+        budget: float | None = None,
     ) -> (
         list[GeneratedImage | FluxError]
         | list[SavedImage | FluxError]
@@ -137,9 +145,12 @@ class ManyImages:
         it arrives (see the batch docs for names, ``manifest.jsonl`` and resuming), and
         ``keep_images=False`` keeps only a `SavedImage` record of each in memory.
         ``on_progress`` is called with a `BatchProgress` each time an item ends.
-        ``max_retries`` overrides the client's for every item.
+        ``max_retries`` overrides the client's for every item. ``budget`` (USD) caps
+        this batch's spend on top of the client's own budget: once the next attempt
+        could pass it, no more items start, and each item not run is a `BudgetExceeded`
+        (with ``save_dir``, a later run with a higher budget goes on from there).
         """
-        batch = self._batch(items, save_dir, keep_images, on_progress, max_retries)
+        batch = self._batch(items, save_dir, keep_images, on_progress, max_retries, budget)
         return cast("list[GeneratedImage | FluxError]", await batch.collect())
 
     def iter_many(
@@ -150,6 +161,7 @@ class ManyImages:
         keep_images: bool = True,
         on_progress: Callable[[BatchProgress], object] | None = None,
         max_retries: int | None = None,
+        budget: float | None = None,
     ) -> BatchIterator:
         """Like `generate_many`, but hands over ``(index, result)`` as each item ends.
 
@@ -158,7 +170,7 @@ class ManyImages:
         so memory follows the concurrency limit, not the batch size. Leaving the block
         cancels the rest and waits for it to stop.
         """
-        return self._batch(items, save_dir, keep_images, on_progress, max_retries).iterate()
+        return self._batch(items, save_dir, keep_images, on_progress, max_retries, budget).iterate()
 
     def _batch(
         self,
@@ -167,12 +179,21 @@ class ManyImages:
         keep_images: bool,
         on_progress: Callable[[BatchProgress], object] | None,
         max_retries: int | None,
+        budget: float | None = None,
     ) -> Batch:
         if self._closed:
             raise ConfigError("this FluxClient is closed; create a new one")
+        limit = None
+        if budget is not None:
+            limit = Budget(budget, what="the batch's budget")
+            check_priced(self.prices, "budget=")
 
         async def generate(request: GenerateRequest, max_retries: int | None) -> GeneratedImage:
-            return await self.generate(request, max_retries=max_retries)
+            token = batch_budget.set(limit)
+            try:
+                return await self.generate(request, max_retries=max_retries)
+            finally:
+                batch_budget.reset(token)
 
         return Batch(
             generate,

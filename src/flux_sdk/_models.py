@@ -143,6 +143,8 @@ class GeneratedImage:
     ``path`` is where a batch saved it (`FluxClient.generate_many` with ``save_dir``).
     ``hosts`` names the provider of each HTTP request the call sent, in order: with
     several providers, which hosts were tried before ``provider`` made it.
+    ``cost`` is what the call may have cost at most, in USD (0 from a cache; None when
+    the host has no known price).
     """
 
     data: bytes
@@ -155,6 +157,7 @@ class GeneratedImage:
     request_id: str | None = None
     path: Path | None = None
     hosts: tuple[str, ...] = ()
+    cost: float | None = None
 
     @classmethod
     def from_data(

@@ -263,6 +263,7 @@ class Router:
             on_event=call.on_event,
         )
         child.failover = more
+        child.meter = call.meter
         call.provider = live.provider
         live.calls += 1
         start = time.perf_counter()

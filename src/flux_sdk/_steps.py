@@ -94,6 +94,8 @@ class StepRunner:
         call._flow = None
         if new_call:
             self.retry.budget.on_call()
+        meter = call.meter
+        ended: BaseException | None = None
         try:
             while True:
                 if isinstance(item, _Done):
@@ -115,16 +117,23 @@ class StepRunner:
                 except StopIteration as done:
                     image = done.value
                     break
-        except anyio.get_cancelled_exc_class():
+        except anyio.get_cancelled_exc_class() as exc:
+            ended = exc
             if call.job is not None and call.job.cancel is not None:
                 await self._cancel(call, call.job.cancel)
             raise
         except FluxError as exc:
+            ended = exc
             exc.attempts = call.attempts
             exc.previous = tuple(e for e in call.errors if e is not exc)
             raise
+        except BaseException as exc:
+            ended = exc
+            raise
         finally:
             flow.close()
+            if meter is not None:  # a queue job is charged once it has ended
+                meter.flow_ended(call, ended)
         if not isinstance(image, GeneratedImage):
             raise _bug(call)(f"its flow returned {type(image).__name__}, not a GeneratedImage")
         if new_call:
@@ -143,6 +152,9 @@ class StepRunner:
 
         async def attempt() -> Any:
             call.step = step
+            meter = call.meter
+            if meter is not None:
+                meter.before(call, step.kind)  # over the budget: raises, nothing sent
             call.attempts += 1
             start = time.perf_counter()
             response: httpx.Response | None = None
@@ -151,11 +163,17 @@ class StepRunner:
                 value = _guard(call, lambda: step.parse(response), response)
             except CircuitOpen:
                 call.attempts -= 1  # refused before sending: no attempt was made
+                if meter is not None:
+                    meter.withdrawn(call, step.kind)
                 raise
             except FluxError as exc:
                 exc.step = step.kind
                 call.errors.append(exc)
                 _attempted(call, step, start, getattr(exc, "status_code", None), exc)
+                raise
+            except BaseException:
+                if meter is not None:  # cancelled in flight: the host may have started
+                    meter.interrupted(call, step.kind)
                 raise
             _attempted(call, step, start, response.status_code, None)
             return value
@@ -206,6 +224,8 @@ def _attempted(
     """Log and report one finished request: one DEBUG line, one event."""
     kind = step if isinstance(step, str) else step.kind
     elapsed = time.perf_counter() - start
+    meter = call.meter
+    billed, cost = ("no", 0.0) if meter is None else meter.after(call, kind, status, error)
     call.hosts.append(call.provider_name)
     if logger.isEnabledFor(logging.DEBUG):
         outcome = f"HTTP {status}" if error is None else f"{type(error).__name__}: {error}"
@@ -225,6 +245,8 @@ def _attempted(
             step=kind,
             status_code=status,
             error=error,
+            billed=billed,
+            cost=cost,
         )
 
 

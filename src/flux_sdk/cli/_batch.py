@@ -7,8 +7,15 @@ import contextlib
 import sys
 from pathlib import Path
 
-from flux_sdk import BadRequestError, FluxError, GenerateRequest, InvalidRequestError
+from flux_sdk import (
+    BadRequestError,
+    BudgetExceeded,
+    FluxError,
+    GenerateRequest,
+    InvalidRequestError,
+)
 from flux_sdk._batch import MANIFEST
+from flux_sdk._ledger import Ledger, usd
 
 from ._console import note
 from ._progress import Progress, duration
@@ -48,7 +55,7 @@ def run_batch(args: argparse.Namespace) -> int:
         mode = "bar" if _is_terminal() else "lines"
     progress = Progress(sys.stderr, mode, total=len(prompts.requests))
     try:
-        outcome = anyio.run(_run, args, chosen, prompts.requests, progress)
+        outcome, ledger = anyio.run(_run, args, chosen, prompts.requests, progress)
     except KeyboardInterrupt:
         progress.close()
         p = progress.last
@@ -68,7 +75,15 @@ def run_batch(args: argparse.Namespace) -> int:
         f"{p.retries} retries, in {duration(p.elapsed)}; manifest: "
         f"{Path(args.out_dir) / MANIFEST}"
     )
-    return _report_failures(outcome, prompts, args.prompts, chosen)
+    note(ledger.summary() + ("" if args.budget is None else f" (budget {usd(args.budget)})"))
+    not_run = [r for r in outcome if isinstance(r, BudgetExceeded) and r.attempts == 0]
+    if not_run:
+        note(
+            f"budget reached: {_items(len(not_run))} not started; run the same command "
+            "again with a higher --budget to go on (what is saved is kept)"
+        )
+        outcome = [None if r in not_run else r for r in outcome]
+    return _report_failures(outcome, prompts, args.prompts, chosen) or (1 if not_run else 0)
 
 
 async def _run(
@@ -76,7 +91,7 @@ async def _run(
     chosen: Chosen,
     requests: list[GenerateRequest],
     progress: Progress,
-) -> list[object]:
+) -> tuple[list[object], Ledger]:
     async with contextlib.AsyncExitStack() as stack:
         client = await open_client(args, chosen, stack, max_concurrency=args.concurrency)
         results = await client.generate_many(
@@ -85,8 +100,9 @@ async def _run(
             keep_images=False,
             on_progress=progress,
             max_retries=args.max_retries,
+            budget=args.budget,
         )
-    return list(results)
+    return list(results), client.ledger
 
 
 def _report_failures(outcome: list[object], prompts: Prompts, source: str, chosen: Chosen) -> int:

@@ -43,6 +43,17 @@ def whole(low: int | None = None, high: int | None = None) -> Callable[[str], in
     return parse
 
 
+def usd(text: str) -> float:
+    """A finite amount of USD, zero or more."""
+    try:
+        value = float(text.removeprefix("$"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an amount of USD, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more USD (got {text!r})")
+    return value
+
+
 def seconds(*, zero: bool = False) -> Callable[[str], float]:
     """A parser of a finite number of seconds, above zero (or at least zero)."""
 
@@ -246,6 +257,13 @@ def _batch(commands: _Commands, choices: list[str]) -> None:
     batch.add_argument("--steps", type=whole(1), metavar="N", help="unless an item sets its own")
     batch.add_argument(
         "--max-retries", type=whole(0), default=6, metavar="N", help="per item (default 6)"
+    )
+    batch.add_argument(
+        "--budget",
+        type=usd,
+        metavar="USD",
+        help="spend at most this much (maybe-billed attempts counted); the batch stops "
+        "before an attempt that could pass it, and a re-run with a higher budget goes on",
     )
     _connection(batch, choices)
     batch.add_argument(

@@ -19,7 +19,7 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import core_schema, to_json
 
-from flux_sdk._errors import ConfigError, InvalidResponseError, ProviderError
+from flux_sdk._errors import Billed, ConfigError, InvalidResponseError, ProviderError
 from flux_sdk._models import GeneratedImage, GenerateRequest
 
 from ._base import Accepted, Flow, ParamRules, Step, Wait
@@ -202,12 +202,15 @@ class Replicate:
                 pid,
                 "was aborted: its deadline passed before it started (not charged); try again",
                 prediction,
+                billed="no",
             )
         raise self._ended(
             pid, f"has the status {status!r}, which flux_sdk does not know", prediction
         )
 
-    def _ended(self, pid: str, what: str, prediction: Mapping[str, Any]) -> ProviderError:
+    def _ended(
+        self, pid: str, what: str, prediction: Mapping[str, Any], billed: Billed | None = None
+    ) -> ProviderError:
         # An accepted prediction that ended is never created again by a retry.
         secrets = (self.api_key,)
         return ProviderError(
@@ -217,4 +220,5 @@ class Replicate:
             body=excerpt(to_json(dict(prediction)), secrets),
             request_id=pid,
             retryable=False,
+            billed=billed,
         )

@@ -373,6 +373,9 @@ def parse_json(
             provider=provider,
             status_code=response.status_code,
             request_id=rid,
+            # Cut-off JSON is a fault on the way; well-formed JSON of another shape is
+            # what the host sends every time, and a retry would pay for it again.
+            retryable=invalid,
         ) from None
     return data
 
