@@ -36,6 +36,7 @@ from ._models import GeneratedImage, GenerateRequest, sniff_media_type
 from ._retry import Retry, RetryBudget
 from ._router import RoutingError
 from ._routes import Hedge, Route, RouteState
+from ._shared import SharedLimit
 from ._version import __version__
 from .providers import (
     Accepted,
@@ -110,6 +111,7 @@ __all__ = [
     "SaveError",
     "SavedImage",
     "ServerError",
+    "SharedLimit",
     "Step",
     "Together",
     "TransportError",

@@ -21,6 +21,7 @@ from ._errors import ConfigError, FluxError, InvalidRequestError
 from ._limits import ConcurrencyLimit
 from ._models import MAX_SEED, GeneratedImage, GenerateRequest
 from ._options import check_positive_int
+from ._shared import SharedLimit
 
 __all__ = ["ManyImages", "all_or_error", "seeded"]
 
@@ -28,7 +29,7 @@ __all__ = ["ManyImages", "all_or_error", "seeded"]
 class ManyImages:
     """The methods of `FluxClient` that make more than one image."""
 
-    concurrency: ConcurrencyLimit
+    concurrency: ConcurrencyLimit | SharedLimit
     _closed: bool
 
     if TYPE_CHECKING:
