@@ -41,7 +41,9 @@ __all__ = ["SharedLimit"]
 
 _log = logging.getLogger("flux_sdk")
 _MAX_PAUSE = 60.0  # a Retry-After longer than this holds the others back this long only
-_RETRY_REDIS = 30.0  # after falling back to local limits, try Redis again this much later
+_RETRY_REDIS = 30.0
+_SOCKET_TIMEOUT = 10.0  # no Redis answer within this: Redis is lost
+_BLOCK = 5.0  # the longest a waiter blocks on Redis at once (within the socket timeout)  # after falling back to local limits, try Redis again this much later
 
 
 class SharedLimit:
@@ -135,6 +137,19 @@ class SharedLimit:
             parts.append(f"rate={self.rate:g}, current_rate={self.current_rate:.3g}")
         return f"SharedLimit({', '.join(parts)})"
 
+    async def aclose(self) -> None:
+        """Close this process's connections to Redis (``async with SharedLimit(...)``
+        does it on exit); a later request opens new ones."""
+        client, self._client, self._loop = self._client, None, None
+        if client is not None:
+            await client.aclose()
+
+    async def __aenter__(self) -> SharedLimit:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
         client = await self._connect()
         if client is None:
@@ -185,7 +200,7 @@ class SharedLimit:
                 "SharedLimit needs the redis package: pip install 'flux-sdk[redis]'"
             ) from None
         client = redis.asyncio.Redis.from_url(
-            self._redis_url, socket_connect_timeout=5, health_check_interval=30
+            self._redis_url, socket_connect_timeout=5, socket_timeout=_SOCKET_TIMEOUT
         )
         try:
             await client.ping()
@@ -230,7 +245,9 @@ class SharedLimit:
             )
             if wait_us == 0:
                 return lease
-            timeout = max(0.001, min(int(wait_us) / 1e6, self.lease_seconds))
+            # Woken by a release, or when the earliest lease expires (a dead process's),
+            # or at the latest within the socket timeout.
+            timeout = max(0.001, min(int(wait_us) / 1e6, self.lease_seconds, _BLOCK))
             try:
                 await client.blpop([self._keys["freed"]], timeout=timeout)
             except (redis.RedisError, OSError) as exc:
