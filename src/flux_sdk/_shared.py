@@ -41,9 +41,9 @@ __all__ = ["SharedLimit"]
 
 _log = logging.getLogger("flux_sdk")
 _MAX_PAUSE = 60.0  # a Retry-After longer than this holds the others back this long only
-_RETRY_REDIS = 30.0
+_RETRY_REDIS = 30.0  # after falling back to local limits, try Redis again this much later
 _SOCKET_TIMEOUT = 10.0  # no Redis answer within this: Redis is lost
-_BLOCK = 5.0  # the longest a waiter blocks on Redis at once (within the socket timeout)  # after falling back to local limits, try Redis again this much later
+_BLOCK = 5.0  # the longest a waiter blocks on Redis at once (within the socket timeout)
 
 
 class SharedLimit:
