@@ -118,6 +118,8 @@ class SharedLimit:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scripts: dict[str, Any] = {}
         self._local_until = -math.inf  # fallen back to local limits until this time
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def limit(self) -> int:
@@ -142,7 +144,7 @@ class SharedLimit:
         does it on exit); a later request opens new ones."""
         client, self._client, self._loop = self._client, None, None
         if client is not None:
-            await client.aclose()
+            await client.aclose(close_connection_pool=True)
 
     async def __aenter__(self) -> SharedLimit:
         return self
@@ -172,6 +174,8 @@ class SharedLimit:
             self.in_flight -= 1
             if renewing is not None:
                 renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
             if lease is not None:
                 await self._release(lease)
         await self._quietly(self._learn(response))
@@ -193,6 +197,14 @@ class SharedLimit:
         loop = asyncio.get_running_loop()
         if self._client is not None and self._loop is loop:
             return self._client
+        if self._lock is None or self._lock_loop is not loop:  # a Lock belongs to one loop
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        async with self._lock:  # the first requests, all at once, make one client
+            if self._client is not None and self._loop is loop:
+                return self._client
+            return await self._open(loop)
+
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> Redis | None:
         try:
             import redis.asyncio
         except ImportError:
@@ -205,7 +217,7 @@ class SharedLimit:
         try:
             await client.ping()
         except (redis.RedisError, OSError) as exc:
-            await client.aclose()
+            await client.aclose(close_connection_pool=True)
             message = (
                 f"SharedLimit {self.name!r} cannot reach Redis at {self.url} "
                 f"({type(exc).__name__}: {_safe_text(exc, self._redis_url)})"
@@ -264,7 +276,8 @@ class SharedLimit:
         lease_us = round(self.lease_seconds * 1e6)
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
-            await self._quietly(self._eval("renew", [self._keys["leases"]], [lease_us, lease]))
+            with contextlib.suppress(_Unavailable):  # not shielded: cancelling ends it
+                await self._eval("renew", [self._keys["leases"]], [lease_us, lease])
 
     async def _wait_for_slot(self) -> None:
         assert self.rate is not None

@@ -152,11 +152,13 @@ def generate_images(
 ) -> Any:  # fmt: skip
     """``dataset.map_batches`` with `GenerateImages` on ``actors`` actors: a lazy Dataset
     of results (``.write_parquet(...)`` runs it and keeps the table)."""
+    import ray.data
+
     return dataset.map_batches(
         GenerateImages,
         fn_constructor_args=(output, provider),
         fn_constructor_kwargs=options,
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         batch_size=batch_size,
         batch_format="numpy",
     )

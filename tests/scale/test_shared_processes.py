@@ -16,8 +16,8 @@ from typing import Any
 
 from flux_sdk import SharedLimit
 from flux_sdk.emulator import Capacity
+from tests._server import serve
 
-from .._server import serve
 from ._host import Counting, counting_emulator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,8 +29,11 @@ def workers(settings: list[dict[str, Any]]) -> Iterator[list[subprocess.Popen[st
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.scale._worker", json.dumps(one)],
-            stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
         for one in settings
     ]
     try:
