@@ -119,6 +119,7 @@ class SharedLimit:
         self._scripts: dict[str, Any] = {}
         self._local_until = -math.inf  # fallen back to local limits until this time
         self._lock: asyncio.Lock | None = None
+        self._gate = None if concurrency is None else anyio.Semaphore(concurrency)
         self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -156,6 +157,14 @@ class SharedLimit:
         client = await self._connect()
         if client is None:
             return await self._run_locally(call, call_next)
+        if self._gate is None:
+            return await self._shared(client, call, call_next)
+        # A process never holds more than `concurrency` leases, so no more of its
+        # requests than that wait in Redis (each holds a connection while it waits).
+        async with self._gate:
+            return await self._shared(client, call, call_next)
+
+    async def _shared(self, client: Redis, call: Call, call_next: AttemptNext) -> httpx.Response:
         lease = None
         try:
             if self.concurrency is not None:
