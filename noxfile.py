@@ -13,7 +13,7 @@ import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "lint", "typecheck", "docs", "build"]
+nox.options.sessions = ["tests", "scale", "lint", "typecheck", "docs", "build"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 
@@ -27,6 +27,14 @@ def tests(session: nox.Session) -> None:
     """The test suite; every async test runs on asyncio and on trio."""
     session.install("-e", ".", *_group("test"))
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def scale(session: nox.Session) -> None:
+    """More than one process: SharedLimit on a real redis-server (started by the tests;
+    .ci/run installs it) and Ray Data on a local Ray instance (tests/scale)."""
+    session.install("-e", ".[redis,ray]", *_group("test"))
+    session.run("pytest", "-m", "scale", "tests/scale", *session.posargs)
 
 
 @nox.session

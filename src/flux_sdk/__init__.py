@@ -41,6 +41,7 @@ from ._pricing import LIST_PRICES, Price
 from ._retry import Retry, RetryBudget
 from ._router import RoutingError
 from ._routes import Hedge, Route, RouteState
+from ._shared import SharedLimit
 from ._version import __version__
 from .providers import (
     Accepted,
@@ -125,6 +126,7 @@ __all__ = [
     "SaveError",
     "SavedImage",
     "ServerError",
+    "SharedLimit",
     "Step",
     "Together",
     "TransportError",

@@ -29,6 +29,7 @@ from ._pricing import Price, check_priced, price_table
 from ._retry import Retry
 from ._router import Router, Strategy, build_routes
 from ._routes import Hedge, Route, RouteState, as_routes
+from ._shared import SharedLimit
 from ._steps import StepRunner, start_flow
 from .providers._base import FlowProvider, Provider
 
@@ -74,8 +75,8 @@ class FluxClient(ManyImages):
         max_retries: int | Retry = 3,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         deadline: float | None = None,
-        max_concurrency: int | ConcurrencyLimit = 16,
-        rate_limit: float | RateLimit | None = None,
+        max_concurrency: int | ConcurrencyLimit | SharedLimit = 16,
+        rate_limit: float | RateLimit | SharedLimit | None = None,
         middleware: Sequence[Middleware] = (),
         attempt_middleware: Sequence[AttemptMiddleware] = (),
         on_event: EventHook | None = None,
@@ -119,12 +120,16 @@ class FluxClient(ManyImages):
         )
         self.concurrency = (
             max_concurrency
-            if isinstance(max_concurrency, ConcurrencyLimit)
+            if isinstance(max_concurrency, (ConcurrencyLimit, SharedLimit))
             else ConcurrencyLimit(
                 check_positive_int(max_concurrency, ConfigError, "max_concurrency")
             )
         )
-        if rate_limit is None or isinstance(rate_limit, RateLimit):
+        self.concurrency.limit  # noqa: B018 -- a SharedLimit without concurrency= says so
+        if rate_limit is max_concurrency:  # one SharedLimit enforces both: once is enough
+            rate_limit = None
+        self.rate_limit: RateLimit | SharedLimit | None
+        if rate_limit is None or isinstance(rate_limit, (RateLimit, SharedLimit)):
             self.rate_limit = rate_limit
         else:
             self.rate_limit = RateLimit(rate_limit)  # a ConfigError that names the setting

@@ -24,6 +24,7 @@ from ._meter import batch_budget
 from ._models import MAX_SEED, GeneratedImage, GenerateRequest
 from ._options import check_positive_int
 from ._pricing import Price, check_priced
+from ._shared import SharedLimit
 
 __all__ = ["ManyImages", "all_or_error", "seeded"]
 
@@ -31,7 +32,7 @@ __all__ = ["ManyImages", "all_or_error", "seeded"]
 class ManyImages:
     """The methods of `FluxClient` that make more than one image."""
 
-    concurrency: ConcurrencyLimit
+    concurrency: ConcurrencyLimit | SharedLimit
     _closed: bool
     prices: dict[str, Price | None]
 

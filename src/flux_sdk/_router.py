@@ -33,6 +33,7 @@ from ._models import GeneratedImage, GenerateRequest
 from ._options import check_positive_int
 from ._retry import Retry
 from ._routes import Hedge, Route, RouteState
+from ._shared import SharedLimit
 from ._steps import StepRunner, start_flow
 from .providers._base import FlowProvider, Provider
 
@@ -55,7 +56,7 @@ class Live:
         self,
         route: Route,
         runner: StepRunner,
-        concurrency: ConcurrencyLimit,
+        concurrency: ConcurrencyLimit | SharedLimit,
         breaker: CircuitBreaker,
         flow_provider: bool,
     ) -> None:
@@ -319,8 +320,8 @@ def build_routes(
     retry: Retry,
     http: Http,
     attempt_middleware: Sequence[AttemptMiddleware],
-    concurrency: int | ConcurrencyLimit,
-    rate_limit: float | RateLimit | None,
+    concurrency: int | ConcurrencyLimit | SharedLimit,
+    rate_limit: float | RateLimit | SharedLimit | None,
     breaker: CircuitBreaker,
 ) -> list[Live]:
     """Each route's runtime: its own limits (the client's numbers unless the route has
@@ -334,8 +335,8 @@ def build_routes(
         limit = _limit(route.max_concurrency if route.max_concurrency is not None else concurrency)
         rate = route.rate_limit if route.rate_limit is not None else rate_limit
         layers: list[AttemptMiddleware] = []
-        if rate is not None:
-            layers.append(rate if isinstance(rate, RateLimit) else RateLimit(rate))
+        if rate is not None and rate is not limit:  # a SharedLimit given as both runs once
+            layers.append(rate if isinstance(rate, (RateLimit, SharedLimit)) else RateLimit(rate))
         route_breaker = breaker.copy()
         layers += [limit, _Gate(route_breaker), *attempt_middleware]
         runner = StepRunner(
@@ -351,8 +352,9 @@ def build_routes(
     return lives
 
 
-def _limit(value: int | ConcurrencyLimit) -> ConcurrencyLimit:
-    if isinstance(value, ConcurrencyLimit):
+def _limit(value: int | ConcurrencyLimit | SharedLimit) -> ConcurrencyLimit | SharedLimit:
+    if isinstance(value, (ConcurrencyLimit, SharedLimit)):
+        value.limit  # noqa: B018 -- a SharedLimit without concurrency= says so
         return value
     return ConcurrencyLimit(check_positive_int(value, ConfigError, "max_concurrency"))
 

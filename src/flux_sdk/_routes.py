@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ._breaker import State
 from ._errors import ConfigError
 from ._limits import ConcurrencyLimit, RateLimit
+from ._shared import SharedLimit
 from .providers._base import FlowProvider, Provider
 
 __all__ = ["Hedge", "Route", "RouteState", "as_routes"]
@@ -20,8 +21,9 @@ class Route:
     """A provider in ``FluxClient([...])``, with settings of its own.
 
     ``weight`` shares the load in ``routing="balanced"``; ``max_concurrency`` and
-    ``rate_limit`` bound this host alone (a number, or a shared `ConcurrencyLimit` /
-    `RateLimit`; by default the client's ``max_concurrency`` number, per route);
+    ``rate_limit`` bound this host alone (a number, a shared `ConcurrencyLimit` /
+    `RateLimit`, or a `SharedLimit` across processes; by default the client's
+    ``max_concurrency`` number, per route);
     ``price`` (USD per image) orders ``routing="cheapest"``.
     """
 
@@ -30,8 +32,8 @@ class Route:
         provider: Provider | FlowProvider,
         *,
         weight: float = 1.0,
-        max_concurrency: int | ConcurrencyLimit | None = None,
-        rate_limit: float | RateLimit | None = None,
+        max_concurrency: int | ConcurrencyLimit | SharedLimit | None = None,
+        rate_limit: float | RateLimit | SharedLimit | None = None,
         price: float | None = None,
     ) -> None:
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:

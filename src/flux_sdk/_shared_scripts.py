@@ -1,0 +1,117 @@
+"""The Lua scripts `SharedLimit` runs in Redis, each one atomic.
+
+Every script reads the time from Redis itself (``TIME``), so processes on machines whose
+clocks disagree still agree on who holds a lease and when the next slot is. Times are
+whole microseconds (``ustime``), well inside the 2**53 a Lua number holds exactly, and
+are written back with ``%.0f`` so no digit is lost to Lua's 14-digit default.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ACQUIRE", "CUT", "GIVE_BACK", "RELEASE", "RENEW", "RESERVE", "WIN"]
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+"""
+
+# KEYS: leases (sorted set: lease id -> expiry). ARGV: limit, lease_us, lease id.
+# 0 when the lease was taken; else the microseconds until the earliest lease expires.
+ACQUIRE = (
+    _NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[3])
+  return 0
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(first[2]) - now)
+"""
+)
+
+# KEYS: leases. ARGV: lease_us, lease id. 1 when the lease was still held and is extended.
+RENEW = (
+    _NOW
+    + """
+return redis.call('ZADD', KEYS[1], 'XX', 'CH', string.format('%.0f', now + tonumber(ARGV[1])),
+                  ARGV[2])
+"""
+)
+
+# KEYS: leases, freed (a list that wakes one waiter per freed lease). ARGV: lease id, limit.
+RELEASE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('RPUSH', KEYS[2], '1')
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+  redis.call('PEXPIRE', KEYS[2], 60000)
+end
+return 0
+"""
+
+# A virtual-time token bucket (GCRA): the next free slot is kept in Redis; each caller
+# takes the next one and is told how long to sleep until it.
+# KEYS: next slot, rate state (hash: current, cut_at). ARGV: rate, burst.
+# Returns {wait_us, interval_us, current rate}.
+RESERVE = (
+    _NOW
+    + """
+local rate = tonumber(ARGV[1])
+local current = tonumber(redis.call('HGET', KEYS[2], 'current') or ARGV[1])
+if current < rate then rate = current end
+local interval = 1000000 / rate
+local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+local slot = math.max(nxt, now - (tonumber(ARGV[2]) - 1) * interval)
+local after = slot + interval
+redis.call('SET', KEYS[1], string.format('%.0f', after), 'PX',
+           math.ceil((after - now) / 1000) + 60000)
+return {math.floor(math.max(0, slot - now)), math.floor(interval), tostring(rate)}
+"""
+)
+
+# A caller cancelled before its slot gives it back. KEYS: next slot. ARGV: interval_us.
+GIVE_BACK = """
+local nxt = redis.call('GET', KEYS[1])
+if nxt then
+  redis.call('SET', KEYS[1], string.format('%.0f', tonumber(nxt) - tonumber(ARGV[1])), 'KEEPTTL')
+end
+return 0
+"""
+
+# A 429: halve the shared rate (at most once a second, down to min_rate) and keep every
+# process from sending before the host's Retry-After has passed.
+# KEYS: next slot, rate state. ARGV: rate, min_rate, retry_after_us. Returns the rate.
+CUT = (
+    _NOW
+    + """
+local current = tonumber(redis.call('HGET', KEYS[2], 'current') or ARGV[1])
+local cut_at = tonumber(redis.call('HGET', KEYS[2], 'cut_at') or '0')
+if now - cut_at >= 1000000 then
+  current = math.max(tonumber(ARGV[2]), current / 2)
+  redis.call('HSET', KEYS[2], 'current', tostring(current), 'cut_at', string.format('%.0f', now))
+  redis.call('PEXPIRE', KEYS[2], 3600000)
+end
+local pause = tonumber(ARGV[3])
+if pause > 0 then
+  local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if nxt < now + pause then
+    redis.call('SET', KEYS[1], string.format('%.0f', now + pause), 'PX',
+               math.ceil(pause / 1000) + 60000)
+  end
+end
+return tostring(current)
+"""
+)
+
+# A success wins back a twentieth of the configured rate. KEYS: rate state. ARGV: rate.
+WIN = """
+local current = redis.call('HGET', KEYS[1], 'current')
+if not current then return ARGV[1] end
+current = tonumber(current) + tonumber(ARGV[1]) / 20
+if current >= tonumber(ARGV[1]) then
+  redis.call('HDEL', KEYS[1], 'current')
+  return ARGV[1]
+end
+redis.call('HSET', KEYS[1], 'current', tostring(current))
+return tostring(current)
+"""
