@@ -39,6 +39,7 @@ class Call:
         "_flow",
         "_request",
         "attempts",
+        "concurrency",
         "deadline",
         "errors",
         "failover",
@@ -68,6 +69,8 @@ class Call:
         self.timeout = timeout
         self.on_event = on_event
         self.attempts = 0
+        # The concurrency limit in force for the latest attempt, for its event.
+        self.concurrency: int | None = None
         self.errors: list[FluxError] = []
         self.step: Step | None = None
         self.job: Accepted | None = None

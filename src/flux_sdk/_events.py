@@ -27,7 +27,8 @@ class FluxEvent:
     call's attempt counter: the number of HTTP requests sent so far. ``step`` says what
     the request did (``"generate"``, ``"submit"``, ``"poll"``, ``"download"``,
     ``"cancel"``). ``elapsed`` is the attempt's time for ``"attempt"``, the whole call's
-    time otherwise.
+    time otherwise. ``concurrency`` is, on an ``"attempt"``, the concurrency limit the
+    request went through (an `AdaptiveLimit`'s value at that moment).
     """
 
     kind: Literal["attempt", "retry", "wait", "failover", "hedge", "success", "failure"]
@@ -38,6 +39,7 @@ class FluxEvent:
     status_code: int | None = None
     error: FluxError | None = None
     delay: float | None = None
+    concurrency: int | None = None
 
 
 EventHook = Callable[[FluxEvent], None]

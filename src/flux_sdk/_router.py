@@ -22,6 +22,7 @@ from typing import Literal
 
 import anyio
 
+from ._adaptive import AdaptiveLimit
 from ._breaker import CircuitBreaker
 from ._call import Call
 from ._errors import AuthenticationError, ConfigError, FluxError, InvalidRequestError
@@ -304,12 +305,13 @@ def build_routes(
     retry: Retry,
     http: Http,
     attempt_middleware: Sequence[AttemptMiddleware],
-    concurrency: int | ConcurrencyLimit,
+    concurrency: int | ConcurrencyLimit | None,
     rate_limit: float | RateLimit | None,
     breaker: CircuitBreaker,
 ) -> list[Live]:
     """Each route's runtime: its own limits (the client's numbers unless the route has
-    its own; a shared limit object stays shared), breaker and step runner."""
+    its own; a shared limit object stays shared; without a number, an `AdaptiveLimit`
+    of its own), breaker and step runner."""
     lives = []
     for route in routes:
         provider = route.provider
@@ -335,7 +337,9 @@ def build_routes(
     return lives
 
 
-def _limit(value: int | ConcurrencyLimit) -> ConcurrencyLimit:
+def _limit(value: int | ConcurrencyLimit | None) -> ConcurrencyLimit:
+    if value is None:
+        return AdaptiveLimit()  # each route learns its own host
     if isinstance(value, ConcurrencyLimit):
         return value
     return ConcurrencyLimit(check_positive_int(value, ConfigError, "max_concurrency"))

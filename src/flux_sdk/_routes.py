@@ -21,7 +21,8 @@ class Route:
 
     ``weight`` shares the load in ``routing="balanced"``; ``max_concurrency`` and
     ``rate_limit`` bound this host alone (a number, or a shared `ConcurrencyLimit` /
-    `RateLimit`; by default the client's ``max_concurrency`` number, per route);
+    `RateLimit`; by default the client's ``max_concurrency`` number, per route, or an
+    `AdaptiveLimit` of the route's own when the client has no number);
     ``price`` (USD per image) orders ``routing="cheapest"``.
     """
 

@@ -219,6 +219,7 @@ def _attempted(
             step=kind,
             status_code=status,
             error=error,
+            concurrency=call.concurrency,
         )
 
 
