@@ -46,7 +46,7 @@ DEFAULT_START = 16
 _MIN_WINDOW = 8  # samples: fewer make a window's mean too noisy to judge
 _HOLD = 1.2  # window latency over the base latency above which the limit stops growing
 _CUT = 1.5  # ... above which it is cut
-_DRIFT = 1 / 128  # how fast the base latency follows a host that became slower for good
+_DRIFT = 1 / 256  # how fast the base latency follows a host that became slower for good
 _REFUSED = frozenset({429, 503})
 
 
@@ -99,6 +99,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._base: float | None = None  # lowest window latency: the host unloaded
         self._rtt: float | None = None  # latest window latency
         self._last_cut = -math.inf
+        self._epoch = 0
         # The window being filled: answers, those timed, their total time, whether every
         # slot was busy at some answer, and the limit when it began (its length).
         self._count = 0
@@ -166,20 +167,39 @@ class AdaptiveLimit(ConcurrencyLimit):
 
     # What the answers say
 
+    @property
+    def epoch(self) -> int:
+        """Counts the cuts: an answer to a request sent before the latest cut says
+        nothing of the limit now (pass the epoch it was sent in to `on_answer`)."""
+        return self._epoch
+
     def on_refused(self) -> None:
         """A 429 or 503: the host's queue is full (call before the slot is released)."""
+        if self._base is None:
+            # Refused before one window was measured: the start was far too high, and
+            # the latencies seen so far include the host's queue. Halve, and slow start
+            # again from there once the answers sent before are in.
+            self._set(builtins.min(self._value, self._in_flight) * 0.5)
+            self._cut()
+            return
         self._slow_start = False
         now = self._clock()
         if self._rtt is None or now - self._last_cut >= self._rtt:
             self._last_cut = now
             self._set(builtins.min(self._value, self._in_flight) * self.backoff)
+            self._cut()
         else:  # the same round trip: only keep the freed slot from going straight back
             self._set(builtins.min(self._value, self._in_flight - 1))
+
+    def _cut(self) -> None:
+        self._epoch += 1
         self._new_window()
 
-    def on_answer(self, latency: float | None) -> None:
+    def on_answer(self, latency: float | None, epoch: int | None = None) -> None:
         """An answer the host served, with its latency if it is a model's time (call
-        before the slot is released)."""
+        before the slot is released); ``epoch`` is `epoch` when it was sent."""
+        if epoch is not None and epoch != self._epoch:
+            return  # sent before the latest cut
         saturated = self._in_flight >= int(self._value)
         if self._slow_start and saturated:
             self._set(self._value + 1)
@@ -211,7 +231,9 @@ class AdaptiveLimit(ConcurrencyLimit):
         if ratio > _CUT:
             self._slow_start = False
             self._set(self._value * self.backoff)
-        elif ratio > _HOLD:
+            self._cut()
+            return
+        if ratio > _HOLD:
             self._slow_start = False
         elif self._saturated and not self._slow_start:
             self._set(self._value + 1)
@@ -221,6 +243,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         await self.acquire()
         try:
             call.concurrency = int(self._value)
+            epoch = self._epoch
             start = self._clock()
             response = await call_next(call)
             status = response.status_code
@@ -229,7 +252,7 @@ class AdaptiveLimit(ConcurrencyLimit):
             elif 200 <= status < 300:
                 step = call.step
                 timed = step is None or step.kind == "generate"
-                self.on_answer(self._clock() - start if timed else None)
+                self.on_answer(self._clock() - start if timed else None, epoch)
             return response
         finally:
             self.release()
