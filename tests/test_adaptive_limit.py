@@ -159,7 +159,8 @@ async def test_a_big_host_is_filled_up_to_the_ceiling_without_a_429() -> None:
     assert host.refused == 0
     assert host.peak == 48  # slow start reached the ceiling, never above it
     assert seen[-1].concurrency == 48
-    assert seen[0].concurrency is not None and seen[0].concurrency < 48
+    assert seen[0].concurrency is not None
+    assert seen[0].concurrency < 48
 
 
 async def test_a_small_host_gets_about_its_replicas_and_few_429s() -> None:
@@ -259,12 +260,14 @@ async def test_waiters_are_served_in_order_as_the_limit_moves() -> None:
         assert limit.in_flight == 3
         limit.release()  # the first holder leaves: the next waiter goes
         await _settle()
-        assert sorted(order[:2]) == [0, 1] and order[2] == 2
+        assert sorted(order[:2]) == [0, 1]
+        assert order[2] == 2
         limit.limit = 1  # shrinking takes nothing back; the last waiter waits
         limit.release()
         limit.release()
         await _settle()
-        assert len(order) == 3 and limit.in_flight == 1
+        assert len(order) == 3
+        assert limit.in_flight == 1
         limit.release()
         await _settle()
         assert order[2:] == [2, 3]
@@ -319,7 +322,8 @@ async def test_events_carry_the_limit_of_each_attempt() -> None:
     async with _client(host, limit, on_event=events.append) as client:
         await _batch(client, host, 100)
     values = [e.concurrency for e in events if e.kind == "attempt"]
-    assert values[0] == 4 and max(v for v in values if v is not None) == 32
+    assert values[0] == 4
+    assert max(v for v in values if v is not None) == 32
 
     async def answer(call: Call, call_next: Any) -> httpx.Response:
         return httpx.Response(200, json=OK_JSON)
