@@ -9,7 +9,10 @@ Netflix's concurrency-limits do, in its own small form:
 - **Latency guard.** Answers are grouped in windows of about one limit's worth. The
   lowest window mean is the host's latency with nothing queued (a Vegas "base RTT"); a
   window more than 20% above it means requests have started to queue at the host, so
-  the limit stops growing, and more than 50% above it cuts the limit by ``backoff``.
+  the limit stops growing, and more than 50% above it cuts the limit by ``backoff``,
+  though not below ``backoff`` times the highest limit whose latency was normal: a
+  latency that stays high below that is not this limit's doing (a busy client machine,
+  a host slow for everyone), and cutting further would only lose throughput.
 - **Loss.** A 429 or 503 means the host's queue is full: the limit drops at once to
   ``backoff`` times what is in flight, at most once per round trip; further refusals in
   that round trip only keep the limit below what is in flight, so a refusal's freed
@@ -100,6 +103,10 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._rtt: float | None = None  # latest window latency
         self._last_cut = -math.inf
         self._epoch = 0
+        # The highest limit whose window's latency was normal: a latency cut stops just
+        # below it, since latency that stays high below it is not this limit's doing
+        # (a busy client machine, a host slow for everyone); a 429 lowers it.
+        self._good = 0.0
         # The window being filled: answers, those timed, their total time, whether every
         # slot was busy at some answer, and the limit when it began (its length).
         self._count = 0
@@ -187,6 +194,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         if self._rtt is None or now - self._last_cut >= self._rtt:
             self._last_cut = now
             self._set(builtins.min(self._value, self._in_flight) * self.backoff)
+            self._good = builtins.min(self._good, self._value)
             self._cut()
         else:  # the same round trip: only keep the freed slot from going straight back
             self._set(builtins.min(self._value, self._in_flight - 1))
@@ -230,9 +238,13 @@ class AdaptiveLimit(ConcurrencyLimit):
             ratio = rtt / self._base if self._base > 0 else 1.0
         if ratio > _CUT:
             self._slow_start = False
-            self._set(self._value * self.backoff)
-            self._cut()
-            return
+            floor = self._good * self.backoff
+            if self._value > floor:
+                self._set(builtins.max(floor, self._value * self.backoff))
+                self._cut()
+                return
+        elif ratio <= _HOLD:
+            self._good = builtins.max(self._good, float(self._window_size))
         if ratio > _HOLD:
             self._slow_start = False
         elif self._saturated and not self._slow_start:
