@@ -255,17 +255,16 @@ def plot(results: list[dict[str, Any]], img: Path, median: float) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.ticker
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     img.mkdir(parents=True, exist_ok=True)
     names = []
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for client in CLIENTS:
         rows = sorted((r for r in results if r["client"] == client), key=lambda r: r["replicas"])
-        ax.plot(
-            [r["replicas"] for r in rows], [r["ratio"] for r in rows], marker="o", label=LABELS[client]
-        )
+        xs, ys = [r["replicas"] for r in rows], [r["ratio"] for r in rows]
+        ax.plot(xs, ys, marker="o", label=LABELS[client])
     ax.axhline(1.0, color="grey", linewidth=0.8)
     ax.axhline(1.15, color="grey", linewidth=0.8, linestyle="--", label="goal: 1.15x")
     ax.set_xscale("log")
@@ -283,18 +282,14 @@ def plot(results: list[dict[str, Any]], img: Path, median: float) -> list[str]:
     plt.close(fig)
     names.append("capacity-completion.png")
 
-    run = next(
-        (r for r in results if r["client"] == "flux_default" and r["replicas"] == 24), None
-    )
+    run = next((r for r in results if r["client"] == "flux_default" and r["replicas"] == 24), None)
     if run and run["timeline"]:
         t0 = run["timeline"][0][0]
         times = [s[0] - t0 for s in run["timeline"]]
         fig, ax = plt.subplots(figsize=(7, 3.6))
         ax.step(times, [s[1] for s in run["timeline"]], where="post", label="in service")
-        ax.step(
-            times, [s[1] + s[2] for s in run["timeline"]], where="post", label="in service + queued",
-            linewidth=0.8,
-        )  # fmt: skip
+        held = [s[1] + s[2] for s in run["timeline"]]
+        ax.step(times, held, where="post", label="in service + queued", linewidth=0.8)
         ax.axhline(24, color="grey", linewidth=0.8, linestyle="--", label="replicas")
         ax.axhline(24 + queue_for(24), color="red", linewidth=0.8, linestyle=":", label="429 above")
         ax.set_xlabel("seconds")
