@@ -142,6 +142,15 @@ def bench_routing(session: nox.Session) -> None:
 
 
 @nox.session
+def capacity(session: nox.Session) -> None:
+    """A batch against hosts of hidden capacity (4, 24, 96 replicas): completion time and
+    429s per client; writes its section of docs/benchmarks.md and docs/img/capacity-*.png.
+    About 5 minutes; ``nox -s capacity -- --quick`` is a smoke test."""
+    session.install("-e", ".", *_group("bench"))
+    session.run("python", "benchmarks/capacity.py", *session.posargs)
+
+
+@nox.session
 def reliability(session: nox.Session) -> None:
     """The whole suite with the reliability scenarios at full count (1,000-prompt batches,
     10,000 cancellations, 10,000 fuzz examples per provider); writes docs/reliability.md."""

@@ -713,6 +713,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - start
     text = page(results, imports, body_bytes, command, repeats, elapsed, args.quick, load)
     output.parent.mkdir(parents=True, exist_ok=True)
+    old = output.read_text() if output.exists() else ""
+    if "<!-- capacity: start -->" in old:  # capacity.py's section: kept as it was
+        text += "\n<!-- capacity: start -->" + old.split("<!-- capacity: start -->", 1)[1]
     output.write_text(text)
     if args.json:
         raw = {f"{key} {client} c={c}": vars(cell) for (key, client, c), cell in results.items()}

@@ -13,6 +13,7 @@ import pytest
 import respx
 
 from flux_sdk import (
+    AdaptiveLimit,
     AttemptNext,
     Call,
     CallNext,
@@ -68,12 +69,16 @@ async def test_default_chains_are_deadline_then_yours_and_rate_concurrency_then_
     assert [type(layer) for layer in client.middleware[:1]] == [Deadline]
     assert client.middleware[1:] == (mine,)
     kinds = [type(layer) for layer in client.attempt_middleware[:2]]
-    assert kinds == [RateLimit, ConcurrencyLimit]
+    assert kinds == [RateLimit, AdaptiveLimit]
     assert client.attempt_middleware[2:] == (each,)
     assert isinstance(client.retry, Retry)
     plain = _client()
     assert [type(x) for x in plain.middleware] == [Deadline]
-    assert [type(x) for x in plain.attempt_middleware] == [ConcurrencyLimit]
+    assert [type(x) for x in plain.attempt_middleware] == [AdaptiveLimit]
+    fixed = _client(max_concurrency=16)
+    assert [type(x) for x in fixed.attempt_middleware] == [ConcurrencyLimit]
+    assert fixed.concurrency.limit == 16
+    await fixed.aclose()
     await client.aclose()
     await plain.aclose()
 

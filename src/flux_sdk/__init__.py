@@ -7,6 +7,7 @@ async with FluxClient(Dataoorts()) as client:
     image.save("astronaut")
 """
 
+from ._adaptive import AdaptiveLimit
 from ._aiohttp import AiohttpTransport
 from ._batch import BatchIterator, BatchProgress, SavedImage
 from ._breaker import CircuitBreaker
@@ -71,6 +72,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "LIST_PRICES",
     "Accepted",
+    "AdaptiveLimit",
     "AiohttpTransport",
     "AttemptMiddleware",
     "AttemptNext",

@@ -64,7 +64,9 @@ class Batch:
 
     ``limit`` workers each take the next item, run it and hand its result over, so at
     most ``limit`` requests are in flight and at most ``limit`` results wait for a slow
-    consumer. A failed item is its `FluxError`; only a directory that cannot be written
+    consumer (for an adaptive client, ``limit`` is its ceiling; the client's own limit
+    keeps fewer in flight). ``concurrency`` reports the limit now, for the progress.
+    A failed item is its `FluxError`; only a directory that cannot be written
     (`SaveError`) or a bug stops the batch. A `BudgetExceeded` before any request of an
     item stops it cleanly: no more items start, each item not run is that error (with
     no manifest line, so a re-run does it), and the items in flight finish.
@@ -80,6 +82,7 @@ class Batch:
         keep_images: bool = True,
         on_progress: Callable[[BatchProgress], object] | None = None,
         max_retries: int | None = None,
+        concurrency: Callable[[], int] | None = None,
     ) -> None:
         if not keep_images and save_dir is None:
             raise InvalidRequestError(
@@ -95,6 +98,7 @@ class Batch:
         self.keep_images = keep_images
         self.on_progress = on_progress
         self.max_retries = max_retries
+        self.concurrency = concurrency
         self.progress = BatchProgress(total=len(self.items))
         self._start = 0.0
         self._failure: BaseException | None = None
@@ -199,7 +203,13 @@ class Batch:
 
     def _count(self, result: BatchResult, outcome: Outcome) -> None:
         elapsed = time.perf_counter() - self._start
-        self.progress = advance(self.progress, outcome, attempts=result.attempts, elapsed=elapsed)
+        self.progress = advance(
+            self.progress,
+            outcome,
+            attempts=result.attempts,
+            elapsed=elapsed,
+            concurrency=None if self.concurrency is None else self.concurrency(),
+        )
         if self.on_progress is not None:
             self.on_progress(self.progress)
 

@@ -40,6 +40,7 @@ class Call:
         "_flow",
         "_request",
         "attempts",
+        "concurrency",
         "deadline",
         "errors",
         "failover",
@@ -71,6 +72,8 @@ class Call:
         self.timeout = timeout
         self.on_event = on_event
         self.attempts = 0
+        # The concurrency limit in force for the latest attempt, for its event.
+        self.concurrency: int | None = None
         self.errors: list[FluxError] = []
         self.hosts: list[str] = []  # the provider of each request sent, in order
         self.step: Step | None = None

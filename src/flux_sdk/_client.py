@@ -12,13 +12,14 @@ import anyio
 import httpx
 from pydantic import JsonValue
 
+from ._adaptive import AdaptiveLimit
 from ._breaker import CircuitBreaker
 from ._call import Call, make_request
 from ._errors import ConfigError, FluxError, InvalidRequestError
 from ._events import EventHook
 from ._http import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Http
 from ._ledger import Budget, Ledger
-from ._limits import ConcurrencyLimit, RateLimit
+from ._limits import CombinedLimit, ConcurrencyLimit, RateLimit
 from ._loops import LoopBinding
 from ._many import ManyImages
 from ._meter import CallMeter, batch_budget, make_tracer
@@ -50,8 +51,10 @@ class FluxClient(ManyImages):
     counted and a backoff sleep or a poll interval holds no slot; ``attempt_middleware``
     sees each HTTP request. ``max_retries``, ``max_concurrency`` and ``rate_limit`` take
     a number, or a configured `Retry`, `ConcurrencyLimit` or `RateLimit` (to tune
-    backoff, or to share a limit between clients). ``timeout`` bounds each request,
-    ``deadline`` the whole call.
+    backoff, or to share a limit between clients). Without ``max_concurrency`` the limit
+    adapts to the host (an `AdaptiveLimit`: it grows while latency holds and nothing is
+    refused, and falls on 429s and rising latency); a number is a fixed limit.
+    ``timeout`` bounds each request, ``deadline`` the whole call.
 
     It owns its connections: one single-connection ``httpx.AsyncClient`` per request in
     flight (see ``_connections.py``), so no request ever waits for a connection. Pass
@@ -75,7 +78,7 @@ class FluxClient(ManyImages):
         max_retries: int | Retry = 3,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         deadline: float | None = None,
-        max_concurrency: int | ConcurrencyLimit | SharedLimit = 16,
+        max_concurrency: int | ConcurrencyLimit | SharedLimit | None = None,
         rate_limit: float | RateLimit | SharedLimit | None = None,
         middleware: Sequence[Middleware] = (),
         attempt_middleware: Sequence[AttemptMiddleware] = (),
@@ -118,13 +121,15 @@ class FluxClient(ManyImages):
         self.deadline = (
             None if deadline is None else check_seconds(deadline, ConfigError, "deadline")
         )
-        self.concurrency = (
-            max_concurrency
-            if isinstance(max_concurrency, (ConcurrencyLimit, SharedLimit))
-            else ConcurrencyLimit(
+        self.concurrency: ConcurrencyLimit | SharedLimit
+        if max_concurrency is None:
+            self.concurrency = AdaptiveLimit()
+        elif isinstance(max_concurrency, (ConcurrencyLimit, SharedLimit)):
+            self.concurrency = max_concurrency
+        else:
+            self.concurrency = ConcurrencyLimit(
                 check_positive_int(max_concurrency, ConfigError, "max_concurrency")
             )
-        )
         self.concurrency.limit  # noqa: B018 -- a SharedLimit without concurrency= says so
         if rate_limit is max_concurrency:  # one SharedLimit enforces both: once is enough
             rate_limit = None
@@ -212,8 +217,7 @@ class FluxClient(ManyImages):
             self._router = Router(lives, strategy=routing, retry=self.retry, hedge=hedge)
             self.attempt_middleware = tuple(attempt_middleware)
             # A batch runs as many items at once as the routes can take together.
-            shared = {id(live.concurrency): live.concurrency.limit for live in lives}
-            self.concurrency = ConcurrencyLimit(sum(shared.values()))
+            self.concurrency = CombinedLimit(live.concurrency for live in lives)
         self._chain = chain(self.middleware, self._router or self._steps)
         self._closed = False
         self._loop = LoopBinding()

@@ -35,6 +35,8 @@ class FluxEvent:
     at its submit; ``"maybe"`` for a submit whose job is still running); for
     ``"success"`` and ``"failure"``, the whole call. ``cost`` is in USD, counting
     maybe-billed attempts, and None when the host has no known price.
+    ``concurrency`` is, on an ``"attempt"``, the concurrency limit the request went
+    through (an `AdaptiveLimit`'s value at that moment).
     """
 
     kind: Literal["attempt", "retry", "wait", "failover", "hedge", "success", "failure"]
@@ -48,6 +50,7 @@ class FluxEvent:
     request: GenerateRequest | None = None
     billed: Billed | None = None
     cost: float | None = None
+    concurrency: int | None = None
 
 
 EventHook = Callable[[FluxEvent], None]

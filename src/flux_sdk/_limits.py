@@ -9,7 +9,8 @@ to bound them together.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import anyio
 import httpx
@@ -19,7 +20,7 @@ from ._errors import ConfigError
 from ._middleware import AttemptNext
 from ._options import check_callable, check_non_negative, check_positive_int
 
-__all__ = ["ConcurrencyLimit", "RateLimit"]
+__all__ = ["CombinedLimit", "ConcurrencyLimit", "RateLimit"]
 
 
 class ConcurrencyLimit:
@@ -39,11 +40,18 @@ class ConcurrencyLimit:
         """Requests holding a token right now."""
         return self.limit - self._semaphore.value
 
+    @property
+    def ceiling(self) -> int:
+        """The most requests it can ever let through at once (a batch runs this many
+        workers): ``limit`` here, ``max`` for an `AdaptiveLimit`."""
+        return self.limit
+
     def __repr__(self) -> str:
         return f"ConcurrencyLimit({self.limit}, in_flight={self.in_flight})"
 
     async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
         async with self._semaphore:
+            call.concurrency = self.limit
             return await call_next(call)
 
 
@@ -133,3 +141,29 @@ class RateLimit:
         elif response.is_success:
             self.on_success()
         return response
+
+
+class CombinedLimit(ConcurrencyLimit):
+    """The limits of a routed client's routes, summed (each shared limit once): what a
+    batch sizes its workers by and shows in its progress. It limits nothing itself."""
+
+    def __init__(self, limits: Iterable[Any]) -> None:  # ConcurrencyLimits, SharedLimits
+        self.parts = list({id(limit): limit for limit in limits}.values())
+
+    @property
+    def limit(self) -> int:  # type: ignore[override]  # a sum here, an attribute there
+        return sum(part.limit for part in self.parts)
+
+    @property
+    def ceiling(self) -> int:
+        return sum(part.ceiling for part in self.parts)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(part.in_flight for part in self.parts)
+
+    def __repr__(self) -> str:
+        return f"CombinedLimit({self.parts!r})"
+
+    async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
+        return await call_next(call)

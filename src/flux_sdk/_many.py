@@ -199,7 +199,8 @@ class ManyImages:
         return Batch(
             generate,
             items,
-            limit=self.concurrency.limit,
+            limit=self.concurrency.ceiling,
+            concurrency=lambda: self.concurrency.limit,
             save_dir=save_dir,
             keep_images=keep_images,
             on_progress=on_progress,

@@ -19,7 +19,9 @@ class BatchProgress:
     ``done`` counts images generated in this run, ``skipped`` those already in the
     directory from an earlier run, ``failed`` the items that ended with an error (each
     one's `FluxError` is in the results). ``retries`` counts the extra attempts spent in
-    this run, and ``elapsed`` the seconds since the batch started.
+    this run, and ``elapsed`` the seconds since the batch started. ``concurrency`` is
+    the client's concurrency limit when the item ended (it moves with an adaptive
+    limit), or None when the batch was not run by a client.
     """
 
     total: int
@@ -28,6 +30,7 @@ class BatchProgress:
     failed: int = 0
     retries: int = 0
     elapsed: float = 0.0
+    concurrency: int | None = None
 
     @property
     def finished(self) -> int:
@@ -54,7 +57,12 @@ class BatchProgress:
 
 
 def advance(
-    progress: BatchProgress, outcome: Outcome, *, attempts: int, elapsed: float
+    progress: BatchProgress,
+    outcome: Outcome,
+    *,
+    attempts: int,
+    elapsed: float,
+    concurrency: int | None = None,
 ) -> BatchProgress:
     """``progress`` after one more item ended; a skipped item spent no attempts."""
     retries = 0 if outcome == "skipped" else max(attempts - 1, 0)
@@ -65,4 +73,5 @@ def advance(
         failed=progress.failed + (outcome == "failed"),
         retries=progress.retries + retries,
         elapsed=elapsed,
+        concurrency=concurrency,
     )

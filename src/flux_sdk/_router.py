@@ -23,6 +23,7 @@ from typing import Literal
 import anyio
 import httpx
 
+from ._adaptive import AdaptiveLimit
 from ._breaker import CircuitBreaker, CircuitOpen
 from ._call import Call
 from ._errors import AuthenticationError, ConfigError, FluxError, InvalidRequestError
@@ -320,12 +321,13 @@ def build_routes(
     retry: Retry,
     http: Http,
     attempt_middleware: Sequence[AttemptMiddleware],
-    concurrency: int | ConcurrencyLimit | SharedLimit,
+    concurrency: int | ConcurrencyLimit | SharedLimit | None,
     rate_limit: float | RateLimit | SharedLimit | None,
     breaker: CircuitBreaker,
 ) -> list[Live]:
     """Each route's runtime: its own limits (the client's numbers unless the route has
-    its own; a shared limit object stays shared), breaker and step runner."""
+    its own; a shared limit object stays shared; without a number, an `AdaptiveLimit`
+    of its own), breaker and step runner."""
     lives = []
     for route in routes:
         provider = route.provider
@@ -352,7 +354,9 @@ def build_routes(
     return lives
 
 
-def _limit(value: int | ConcurrencyLimit | SharedLimit) -> ConcurrencyLimit | SharedLimit:
+def _limit(value: int | ConcurrencyLimit | SharedLimit | None) -> ConcurrencyLimit | SharedLimit:
+    if value is None:
+        return AdaptiveLimit()  # each route learns its own host
     if isinstance(value, (ConcurrencyLimit, SharedLimit)):
         value.limit  # noqa: B018 -- a SharedLimit without concurrency= says so
         return value

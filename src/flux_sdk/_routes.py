@@ -23,7 +23,8 @@ class Route:
     ``weight`` shares the load in ``routing="balanced"``; ``max_concurrency`` and
     ``rate_limit`` bound this host alone (a number, a shared `ConcurrencyLimit` /
     `RateLimit`, or a `SharedLimit` across processes; by default the client's
-    ``max_concurrency`` number, per route);
+    ``max_concurrency`` number, per route, or an `AdaptiveLimit` of the route's own
+    when the client has no number);
     ``price`` (USD per image) orders ``routing="cheapest"``.
     """
 

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import httpx
-import sniffio
 
 from . import _shared_scripts as lua
 from ._call import Call
 from ._errors import ConfigError, TransportError
 from ._limits import ConcurrencyLimit, RateLimit
+from ._loops import running_trio
 from ._middleware import AttemptNext
 from ._options import check_positive_int, check_seconds
 
@@ -132,6 +132,11 @@ class SharedLimit:
             )
         return self.concurrency
 
+    @property
+    def ceiling(self) -> int:
+        """The most a batch may run at once through it: its concurrency."""
+        return self.limit
+
     def __repr__(self) -> str:
         parts = [f"{self.url!r}", f"{self.name!r}"]
         if self.concurrency is not None:
@@ -194,10 +199,9 @@ class SharedLimit:
 
     async def _connect(self) -> Redis | None:
         """This loop's Redis client, or None while running on local limits."""
-        library = sniffio.current_async_library()
-        if library != "asyncio":
+        if running_trio():
             raise ConfigError(
-                f"SharedLimit {self.name!r} runs on asyncio only ({library} has no "
+                f"SharedLimit {self.name!r} runs on asyncio only (trio has no "
                 "maintained Redis client); run this client under asyncio, or use "
                 "ConcurrencyLimit/RateLimit"
             )

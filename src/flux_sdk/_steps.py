@@ -247,6 +247,7 @@ def _attempted(
             error=error,
             billed=billed,
             cost=cost,
+            concurrency=call.concurrency,
         )
 
 
