@@ -132,6 +132,21 @@ async def test_a_request_error_does_not_fail_over(router: respx.MockRouter) -> N
     assert second.call_count == 0
 
 
+async def test_a_maybe_billed_failure_stays_put_when_the_user_says_so(
+    router: respx.MockRouter,
+) -> None:
+    """retry_maybe_billed=False holds across routes: a 500 (the model may have run and
+    been paid for) is not sent to a second host either."""
+    router.post(A.url).respond(500, json={"error": "crashed"})
+    second = router.post(B.url).mock(return_value=OK)
+    retry = Retry(3, sleep=no_sleep, retry_maybe_billed=False)
+    async with client([A, B], max_retries=retry) as flux:
+        with pytest.raises(ServerError) as caught:
+            await flux.generate("a cat")
+    assert caught.value.billed == "maybe"
+    assert second.call_count == 0
+
+
 async def test_the_circuit_opens_then_lets_one_probe_through(router: respx.MockRouter) -> None:
     """Closed -> open after 3 failures -> half-open after the cooldown -> closed."""
     clock = Clock()

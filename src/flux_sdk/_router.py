@@ -18,7 +18,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import anyio
 import httpx
@@ -36,7 +36,7 @@ from ._retry import Retry
 from ._routes import Hedge, Route, RouteState
 from ._shared import SharedLimit
 from ._steps import StepRunner, start_flow
-from .providers._base import FlowProvider, Provider
+from .providers._base import FlowProvider, Provider, StepKind
 
 __all__ = ["Live", "Router", "RoutingError", "Strategy", "build_routes"]
 
@@ -305,10 +305,10 @@ class Router:
             return False  # a paid job exists at this host: never start a second one
         if isinstance(error, AuthenticationError):
             return True  # a wrong key here says nothing about the other hosts
-        if not error.retryable:
-            return False  # the request itself is at fault: it would fail anywhere
-        kind = error.step or "generate"
-        return kind != "submit" or self.retry.may_retry("submit", error)
+        # The same rule as a retry at one host: never for an error that would repeat, a
+        # submit the host may have taken, or (if the user said so) a maybe-billed failure.
+        kind = cast(StepKind, error.step or "generate")
+        return self.retry.may_retry(kind, error)
 
 
 def _price(live: Live) -> tuple[bool, float]:
