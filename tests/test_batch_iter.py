@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 from flux_sdk import (
+    AdaptiveLimit,
     ConfigError,
     GeneratedImage,
     GenerateRequest,
@@ -177,3 +178,24 @@ async def test_a_closed_client_refuses_iter_many() -> None:
         pass
     with pytest.raises(ConfigError, match="closed"):
         client.iter_many(["aa"])
+
+
+async def test_a_slow_reader_holds_no_more_results_than_the_limit_now() -> None:
+    """An adaptive client's ceiling is far above what the host allows: a batch read slowly
+    takes new items only as the limit now allows, so memory follows the host, not the
+    ceiling (64 here; it would be 64 results waiting, 2 MiB each in real use)."""
+    app = EmulatorApp(default_size=SIZE)
+    limit = AdaptiveLimit(64, start=3)
+    async with client_for(app, limit=limit) as client:  # type: ignore[arg-type]
+        held: list[int] = []
+        most = limit.limit  # the highest the limit went: items taken under it may wait
+        async with client.iter_many([f"p{i}" for i in range(40)]) as results:
+            read = 0
+            async for _ in results:
+                read += 1
+                await anyio.wait_all_tasks_blocked()  # every worker as far as it can go
+                held.append(app.requests_seen - read)
+                most = max(most, limit.limit)
+                assert held[-1] <= most < 10
+    assert read == 40
+    assert max(held) >= 2  # the reader did leave results waiting

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 
 import flux_sdk
 
@@ -25,12 +27,64 @@ def test_public_objects_say_they_live_in_flux_sdk() -> None:
 
 def test_every_error_is_a_flux_error() -> None:
     """Catching FluxError catches everything the SDK raises on purpose."""
+    names = [getattr(flux_sdk, name) for name in flux_sdk.__all__]
     errors = [
         obj
-        for obj in vars(flux_sdk).values()
+        for obj in names
         if isinstance(obj, type) and issubclass(obj, Exception) and obj.__name__.endswith("Error")
     ]
     assert len(errors) >= 10
     assert all(issubclass(e, flux_sdk.FluxError) for e in errors)
     assert issubclass(flux_sdk.RequestTimeout, flux_sdk.TransportError)
     assert issubclass(flux_sdk.InvalidRequestError, ValueError)
+
+
+def _fresh(code: str) -> str:
+    """Run ``code`` in a new interpreter (nothing imported yet); its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return done.stdout.strip()
+
+
+def test_first_generate_loads_only_what_it_needs() -> None:
+    """A program that makes images with one host does not pay to import the batch engine,
+    routing, the other hosts, the CLI, the emulator or the optional extras."""
+    loaded = _fresh(
+        "import sys; from flux_sdk import FluxClient, Dataoorts, GenerateRequest; "
+        "print(' '.join(sorted(sys.modules)))"
+    ).split()
+    for module in (
+        "flux_sdk._batch",
+        "flux_sdk._router",
+        "flux_sdk._aiohttp",
+        "flux_sdk._cache",
+        "flux_sdk.cli",
+        "flux_sdk.emulator",
+        "flux_sdk.providers._baseten",
+        "flux_sdk.providers._replicate",
+        "aiohttp",
+        "redis",
+        "opentelemetry",
+    ):
+        assert module not in loaded, module
+    assert "flux_sdk.providers._dataoorts" in loaded
+    assert "flux_sdk._client" in loaded
+
+
+def test_a_name_loads_on_first_use_and_says_it_lives_in_flux_sdk() -> None:
+    """Whichever path a class is first reached by, it names itself flux_sdk.X (reprs,
+    tracebacks, pickles), and a misspelt name is an AttributeError that says so."""
+    out = _fresh(
+        "import pickle, flux_sdk\n"
+        "from flux_sdk.providers import Baseten\n"
+        "print(Baseten.__module__, flux_sdk.Baseten is Baseten)\n"
+        "print(pickle.loads(pickle.dumps(flux_sdk.Price(per_image=0.5))).per_image)\n"
+        "try:\n    flux_sdk.FluxClinet\nexcept AttributeError as exc:\n    print(exc)\n"
+    )
+    assert out.splitlines() == [
+        "flux_sdk True",
+        "0.5",
+        "module 'flux_sdk' has no attribute 'FluxClinet'",
+    ]
+    assert set(flux_sdk.__all__) <= set(dir(flux_sdk))

@@ -7,13 +7,11 @@ async with FluxClient(Dataoorts()) as client:
     image.save("astronaut")
 """
 
-from ._adaptive import AdaptiveLimit
-from ._aiohttp import AiohttpTransport
-from ._batch import BatchIterator, BatchProgress, SavedImage
-from ._breaker import CircuitBreaker
-from ._cache import DiskCache
-from ._call import Call
-from ._client import DEFAULT_TIMEOUT, FluxClient
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._errors import (
     AuthenticationError,
     BadRequestError,
@@ -31,42 +29,113 @@ from ._errors import (
     ServerError,
     TransportError,
 )
-from ._events import EventHook, FluxEvent
-from ._ledger import Budget, HostSpend, Ledger
-from ._limits import ConcurrencyLimit, RateLimit
-from ._logfilter import set_log_redaction
 from ._logging import configure_from_env as _configure_from_env
-from ._middleware import AttemptMiddleware, AttemptNext, CallNext, Deadline, Middleware
-from ._models import GeneratedImage, GenerateRequest, sniff_media_type
-from ._pricing import LIST_PRICES, Price
-from ._retry import Retry, RetryBudget
-from ._router import RoutingError
-from ._routes import Hedge, Route, RouteState
-from ._shared import SharedLimit
 from ._version import __version__
-from .providers import (
-    Accepted,
-    Baseten,
-    CloudflareWorkersAI,
-    Dataoorts,
-    Emulator,
-    Fal,
-    Flow,
-    FlowProvider,
-    HuggingFace,
-    OpenAIImages,
-    ParamRules,
-    Provider,
-    Replicate,
-    Step,
-    Together,
-    Wait,
-    decode_base64,
-    provider,
-    provider_names,
-    raise_for_status,
-    register_provider,
-)
+
+if TYPE_CHECKING:
+    from ._adaptive import AdaptiveLimit
+    from ._aiohttp import AiohttpTransport
+    from ._batch import BatchIterator, BatchProgress, SavedImage
+    from ._breaker import CircuitBreaker
+    from ._cache import DiskCache
+    from ._call import Call
+    from ._client import DEFAULT_TIMEOUT, FluxClient
+    from ._events import EventHook, FluxEvent
+    from ._ledger import Budget, HostSpend, Ledger
+    from ._limits import ConcurrencyLimit, RateLimit
+    from ._logfilter import set_log_redaction
+    from ._middleware import AttemptMiddleware, AttemptNext, CallNext, Deadline, Middleware
+    from ._models import GeneratedImage, GenerateRequest, sniff_media_type
+    from ._pricing import LIST_PRICES, Price
+    from ._retry import Retry, RetryBudget
+    from ._router import RoutingError
+    from ._routes import Hedge, Route, RouteState
+    from ._shared import SharedLimit
+    from .providers import (
+        Accepted,
+        Baseten,
+        CloudflareWorkersAI,
+        Dataoorts,
+        Emulator,
+        Fal,
+        Flow,
+        FlowProvider,
+        HuggingFace,
+        OpenAIImages,
+        ParamRules,
+        Provider,
+        Replicate,
+        Step,
+        Together,
+        Wait,
+        decode_base64,
+        provider,
+        provider_names,
+        raise_for_status,
+        register_provider,
+    )
+
+# Everything else, by the private module that defines it: imported on first use, so
+# `import flux_sdk` costs little more than its dependencies and a program pays only for
+# what it touches (a batch, routing, shared limits, the other hosts).
+_LAZY = {
+    "DEFAULT_TIMEOUT": "._client",
+    "LIST_PRICES": "._pricing",
+    "Accepted": ".providers",
+    "AdaptiveLimit": "._adaptive",
+    "AiohttpTransport": "._aiohttp",
+    "AttemptMiddleware": "._middleware",
+    "AttemptNext": "._middleware",
+    "Baseten": ".providers",
+    "BatchIterator": "._batch",
+    "BatchProgress": "._batch",
+    "Budget": "._ledger",
+    "Call": "._call",
+    "CallNext": "._middleware",
+    "CircuitBreaker": "._breaker",
+    "CloudflareWorkersAI": ".providers",
+    "ConcurrencyLimit": "._limits",
+    "Dataoorts": ".providers",
+    "Deadline": "._middleware",
+    "DiskCache": "._cache",
+    "Emulator": ".providers",
+    "EventHook": "._events",
+    "Fal": ".providers",
+    "Flow": ".providers",
+    "FlowProvider": ".providers",
+    "FluxClient": "._client",
+    "FluxEvent": "._events",
+    "GenerateRequest": "._models",
+    "GeneratedImage": "._models",
+    "Hedge": "._routes",
+    "HostSpend": "._ledger",
+    "HuggingFace": ".providers",
+    "Ledger": "._ledger",
+    "Middleware": "._middleware",
+    "OpenAIImages": ".providers",
+    "ParamRules": ".providers",
+    "Price": "._pricing",
+    "Provider": ".providers",
+    "RateLimit": "._limits",
+    "Replicate": ".providers",
+    "Retry": "._retry",
+    "RetryBudget": "._retry",
+    "Route": "._routes",
+    "RouteState": "._routes",
+    "RoutingError": "._router",
+    "SavedImage": "._batch",
+    "SharedLimit": "._shared",
+    "Step": ".providers",
+    "Together": ".providers",
+    "Wait": ".providers",
+    "decode_base64": ".providers",
+    "provider": ".providers",
+    "provider_names": ".providers",
+    "raise_for_status": ".providers",
+    "register_provider": ".providers",
+    "set_log_redaction": "._logfilter",
+    "sniff_media_type": "._models",
+}
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -143,12 +212,32 @@ __all__ = [
     "sniff_media_type",
 ]
 
+
+def _public(obj: Any) -> Any:
+    """Say ``obj`` lives in flux_sdk, not in the private module that defines it: reprs,
+    tracebacks and pickles then name ``flux_sdk.X``."""
+    if getattr(obj, "__module__", "").startswith(("flux_sdk._", "flux_sdk.providers")):
+        obj.__module__ = "flux_sdk"
+    return obj
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flux_sdk' has no attribute {name!r}")
+    obj = _public(getattr(importlib.import_module(module, __name__), name))
+    globals()[name] = obj
+    return obj
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+for _name in __all__:
+    if _name not in _LAZY:
+        _public(globals()[_name])
+del _name
+
 _configure_from_env()  # FLUX_SDK_LOG=debug|info|warning: log lines on stderr
 del _configure_from_env
-
-# Public objects say they live in flux_sdk, not in the private module that defines them.
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith(("flux_sdk._", "flux_sdk.providers")):
-        _obj.__module__ = "flux_sdk"
-del _name, _obj

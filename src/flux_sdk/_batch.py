@@ -62,10 +62,11 @@ class _Invalid:
 class Batch:
     """One run of many items: the engine behind `generate_many` and `iter_many`.
 
-    ``limit`` workers each take the next item, run it and hand its result over, so at
-    most ``limit`` requests are in flight and at most ``limit`` results wait for a slow
-    consumer (for an adaptive client, ``limit`` is its ceiling; the client's own limit
-    keeps fewer in flight). ``concurrency`` reports the limit now, for the progress.
+    Up to ``limit`` workers each take the next item, run it and hand its result over.
+    ``concurrency`` is the client's limit now (an adaptive one moves between 1 and its
+    ceiling, ``limit``): a worker takes a new item only while fewer items than that are
+    running or waiting for a slow consumer, so the results held in memory follow the
+    limit the host allows, not the ceiling. The progress reports it too.
     A failed item is its `FluxError`; only a directory that cannot be written
     (`SaveError`) or a bug stops the batch. A `BudgetExceeded` before any request of an
     item stops it cleanly: no more items start, each item not run is that error (with
@@ -103,6 +104,8 @@ class Batch:
         self._start = 0.0
         self._failure: BaseException | None = None
         self._out_of_budget: BudgetExceeded | None = None
+        self._busy = 0  # items taken and not yet handed over
+        self._freed = anyio.Event()  # set each time an item is handed over
 
     async def collect(self) -> list[BatchResult]:
         """Run every item; every result, in input order."""
@@ -146,24 +149,45 @@ class Batch:
         everyone: anyio.CancelScope,
     ) -> None:
         try:
-            for index in pending:  # shared by every worker: each index is taken once
-                if self._out_of_budget is not None:
-                    await emit((index, _not_run(self._out_of_budget)))
-                    continue
-                result, outcome = await self._one(index, directory)
-                if isinstance(result, BudgetExceeded) and result.attempts == 0:
-                    self._out_of_budget = result  # nothing sent: left for a re-run
-                    await emit((index, result))
-                    continue
-                self._count(result, outcome)
-                # Only then the next item: a worker holds at most one finished result.
-                await emit((index, result))
+            while True:
+                await self._turn()
+                index = next(pending, None)  # shared by every worker: taken once each
+                if index is None:
+                    return
+                self._busy += 1
+                try:
+                    await self._item(index, emit, directory)
+                finally:
+                    self._busy -= 1
+                    self._freed.set()
+                    self._freed = anyio.Event()
         except anyio.get_cancelled_exc_class():
             raise
         except BaseException as exc:  # a full disk, a bug: stop the batch, raise it once
             if self._failure is None:
                 self._failure = exc
             everyone.cancel()
+
+    async def _turn(self) -> None:
+        """Wait until fewer items are taken than the client's limit allows now. The limit
+        moves when a request ends, and so does an item: waking on each is enough."""
+        if self.concurrency is None:
+            return
+        while self._busy >= self.concurrency():
+            await self._freed.wait()
+
+    async def _item(self, index: int, emit: Emit, directory: BatchDirectory | None) -> None:
+        if self._out_of_budget is not None:
+            await emit((index, _not_run(self._out_of_budget)))
+            return
+        result, outcome = await self._one(index, directory)
+        if isinstance(result, BudgetExceeded) and result.attempts == 0:
+            self._out_of_budget = result  # nothing sent: left for a re-run
+            await emit((index, result))
+            return
+        self._count(result, outcome)
+        # Only then the next item: a worker holds at most one finished result.
+        await emit((index, result))
 
     async def _one(
         self, index: int, directory: BatchDirectory | None

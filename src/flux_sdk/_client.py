@@ -6,7 +6,7 @@ import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import anyio
 import httpx
@@ -28,11 +28,13 @@ from ._models import GeneratedImage, GenerateRequest
 from ._options import check_positive_int, check_retries, check_seconds, check_timeout
 from ._pricing import Price, check_priced, price_table
 from ._retry import Retry
-from ._router import Router, Strategy, build_routes
 from ._routes import Hedge, Route, RouteState, as_routes
 from ._shared import SharedLimit
 from ._steps import StepRunner, start_flow
 from .providers._base import FlowProvider, Provider
+
+if TYPE_CHECKING:  # routing loads only for a client of several providers
+    from ._router import Router, Strategy
 
 __all__ = ["DEFAULT_TIMEOUT", "FluxClient"]
 
@@ -205,6 +207,8 @@ class FluxClient(ManyImages):
         )
         self._router: Router | None = None
         if routes is not None:
+            from ._router import Router, build_routes
+
             lives = build_routes(
                 routes,
                 retry=self.retry,

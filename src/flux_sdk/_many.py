@@ -15,7 +15,6 @@ import anyio
 import httpx
 from pydantic import JsonValue
 
-from ._batch import Batch, BatchIterator, BatchProgress, SavedImage
 from ._call import make_request
 from ._errors import ConfigError, FluxError, InvalidRequestError
 from ._ledger import Budget
@@ -25,6 +24,9 @@ from ._models import MAX_SEED, GeneratedImage, GenerateRequest
 from ._options import check_positive_int
 from ._pricing import Price, check_priced
 from ._shared import SharedLimit
+
+if TYPE_CHECKING:  # the batch engine loads on a batch's first use, not on import
+    from ._batch import Batch, BatchIterator, BatchProgress, SavedImage
 
 __all__ = ["ManyImages", "all_or_error", "seeded"]
 
@@ -195,6 +197,8 @@ class ManyImages:
                 return await self.generate(request, max_retries=max_retries)
             finally:
                 batch_budget.reset(token)
+
+        from ._batch import Batch
 
         return Batch(
             generate,

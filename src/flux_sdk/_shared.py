@@ -14,7 +14,6 @@ It runs on asyncio (redis-py's ``redis.asyncio``); see `SharedLimit` for trio.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
@@ -35,6 +34,8 @@ from ._middleware import AttemptNext
 from ._options import check_positive_int, check_seconds
 
 if TYPE_CHECKING:
+    import asyncio
+
     from redis.asyncio import Redis
 
 __all__ = ["SharedLimit"]
@@ -180,6 +181,8 @@ class SharedLimit:
             if lease is not None:
                 await self._release(lease)
             return await self._lost(exc, call, call_next)
+        import asyncio  # here, not at the top: a client on trio never loads it
+
         self.in_flight += 1
         renewing = None if lease is None else asyncio.ensure_future(self._renew(lease))
         try:
@@ -207,6 +210,8 @@ class SharedLimit:
             )
         if anyio.current_time() < self._local_until:
             return None
+        import asyncio
+
         loop = asyncio.get_running_loop()
         if self._client is not None and self._loop is loop:
             return self._client
@@ -286,6 +291,8 @@ class SharedLimit:
         )
 
     async def _renew(self, lease: str) -> None:
+        import asyncio
+
         lease_us = round(self.lease_seconds * 1e6)
         while True:
             await asyncio.sleep(self.lease_seconds / 3)

@@ -3,19 +3,17 @@ pure wire helpers it can reuse.
 
 Everything here is also importable from `flux_sdk` itself except the wire helpers,
 which live in this namespace: ``from flux_sdk.providers import raise_for_status``.
+A host's module is imported the first time its class is asked for, so a program that
+talks to one host does not pay for loading the other nine.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._base import Accepted, Flow, FlowProvider, ParamRules, Provider, Step, StepKind, Wait
-from ._baseten import Baseten
-from ._cloudflare import CloudflareWorkersAI
-from ._dataoorts import Dataoorts
-from ._emulator import Emulator
-from ._fal import Fal
-from ._huggingface import HuggingFace
-from ._openai_images import OpenAIImages
 from ._registry import ENTRY_POINT_GROUP, provider, provider_names, register_provider
-from ._replicate import Replicate
-from ._together import Together
 from ._wire import (
     check_base_url,
     decode_base64,
@@ -33,6 +31,30 @@ from ._wire import (
     retry_after,
     sniffed_image,
 )
+
+if TYPE_CHECKING:
+    from ._baseten import Baseten
+    from ._cloudflare import CloudflareWorkersAI
+    from ._dataoorts import Dataoorts
+    from ._emulator import Emulator
+    from ._fal import Fal
+    from ._huggingface import HuggingFace
+    from ._openai_images import OpenAIImages
+    from ._replicate import Replicate
+    from ._together import Together
+
+# The hosts, by the private module that defines each: loaded on first use.
+_HOSTS = {
+    "Baseten": "._baseten",
+    "CloudflareWorkersAI": "._cloudflare",
+    "Dataoorts": "._dataoorts",
+    "Emulator": "._emulator",
+    "Fal": "._fal",
+    "HuggingFace": "._huggingface",
+    "OpenAIImages": "._openai_images",
+    "Replicate": "._replicate",
+    "Together": "._together",
+}
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -73,8 +95,48 @@ __all__ = [
     "sniffed_image",
 ]
 
+
+# What `flux_sdk` does not re-export says it lives here; the rest says `flux_sdk`.
+_ONLY_HERE = {
+    "StepKind",
+    "check_base_url",
+    "excerpt",
+    "image_from_body",
+    "is_loopback",
+    "json_shape",
+    "media_type",
+    "optional",
+    "parse_json",
+    "redact",
+    "request_id",
+    "resolve_api_key",
+    "retry_after",
+    "sniffed_image",
+}
+
+
+def _public(name: str, obj: Any) -> Any:
+    """Say ``obj`` lives in a public namespace, not in the private module that defines it
+    (reprs, tracebacks and pickles then name ``flux_sdk.Dataoorts``)."""
+    if getattr(obj, "__module__", "").startswith("flux_sdk.providers._"):
+        obj.__module__ = __name__ if name in _ONLY_HERE else "flux_sdk"
+    return obj
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOSTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    host = _public(name, getattr(importlib.import_module(module, __name__), name))
+    globals()[name] = host
+    return host
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
 for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("flux_sdk.providers._"):
-        _obj.__module__ = "flux_sdk.providers"
-del _name, _obj
+    if _name not in _HOSTS:
+        _public(_name, globals()[_name])
+del _name
