@@ -147,6 +147,9 @@ def start_server(replicas: int, median: float) -> tuple[subprocess.Popen[bytes],
 
 # The clients: each runs the whole batch and returns (429s received, failures).
 
+# The client's limit at each attempt of the latest flux_sdk run: (monotonic time, limit).
+LIMITS: list[tuple[float, int]] = []
+
 Run = Callable[[str, list[str], int], Awaitable[tuple[int, int]]]
 
 
@@ -156,11 +159,14 @@ async def flux_default(
     from flux_sdk import Dataoorts, FluxClient, FluxEvent
 
     refused = 0
+    LIMITS.clear()
 
     def count(event: FluxEvent) -> None:
         nonlocal refused
         if event.kind == "attempt" and event.status_code == 429:
             refused += 1
+        if event.kind == "attempt" and event.concurrency is not None:
+            LIMITS.append((time.monotonic(), event.concurrency))  # the server's clock too
 
     provider = Dataoorts(api_key=API_KEY, base_url=f"{url}/api/v1")
     async with FluxClient(provider, max_concurrency=fixed, on_event=count) as client:
@@ -269,6 +275,7 @@ def measure(client: str, replicas: int, median: float, count: int) -> dict[str, 
         "failed": failed,
         "requests": load.get("requests"),
         "timeline": load.get("timeline", []) if client == "flux_default" else [],
+        "limits": list(LIMITS) if client == "flux_default" else [],
     }
 
 
@@ -314,6 +321,14 @@ def plot(results: list[dict[str, Any]], img: Path) -> list[str]:
         ax.step(times, [s[1] for s in run["timeline"]], where="post", label="in service")
         held = [s[1] + s[2] for s in run["timeline"]]
         ax.step(times, held, where="post", label="in service + queued", linewidth=0.8)
+        if run.get("limits"):
+            ax.step(
+                [t - t0 for t, _ in run["limits"]],
+                [limit for _, limit in run["limits"]],
+                where="post",
+                label="the client's adaptive limit",
+                linewidth=0.8,
+            )
         ax.axhline(24, color="grey", linewidth=0.8, linestyle="--", label="replicas")
         ax.axhline(24 + queue_for(24), color="red", linewidth=0.8, linestyle=":", label="429 above")
         ax.set_xlabel("seconds")
