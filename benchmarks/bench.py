@@ -51,6 +51,8 @@ HERE = Path(__file__).resolve().parent
 API_KEY = "emulator-key"
 CLIENTS = ("httpx", "aiohttp", "openai", "flux_sdk", "flux_aiohttp")
 LABELS = {
+    "floor": "floor (hand-written)",
+    "flux_trio": "flux_sdk on trio",
     "httpx": "raw httpx",
     "aiohttp": "raw aiohttp",
     "openai": "openai-python",
