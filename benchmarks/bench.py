@@ -19,8 +19,9 @@ Workloads: small answers (a 1.5 KB image, about 2 KB of JSON) and realistic ones
 2 MiB image, about 2.8 MB of JSON, each image written to disk), at concurrency 1, 16,
 64 and 256; the CPU per 2 MiB image also goes to a plot, docs/img/cpu-per-image.png.
 Each measurement runs in a fresh process (``_worker.py``): client CPU time per image
-comes from ``time.process_time()`` in that process only, peak RSS from its ``ru_maxrss``; the server's CPU is read from ``/proc`` separately. Import times are
-medians of fresh interpreters. The page goes to docs/benchmarks.md.
+comes from ``time.process_time()`` in that process only, peak RSS from its ``ru_maxrss``;
+the server's CPU is read from ``/proc`` separately. Import times are medians of fresh
+interpreters. The page goes to docs/benchmarks.md.
 
     python benchmarks/bench.py            # the full run, about 10 minutes on 2 cores
     python benchmarks/bench.py --quick    # a smoke test under a minute; the page goes
