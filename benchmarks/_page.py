@@ -105,7 +105,6 @@ def floor_summary(results: Results) -> list[str]:
     return lines
 
 
-
 def kept_sections(old: str, new: str) -> str:
     """The marked sections other scripts own (``<!-- name: start -->`` to
     ``<!-- name: end -->``) in the old page and not in the new one, in their order."""
