@@ -6,6 +6,7 @@ import base64
 import email.utils
 import io
 import json
+import random
 import time
 from typing import Any
 
@@ -672,7 +673,18 @@ async def test_end_to_end_error_through_client() -> None:
 # The image decoded in place from the body (a shortcut that must read like the full parse)
 
 
-def _raw(text: str, image: bytes = PNG) -> httpx.Response:
+def _noise_png(side: int) -> bytes:
+    noise = random.Random(7).randbytes(side * side * 3)
+    buf = io.BytesIO()
+    Image.frombytes("RGB", (side, side), noise).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# Large enough (over 64 KiB of JSON) for the in-place read; small bodies parse whole.
+BIG_PNG = _noise_png(160)
+
+
+def _raw(text: str, image: bytes = BIG_PNG) -> httpx.Response:
     """A JSON body written out by hand; ``@IMAGE@`` stands for the image's base64."""
     return response(body=text.replace("@IMAGE@", b64(image)).encode())
 
@@ -701,13 +713,15 @@ def _raw(text: str, image: bytes = PNG) -> httpx.Response:
     ],
 )
 def test_image_is_the_result_field_whatever_the_layout(text: str) -> None:
-    assert parse(_raw(text)).data == PNG
+    assert len(b64(BIG_PNG)) > 64 * 1024
+    assert parse(_raw(text)).data == BIG_PNG
 
 
 def test_escaped_slashes_in_base64_are_read() -> None:
     """Some JSON encoders write ``/`` as ``\\/``; the in-place shortcut cannot read it,
     the full parse does."""
-    data = next(image for image in IMAGES.values() if "/" in b64(image))
+    data = BIG_PNG
+    assert "/" in b64(data)
     escaped = b64(data).replace("/", "\\/")
     image = parse(response(body=b'{"result": {"image_base64": "%s"}}' % escaped.encode()))
     assert image.data == data
@@ -715,7 +729,7 @@ def test_escaped_slashes_in_base64_are_read() -> None:
 
 def test_success_false_with_an_image_is_still_the_reported_failure() -> None:
     body = failure((3040, "out of capacity"))
-    body["result"] = {"image_base64": b64(PNG)}
+    body["result"] = {"image_base64": b64(BIG_PNG)}
     exc = error_of(response(body=body))
     assert isinstance(exc, ProviderError)
     assert "out of capacity" in str(exc)

@@ -42,6 +42,9 @@ FLUX_RULES = ParamRules(prompt_chars=(2, 2048), steps=(1, 8), size=None)
 # Other models on the same endpoint take height/width 256..2048 and `num_steps` up to 20.
 OTHER_MODEL_RULES = ParamRules(prompt_chars=(2, 2048), steps=(1, 20), size=(256, 2048))
 
+# Bodies larger than this have their image decoded in place (see `_lifted_image`).
+_LIFT_FROM = 64 * 1024
+
 _RESERVED = frozenset({"prompt", "steps", "num_steps", "seed", "width", "height"})
 
 
@@ -135,7 +138,9 @@ class Dataoorts:
         buffer of that size (page faults, a copy). None whenever this shortcut does not
         apply; `envelope_image` then reads the body, and reports any failure, as always.
         """
-        lifted = lift_base64(response.content, "image_base64")
+        body = response.content
+        # A small body parses faster whole than split in two and parsed in part.
+        lifted = lift_base64(body, "image_base64") if len(body) > _LIFT_FROM else None
         if lifted is None:
             return None
         rest, text = lifted
