@@ -31,6 +31,8 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 API_KEY = "emulator-key"
 DATAOORTS_MODEL = "black-forest-labs/flux-1-schnell"
 PROMPTS = [f"a lighthouse at dawn, study {k}" for k in range(8)]
@@ -132,13 +134,70 @@ async def flux_aiohttp(url: str, concurrency: int, stack: AsyncExitStack) -> Gen
     return generate
 
 
+async def floor(url: str, concurrency: int, stack: AsyncExitStack) -> Generate:
+    """The least a client can do in Python: the reference the others are measured against.
+
+    asyncio streams, a pool of keep-alive connections no larger than the concurrency,
+    each request written in one write, the body read with one ``readexactly`` of
+    Content-Length, parsed by pydantic-core and decoded by pybase64. No timeouts, no
+    retries, no checks beyond the status: nothing a real client could leave out.
+    """
+    import pybase64
+    from pydantic_core import from_json
+    from yarl import URL
+
+    parsed = URL(url)
+    host, port = parsed.host or "127.0.0.1", parsed.port or 80
+    head = (
+        f"POST /api/v1 HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n"
+    ).encode()
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    opened: list[asyncio.StreamWriter] = []
+
+    async def close_all() -> None:
+        for writer in opened:
+            writer.close()
+
+    stack.push_async_callback(close_all)
+
+    async def generate(prompt: str) -> bytes:
+        if idle:
+            reader, writer = idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(host, port, limit=2**20)
+            opened.append(writer)
+        body = json.dumps({"model": DATAOORTS_MODEL, "data": {"prompt": prompt}}).encode()
+        writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        status_line = await reader.readuntil(b"\r\n")
+        length = -1
+        while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if length < 0:
+            raise RuntimeError("no Content-Length")
+        content = await reader.readexactly(length)
+        if status_line[9:12] != b"200":
+            raise RuntimeError(f"{status_line!r}: {content[:200]!r}")
+        idle.append((reader, writer))
+        return pybase64.b64decode(from_json(content)["result"]["image_base64"])
+
+    return generate
+
+
 CLIENTS: dict[str, Callable[[str, int, AsyncExitStack], Awaitable[Generate]]] = {
+    "floor": floor,
     "httpx": raw_httpx,
     "aiohttp": raw_aiohttp,
     "openai": openai_python,
     "flux_sdk": flux_sdk,
     "flux_aiohttp": flux_aiohttp,
+    # flux_sdk again, under trio (see `main`): the default stack needs no asyncio.
+    "flux_trio": flux_sdk,
 }
+# Clients that run under trio rather than asyncio.
+TRIO_CLIENTS = frozenset({"flux_trio"})
 
 
 async def run_batch(
@@ -159,7 +218,10 @@ async def run_batch(
             next_index += 1
             check(index, await generate(PROMPTS[index % len(PROMPTS)]))
 
-    await asyncio.gather(*(worker() for _ in range(min(concurrency, count))))
+    # anyio's task group, so that the same loop runs under trio for the trio clients.
+    async with anyio.create_task_group() as group:
+        for _ in range(min(concurrency, count)):
+            group.start_soon(worker)
 
 
 def rss_kib() -> int:
@@ -253,7 +315,8 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    print(json.dumps(asyncio.run(measure(spec))), flush=True)
+    backend = "trio" if spec["client"] in TRIO_CLIENTS else "asyncio"
+    print(json.dumps(anyio.run(measure, spec, backend=backend)), flush=True)
 
 
 if __name__ == "__main__":

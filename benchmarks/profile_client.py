@@ -6,20 +6,22 @@ small functions); pyinstrument samples, so its shares are closer to the truth.
 
     python benchmarks/profile_client.py flux_sdk 2mib 16 [--count 160] [--pyinstrument]
     python benchmarks/profile_client.py httpx small 16
+    python benchmarks/profile_client.py floor 2mib 16   # the hand-written reference
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import pstats
 import sys
 import time
 from pathlib import Path
 
+import anyio
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _worker import CLIENTS, run_batch
+from _worker import CLIENTS, TRIO_CLIENTS, run_batch
 from bench import WORKLOADS, emulator
 
 
@@ -70,7 +72,8 @@ def main() -> None:
     workload = next(w for w in WORKLOADS if w.key == args.workload)
     count = args.count or workload.counts.get(args.concurrency, 200)
     with emulator(workload) as (url, _pid, _body):
-        asyncio.run(session(args.client, url, args.concurrency, count, args))
+        backend = "trio" if args.client in TRIO_CLIENTS else "asyncio"
+        anyio.run(session, args.client, url, args.concurrency, count, args, backend=backend)
 
 
 if __name__ == "__main__":

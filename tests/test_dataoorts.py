@@ -6,6 +6,7 @@ import base64
 import email.utils
 import io
 import json
+import random
 import time
 from typing import Any
 
@@ -667,3 +668,73 @@ async def test_end_to_end_error_through_client() -> None:
                 await client.generate("a tiny astronaut")
     assert info.value.retryable is False
     assert not any(leaks(text) for text in error_texts(info.value))
+
+
+# The image decoded in place from the body (a shortcut that must read like the full parse)
+
+
+def _noise_png(side: int) -> bytes:
+    noise = random.Random(7).randbytes(side * side * 3)
+    buf = io.BytesIO()
+    Image.frombytes("RGB", (side, side), noise).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# Large enough (over 64 KiB of JSON) for the in-place read; small bodies parse whole.
+BIG_PNG = _noise_png(160)
+
+
+def _raw(text: str, image: bytes = BIG_PNG) -> httpx.Response:
+    """A JSON body written out by hand; ``@IMAGE@`` stands for the image's base64."""
+    return response(body=text.replace("@IMAGE@", b64(image)).encode())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param('{"result" : {"image_base64"\n:\t"@IMAGE@"}, "success": true}', id="spaces"),
+        pytest.param(
+            '{"meta": {"image_base64": "%s"}, "result": {"image_base64": "@IMAGE@"}}'.replace(
+                "%s", b64(JPEG)
+            ),
+            id="same-key-elsewhere-first",
+        ),
+        pytest.param(
+            '{"note": "say \\"image_base64\\": \\"QUJD\\"", "result": {"image_base64": "@IMAGE@"}}',
+            id="key-quoted-in-a-string",
+        ),
+        pytest.param(
+            '{"x\\"image_base64": "QUJD", "result": {"image_base64": "@IMAGE@"}}',
+            id="key-ending-in-the-name",
+        ),
+        pytest.param(
+            '{"result": {"image_base64": "@IMAGE@"}, "errors": [{"code": 1}]}', id="errors"
+        ),
+    ],
+)
+def test_image_is_the_result_field_whatever_the_layout(text: str) -> None:
+    assert len(b64(BIG_PNG)) > 64 * 1024
+    assert parse(_raw(text)).data == BIG_PNG
+
+
+def test_escaped_slashes_in_base64_are_read() -> None:
+    """Some JSON encoders write ``/`` as ``\\/``; the in-place shortcut cannot read it,
+    the full parse does."""
+    data = BIG_PNG
+    assert "/" in b64(data)
+    escaped = b64(data).replace("/", "\\/")
+    image = parse(response(body=b'{"result": {"image_base64": "%s"}}' % escaped.encode()))
+    assert image.data == data
+
+
+def test_success_false_with_an_image_is_still_the_reported_failure() -> None:
+    body = failure((3040, "out of capacity"))
+    body["result"] = {"image_base64": b64(BIG_PNG)}
+    exc = error_of(response(body=body))
+    assert isinstance(exc, ProviderError)
+    assert "out of capacity" in str(exc)
+
+
+def test_invalid_json_around_a_valid_image_is_refused() -> None:
+    exc = error_of(_raw('{"result": {"image_base64": "@IMAGE@"}'))  # no closing brace
+    assert isinstance(exc, InvalidResponseError)

@@ -1,10 +1,12 @@
 """An httpx transport that sends through aiohttp: faster bodies, asyncio only.
 
-httpx hands a 2.8 MB answer over in ~86 pieces, each through httpcore, h11 and an anyio
-cancel scope in Python (7.9 ms of CPU per 2 MiB image, measured 2026-11); aiohttp parses in C and
-hands it over in a few large pieces (1.7 ms). This transport keeps httpx's request and
-response objects, so everything above it (providers, middleware, the size cap) is the
-same. Install with ``pip install 'flux-sdk[aiohttp]'``.
+httpx hands a 2.8 MB answer over in pieces, each through httpcore, h11 (which copies it
+in and out of its buffer) and an anyio cancel scope in Python: ~86 pieces with httpx's
+defaults, ~11 on flux_sdk's own connections (see ``_connections.py``). aiohttp parses in
+C and hands it over in a few large pieces: on asyncio it still saves a fifth to a third
+of the client's CPU per 2 MiB image (docs/benchmarks.md). This transport keeps httpx's
+request and response objects, so everything above it (providers, middleware, the size
+cap) is the same. Install with ``pip install 'flux-sdk[aiohttp]'``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import cast
 
 import httpx
 
-from ._connections import Connections
+from ._connections import Connections, larger_reads
 from ._decoding import accepted_encodings, inflate, inflaters
 from ._errors import FluxError, InvalidResponseError, RequestTimeout, TransportError
 from ._logfilter import FILTER as LOG_FILTER
@@ -192,8 +192,10 @@ def _single_connection_clients(timeout: httpx.Timeout) -> Callable[[], httpx.Asy
     tls = httpx.create_ssl_context()
 
     def make() -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            timeout=timeout, limits=_ONE_CONNECTION, headers=_OUR_HEADERS, verify=tls
+        return larger_reads(
+            httpx.AsyncClient(
+                timeout=timeout, limits=_ONE_CONNECTION, headers=_OUR_HEADERS, verify=tls
+            )
         )
 
     return make

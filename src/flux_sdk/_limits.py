@@ -33,7 +33,7 @@ class ConcurrencyLimit:
 
     def __init__(self, limit: int) -> None:
         self.limit = check_positive_int(limit, ConfigError, "a concurrency limit")
-        self._semaphore = anyio.Semaphore(limit)
+        self._semaphore = _semaphore(limit)
 
     @property
     def in_flight(self) -> int:
@@ -53,6 +53,20 @@ class ConcurrencyLimit:
         async with self._semaphore:
             call.concurrency = self.limit
             return await call_next(call)
+
+
+def _semaphore(limit: int) -> anyio.Semaphore:
+    """A semaphore that takes a free token without first yielding to the event loop.
+
+    anyio's default yields on every acquire, one more turn of the loop per request
+    (about a tenth of a small request's CPU at one in flight); the send that follows
+    yields anyway, and waiters are still served in order. anyio before 4.5 has no such
+    option and keeps its default.
+    """
+    try:
+        return anyio.Semaphore(limit, fast_acquire=True)
+    except TypeError:
+        return anyio.Semaphore(limit)
 
 
 class RateLimit:

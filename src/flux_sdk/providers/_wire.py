@@ -314,8 +314,13 @@ def sniffed_image(
     return GeneratedImage.from_data(body, provider=provider, request=request, request_id=rid)
 
 
-def decode_base64(text: str, *, provider: str, field: str, request_id: str | None) -> bytes:
-    """Decode standard base64 fast, tolerating a ``data:`` URL prefix and line breaks."""
+def decode_base64(
+    text: str | bytes | memoryview, *, provider: str, field: str, request_id: str | None
+) -> bytes:
+    """Decode standard base64 fast, tolerating a ``data:`` URL prefix and line breaks.
+
+    ``text`` may be bytes or a view into a body (see `lift_base64`): it is read in place.
+    """
     import binascii
 
     import pybase64
@@ -324,6 +329,8 @@ def decode_base64(text: str, *, provider: str, field: str, request_id: str | Non
         return pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError, TypeError):
         pass
+    if not isinstance(text, str):
+        text = bytes(text).decode("ascii", "replace")
     # The slow path, for bodies that wrap lines or send a data: URL.
     cleaned = text.partition(",")[2] if text.startswith("data:") else text
     cleaned = "".join(cleaned.split())
@@ -335,6 +342,44 @@ def decode_base64(text: str, *, provider: str, field: str, request_id: str | Non
             provider=provider,
             request_id=request_id,
         ) from None
+
+
+LIFTED = "\x00lifted"
+"""What `lift_base64` leaves in place of the text it took out."""
+_LIFTED_JSON = b'"\\u0000lifted"'
+_JSON_SPACE = b" \t\r\n"
+
+
+def lift_base64(body: bytes, name: str) -> tuple[bytes, memoryview] | None:
+    """Take the base64 text of the first ``"name": "..."`` out of a JSON body.
+
+    Returns the body with that string replaced by `LIFTED` (a few dozen bytes to
+    parse, instead of megabytes copied into a ``str``) and a view of the text, which
+    `decode_base64` reads in place. None when the field is not there as a plain key
+    and string. The caller parses the rest and uses the view only if the field it
+    expects reads `LIFTED`: a match anywhere else leaves the real field untouched.
+    A view that is not pure base64 (JSON escapes such as ``\\/``) fails to decode, and
+    the caller then parses the whole body the ordinary way.
+    """
+    key = b'"%s"' % name.encode()
+    at = body.find(key)
+    if at < 0:
+        return None
+    size = len(body)
+    i = at + len(key)
+    while i < size and body[i] in _JSON_SPACE:
+        i += 1
+    if i >= size or body[i] != 0x3A:  # ":"
+        return None
+    i += 1
+    while i < size and body[i] in _JSON_SPACE:
+        i += 1
+    if i >= size or body[i] != 0x22:  # '"'
+        return None
+    end = body.find(b'"', i + 1)
+    if end <= i + 1:
+        return None
+    return body[:i] + _LIFTED_JSON + body[end + 1 :], memoryview(body)[i + 1 : end]
 
 
 def optional(schema: core_schema.CoreSchema) -> core_schema.TypedDictField:
@@ -357,11 +402,13 @@ def parse_json(
     *,
     provider: str,
     secrets: Iterable[SecretStr | str] = (),
+    body: bytes | None = None,
 ) -> dict[str, Any]:
-    """The response body checked against ``shape``, or an `InvalidResponseError`."""
+    """The response body (or ``body``, read from it) checked against ``shape``, or an
+    `InvalidResponseError`."""
     secrets = _with_request(response, secrets)
     try:
-        data: dict[str, Any] = shape.validate_json(response.content)
+        data: dict[str, Any] = shape.validate_json(response.content if body is None else body)
     except ValidationError as exc:
         invalid = exc.errors()[0]["type"] == "json_invalid"
         rid = request_id(response.headers, secrets)
