@@ -125,7 +125,7 @@ def imports(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """flux_sdk against raw httpx, raw aiohttp and openai-python; writes docs/benchmarks.md.
 
-    About 7 minutes on 2 cores; ``nox -s bench -- --quick`` is a smoke test under a
+    About 11 minutes on 2 cores; ``nox -s bench -- --quick`` is a smoke test under a
     minute that writes its page to a temporary file instead.
     """
     session.install("-e", ".", *_group("bench"))
@@ -145,7 +145,7 @@ def bench_routing(session: nox.Session) -> None:
 def capacity(session: nox.Session) -> None:
     """A batch against hosts of hidden capacity (4, 24, 96 replicas): completion time and
     429s per client; writes its section of docs/benchmarks.md and docs/img/capacity-*.png.
-    About 5 minutes; ``nox -s capacity -- --quick`` is a smoke test."""
+    About 8 minutes; ``nox -s capacity -- --quick`` is a smoke test."""
     session.install("-e", ".", *_group("bench"))
     session.run("python", "benchmarks/capacity.py", *session.posargs)
 
