@@ -28,7 +28,7 @@ from flux_sdk import (
 )
 from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp, Fault, FaultPlan, render_png
 
-from ._images import image_bytes
+from ._images import image_bytes, noise_png
 from ._server import serve
 
 pytestmark = pytest.mark.anyio
@@ -155,6 +155,20 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_result_image_is_decoded() -> None:
     image = parse(200, envelope(base64.b64encode(JPEG).decode()))
     assert (image.data, image.media_type) == (JPEG, "image/jpeg")
+
+
+def test_a_large_image_reads_the_same_as_the_full_parse() -> None:
+    """Over 64 KiB the image is decoded in place from the body; it must be the image a
+    full parse finds, and a failure the envelope reports is still that failure."""
+    big = noise_png(160)
+    text = base64.b64encode(big).decode()
+    assert len(text) > 64 * 1024
+    assert parse(200, envelope(text)).data == big
+    decoy = b'{"image": "QUJD", "result": {"image": "%s"}, "success": true}' % text.encode()
+    assert parse(200, decoy).data == big
+    refused = envelope(text, success=False, errors=[{"code": 3040, "message": "no capacity"}])
+    with pytest.raises(ProviderError, match="no capacity"):
+        parse(200, refused)
 
 
 def test_raw_image_bytes_are_read_for_other_models() -> None:

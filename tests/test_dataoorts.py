@@ -6,7 +6,6 @@ import base64
 import email.utils
 import io
 import json
-import random
 import time
 from typing import Any
 
@@ -31,6 +30,8 @@ from flux_sdk import (
     RateLimitError,
     ServerError,
 )
+
+from ._images import noise_png
 
 KEY = "dk_SeCrEt_7f3a9c1e5b2d4f60aa"
 URL = "https://cloud.dataoorts.com/api/v1"
@@ -673,15 +674,12 @@ async def test_end_to_end_error_through_client() -> None:
 # The image decoded in place from the body (a shortcut that must read like the full parse)
 
 
-def _noise_png(side: int) -> bytes:
-    noise = random.Random(7).randbytes(side * side * 3)
-    buf = io.BytesIO()
-    Image.frombytes("RGB", (side, side), noise).save(buf, format="PNG")
-    return buf.getvalue()
-
-
+# "image_base64" first as a value, then both names: the first name is the image.
+SECOND_NAME_AFTER_A_DECOY = (
+    '{"note": "image_base64", "result": {"image_base64": "@IMAGE@", "image": "@JPEG@"}}'
+)
 # Large enough (over 64 KiB of JSON) for the in-place read; small bodies parse whole.
-BIG_PNG = _noise_png(160)
+BIG_PNG = noise_png(160)
 
 
 def _raw(text: str, image: bytes = BIG_PNG) -> httpx.Response:
@@ -709,6 +707,10 @@ def _raw(text: str, image: bytes = BIG_PNG) -> httpx.Response:
         ),
         pytest.param(
             '{"result": {"image_base64": "@IMAGE@"}, "errors": [{"code": 1}]}', id="errors"
+        ),
+        pytest.param(
+            SECOND_NAME_AFTER_A_DECOY.replace("@JPEG@", b64(JPEG)),
+            id="first-name-only-as-a-value-then-the-second-name",
         ),
     ],
 )

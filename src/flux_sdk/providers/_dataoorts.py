@@ -14,23 +14,19 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import to_json
 
-from flux_sdk._errors import ConfigError, InvalidRequestError, InvalidResponseError
+from flux_sdk._errors import ConfigError, InvalidRequestError
 from flux_sdk._models import GeneratedImage, GenerateRequest
 
 from ._base import ParamRules
 from ._wire import (
-    LIFTED,
     check_base_url,
-    decode_base64,
     image_from_body,
-    lift_base64,
     media_type,
-    parse_json,
     request_id,
     resolve_api_key,
     sniffed_image,
 )
-from ._workers_ai import _ENVELOPE, envelope_image, raise_for_envelope_status
+from ._workers_ai import envelope_image, raise_for_envelope_status
 
 __all__ = ["Dataoorts"]
 
@@ -41,9 +37,6 @@ FLUX_SCHNELL = "black-forest-labs/flux-1-schnell"
 FLUX_RULES = ParamRules(prompt_chars=(2, 2048), steps=(1, 8), size=None)
 # Other models on the same endpoint take height/width 256..2048 and `num_steps` up to 20.
 OTHER_MODEL_RULES = ParamRules(prompt_chars=(2, 2048), steps=(1, 20), size=(256, 2048))
-
-# Bodies larger than this have their image decoded in place (see `_lifted_image`).
-_LIFT_FROM = 64 * 1024
 
 _RESERVED = frozenset({"prompt", "steps", "num_steps", "seed", "width", "height"})
 
@@ -118,42 +111,13 @@ class Dataoorts:
             return image_from_body(
                 response, provider=self.name, request=request, secrets=(self.api_key,)
             )
-        data = self._lifted_image(response, rid)
-        if data is None:
-            data = envelope_image(
-                response,
-                provider=self.name,
-                # Dataoorts documents image_base64; Cloudflare's schema, which its envelope
-                # copies, says image.
-                field=("image_base64", "image"),
-                secrets=(self.api_key,),
-                request_id=rid,
-            )
+        data = envelope_image(
+            response,
+            provider=self.name,
+            # Dataoorts documents image_base64; Cloudflare's schema, which its envelope
+            # copies, says image.
+            field=("image_base64", "image"),
+            secrets=(self.api_key,),
+            request_id=rid,
+        )
         return GeneratedImage.from_data(data, provider=self.name, request=request, request_id=rid)
-
-    def _lifted_image(self, response: httpx.Response, rid: str | None) -> bytes | None:
-        """The image of a successful envelope, decoded in place from the body.
-
-        A 2 MiB image is 2.8 MB of base64: parsing it into a ``str`` first costs a fresh
-        buffer of that size (page faults, a copy). None whenever this shortcut does not
-        apply; `envelope_image` then reads the body, and reports any failure, as always.
-        """
-        body = response.content
-        # A small body parses faster whole than split in two and parsed in part.
-        lifted = lift_base64(body, "image_base64") if len(body) > _LIFT_FROM else None
-        if lifted is None:
-            return None
-        rest, text = lifted
-        try:
-            envelope = parse_json(
-                _ENVELOPE, response, provider=self.name, secrets=(self.api_key,), body=rest
-            )
-        except InvalidResponseError:
-            return None
-        result = envelope.get("result") or {}
-        if envelope.get("success") is False or result.get("image_base64") != LIFTED:
-            return None
-        try:
-            return decode_base64(text, provider=self.name, field="", request_id=rid)
-        except InvalidResponseError:
-            return None
