@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+import typing
 
 import flux_sdk
 
@@ -88,3 +89,10 @@ def test_a_name_loads_on_first_use_and_says_it_lives_in_flux_sdk() -> None:
         "module 'flux_sdk' has no attribute 'FluxClinet'",
     ]
     assert set(flux_sdk.__all__) <= set(dir(flux_sdk))
+
+
+def test_the_client_signature_resolves_for_tools_that_read_type_hints() -> None:
+    """Names that load lazily still resolve in FluxClient's signature (validators and
+    documentation tools call get_type_hints on it)."""
+    hints = typing.get_type_hints(flux_sdk.FluxClient.__init__)
+    assert {"provider", "max_concurrency", "routing", "hedge", "breaker"} <= set(hints)

@@ -28,13 +28,13 @@ from ._models import GeneratedImage, GenerateRequest
 from ._options import check_positive_int, check_retries, check_seconds, check_timeout
 from ._pricing import Price, check_priced, price_table
 from ._retry import Retry
-from ._routes import Hedge, Route, RouteState, as_routes
+from ._routes import Hedge, Route, RouteState, Strategy, as_routes
 from ._shared import SharedLimit
 from ._steps import StepRunner, start_flow
 from .providers._base import FlowProvider, Provider
 
 if TYPE_CHECKING:  # routing loads only for a client of several providers
-    from ._router import Router, Strategy
+    from ._router import Router
 
 __all__ = ["DEFAULT_TIMEOUT", "FluxClient"]
 

@@ -18,7 +18,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Literal, cast
+from typing import cast
 
 import anyio
 import httpx
@@ -33,14 +33,13 @@ from ._middleware import AttemptMiddleware, AttemptNext, chain
 from ._models import GeneratedImage, GenerateRequest
 from ._options import check_positive_int
 from ._retry import Retry
-from ._routes import Hedge, Route, RouteState
+from ._routes import Hedge, Route, RouteState, Strategy
 from ._shared import SharedLimit
 from ._steps import StepRunner, start_flow
 from .providers._base import FlowProvider, Provider, StepKind
 
 __all__ = ["Live", "Router", "RoutingError", "Strategy", "build_routes"]
 
-Strategy = Literal["failover", "balanced", "cheapest"]
 _LATENCIES = 200  # recent successful call times kept per route
 
 

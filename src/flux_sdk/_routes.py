@@ -7,6 +7,7 @@ import statistics
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from ._breaker import State
 from ._errors import ConfigError
@@ -14,7 +15,10 @@ from ._limits import ConcurrencyLimit, RateLimit
 from ._shared import SharedLimit
 from .providers._base import FlowProvider, Provider
 
-__all__ = ["Hedge", "Route", "RouteState", "as_routes"]
+__all__ = ["Hedge", "Route", "RouteState", "as_routes", "Strategy"]
+
+# How a client of several providers picks a route (see `Router`).
+Strategy = Literal["failover", "balanced", "cheapest"]
 
 
 class Route:
