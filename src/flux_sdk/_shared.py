@@ -32,6 +32,7 @@ from ._limits import ConcurrencyLimit, RateLimit
 from ._loops import running_trio
 from ._middleware import AttemptNext
 from ._options import check_positive_int, check_seconds
+from .providers._wire import retry_after
 
 if TYPE_CHECKING:
     import asyncio
@@ -317,7 +318,7 @@ class SharedLimit:
         if self.rate is None:
             return
         if response.status_code == 429:
-            pause = min(_retry_after(response), _MAX_PAUSE)
+            pause = min(retry_after(response.headers) or 0.0, _MAX_PAUSE)
             current = await self._eval(
                 "cut",
                 [self._keys["slot"], self._keys["rate"]],
@@ -376,15 +377,6 @@ class _Unavailable(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.cause = cause
-
-
-def _retry_after(response: httpx.Response) -> float:
-    value = response.headers.get("retry-after", "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return 0.0
-    return seconds if 0 < seconds < math.inf else 0.0
 
 
 def _safe_url(url: object) -> str:

@@ -13,10 +13,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._base import Accepted, Flow, FlowProvider, ParamRules, Provider, Step, StepKind, Wait
+from ._base64 import decode_base64
 from ._registry import ENTRY_POINT_GROUP, provider, provider_names, register_provider
 from ._wire import (
     check_base_url,
-    decode_base64,
     excerpt,
     image_from_body,
     is_loopback,

@@ -26,9 +26,9 @@ from flux_sdk._errors import (
 from flux_sdk._models import GeneratedImage, GenerateRequest
 
 from ._base import ParamRules
+from ._base64 import decode_base64
 from ._wire import (
     check_base_url,
-    decode_base64,
     excerpt,
     image_from_body,
     json_shape,

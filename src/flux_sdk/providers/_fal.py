@@ -23,10 +23,10 @@ from flux_sdk._errors import ConfigError, InvalidResponseError, ProviderError, w
 from flux_sdk._models import GeneratedImage, GenerateRequest
 
 from ._base import Accepted, Flow, ParamRules, Step, Wait
+from ._base64 import decode_base64
 from ._fal_wire import check_extra, fal_error, same_origin
 from ._wire import (
     check_base_url,
-    decode_base64,
     json_shape,
     optional,
     parse_json,

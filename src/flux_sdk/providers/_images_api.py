@@ -20,7 +20,8 @@ from pydantic_core import ValidationError, core_schema
 from flux_sdk._errors import InvalidResponseError, ProviderError
 from flux_sdk._models import GeneratedImage, GenerateRequest
 
-from ._wire import decode_base64, json_shape, optional, parse_json, raise_for_status, request_id
+from ._base64 import decode_base64
+from ._wire import json_shape, optional, parse_json, raise_for_status, request_id
 
 __all__ = ["image_from_data", "raise_for_error", "reset_seconds"]
 

@@ -17,17 +17,8 @@ from pydantic_core import ValidationError, core_schema
 
 from flux_sdk._errors import InvalidResponseError, ProviderError
 
-from ._wire import (
-    LIFTED,
-    decode_base64,
-    excerpt,
-    json_shape,
-    lift_base64,
-    optional,
-    parse_json,
-    raise_for_status,
-    redact,
-)
+from ._base64 import LIFTED, decode_base64, lift_base64
+from ._wire import excerpt, json_shape, optional, parse_json, raise_for_status, redact
 
 __all__ = ["QUOTA_SPENT", "TRANSIENT_CODES", "envelope_image", "raise_for_envelope_status"]
 
