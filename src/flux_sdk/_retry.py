@@ -6,9 +6,11 @@ import math
 import random
 import warnings
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TypeVar
 
 import anyio
+from tenacity import AsyncRetrying, RetryCallState
 
 from ._call import Call
 from ._errors import ConfigError, FluxError, ProviderError, TransportError
@@ -103,8 +105,10 @@ class Retry:
     was sent, a 5xx, a 2xx without a usable image) is not tried again either, so no
     image is paid for twice; refusals (429, 503 draining, a failed connect) still are.
 
-    A plain loop rather than tenacity: the same decisions, and a call that succeeds at
-    once pays 0.1 us for it instead of 43 us (measured 2026-11-30; see the CHANGELOG).
+    The engine is tenacity's ``AsyncRetrying``: each decision above is one small strategy
+    (`retry_if_safe`, `wait_backoff`, `stop_at_limit`, `stop_at_deadline`,
+    `stop_without_budget`, `log_and_emit`), and one engine per policy is copied for each
+    request.
     """
 
     def __init__(
@@ -134,6 +138,14 @@ class Retry:
         self.budget = budget if budget is not None else RetryBudget()
         self.retry_maybe_billed = bool(retry_maybe_billed)
         self.sleep: Sleep = sleep if sleep is not None else anyio.sleep
+        self._engine = AsyncRetrying(
+            sleep=self._sleep,
+            retry=partial(retry_if_safe, self),
+            wait=partial(wait_backoff, self),
+            stop=partial(stop_before_retry, self),
+            before_sleep=partial(log_and_emit, self),
+            reraise=True,  # the caller sees the FluxError itself, never a RetryError
+        )
 
     def __repr__(self) -> str:
         return f"Retry(max_retries={self.max_retries}, budget={self.budget!r})"
@@ -158,46 +170,90 @@ class Retry:
 
     async def run(self, call: Call, kind: StepKind, attempt: Callable[[], Awaitable[_T]]) -> _T:
         """Run ``attempt`` until it succeeds or a failure must surface."""
-        retries = 0
-        while True:
-            try:
-                return await attempt()
-            except FluxError as exc:
-                wait = self._next_wait(call, kind, exc, retries)
-                if wait is None:
-                    raise
-                error = exc
-            retries += 1
-            logger.info(
-                "retrying %s in %.2f s after %s (retry %d of %d)",
-                call.provider_name,
-                wait,
-                _reason(error),
-                retries,
-                call.max_retries,
-            )
-            call.emit("retry", attempt=call.attempts, error=error, delay=wait, step=kind)
-            await self.sleep(wait)
+        # A copy per request: tenacity keeps a run's state on the engine object.
+        return await self._engine.copy()(_attempt, call, kind, attempt)
 
-    def _next_wait(self, call: Call, kind: StepKind, error: FluxError, done: int) -> float | None:
-        """How long to wait before trying again, or None to give up now."""
-        if done >= call.max_retries or not self.may_retry(kind, error):
-            return None
-        after = getattr(error, "retry_after", None)
-        if call.failover and call.job is None and after is None:
-            return None  # another route takes it from here
-        if after is not None:
-            if after > self.max_retry_after:
-                return None  # the provider asks for longer than we wait: surface it now
-            wait = float(after)
-        else:
-            wait = self.delay(done + 1)
-        deadline = anyio.current_effective_deadline()
-        if not math.isinf(deadline) and anyio.current_time() + wait >= deadline:
-            return None
-        if not self.budget.try_spend():
-            return None
-        return wait
+    async def _sleep(self, seconds: float) -> None:
+        await self.sleep(seconds)  # looked up each time: tests may swap ``sleep``
+
+
+# The strategies below are tenacity's ``retry=``, ``wait=``, ``stop=`` and
+# ``before_sleep=``, each bound to its policy. A run's ``args`` are ``(call, kind,
+# attempt)`` (see `Retry.run`), so each reads the call it decides for from the state.
+
+
+async def _attempt(call: Call, kind: StepKind, attempt: Callable[[], Awaitable[_T]]) -> _T:
+    return await attempt()
+
+
+def _failure(state: RetryCallState) -> tuple[Call, StepKind, FluxError | None]:
+    """The call, the request's kind, and the FluxError the last attempt raised (if any)."""
+    call, kind = state.args[0], state.args[1]
+    outcome = state.outcome
+    error = outcome.exception() if outcome is not None and outcome.failed else None
+    return call, kind, error if isinstance(error, FluxError) else None
+
+
+def retry_if_safe(policy: Retry, state: RetryCallState) -> bool:
+    """Whether the failure may be sent again at all (how soon is for ``stop``)."""
+    call, kind, error = _failure(state)
+    if error is None or not policy.may_retry(kind, error):
+        return False  # not ours (a cancellation, a bug), or a failure that would repeat
+    after = getattr(error, "retry_after", None)
+    if after is None:
+        return not (call.failover and call.job is None)  # another route takes it from here
+    return bool(after <= policy.max_retry_after)  # a longer demand surfaces now
+
+
+def wait_backoff(policy: Retry, state: RetryCallState) -> float:
+    """The provider's Retry-After when it gave one, else capped backoff with full jitter."""
+    _, _, error = _failure(state)
+    after = getattr(error, "retry_after", None)
+    return float(after) if after is not None else policy.delay(state.attempt_number)
+
+
+def stop_at_limit(policy: Retry, state: RetryCallState) -> bool:
+    """The call's ``max_retries`` are spent (the first attempt is not a retry)."""
+    call: Call = state.args[0]
+    return state.attempt_number > call.max_retries
+
+
+def stop_at_deadline(policy: Retry, state: RetryCallState) -> bool:
+    """The wait would reach the call's deadline: give up now rather than time out later."""
+    deadline = anyio.current_effective_deadline()
+    wait = state.upcoming_sleep
+    return not math.isinf(deadline) and anyio.current_time() + wait >= deadline
+
+
+def stop_without_budget(policy: Retry, state: RetryCallState) -> bool:
+    """The client's retry budget has no token left (it takes one when there is)."""
+    return not policy.budget.try_spend()
+
+
+def stop_before_retry(policy: Retry, state: RetryCallState) -> bool:
+    """All three stops, in this order: a budget token is spent only on a retry that starts."""
+    return (
+        stop_at_limit(policy, state)
+        or stop_at_deadline(policy, state)
+        or stop_without_budget(policy, state)
+    )
+
+
+def log_and_emit(policy: Retry, state: RetryCallState) -> None:
+    """Say why and when the request goes again: a log line and a ``retry`` event."""
+    call, kind, error = _failure(state)
+    wait = state.upcoming_sleep
+    retries = state.attempt_number
+    reason = _reason(error) if error is not None else "an error"
+    logger.info(
+        "retrying %s in %.2f s after %s (retry %d of %d)",
+        call.provider_name,
+        wait,
+        reason,
+        retries,
+        call.max_retries,
+    )
+    call.emit("retry", attempt=call.attempts, error=error, delay=wait, step=kind)
 
 
 def _reason(exc: FluxError) -> str:
