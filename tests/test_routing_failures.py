@@ -5,7 +5,7 @@ busy first route sends the overflow to the backup."""
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from collections.abc import Generator
 
 import anyio
 import httpx
@@ -32,9 +32,16 @@ from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp
 
 from ._server import serve
 from .test_flows import JOB, QueueHost, status
-from .test_routing import OK, Clock, Host, client, no_sleep, router  # noqa: F401
+from .test_routing import OK, Clock, Host, _circuit, client, no_sleep
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def router() -> Generator[respx.MockRouter, None, None]:
+    with respx.mock(assert_all_called=False) as mock:
+        yield mock
+
 
 A, B = Host("alpha"), Host("beta")
 SPENT = {"error": {"message": "You exceeded your current quota", "code": "insufficient_quota"}}
@@ -65,9 +72,9 @@ async def test_a_spent_quota_fails_over_and_shuts_the_route_for_the_quota_cooldo
             for _ in range(5):
                 assert (await flux.generate("a cat")).provider == "beta"
             clock.now = 600.0
-            assert flux.routes[0].circuit == "open"
+            assert _circuit(flux, 0) == "open"
             clock.now = 3601.0
-            assert flux.routes[0].circuit == "half-open"
+            assert _circuit(flux, 0) == "half-open"
     assert (spent.call_count, backup.call_count) == (1, 5)
     assert [w for w in caught if issubclass(w.category, FluxWarning) and "quota" in str(w.message)]
 
@@ -235,12 +242,11 @@ async def test_a_failover_batch_uses_the_backup_while_the_first_route_is_full(
     first = router.post(A.url).mock(side_effect=held)
     backup = router.post(B.url).mock(return_value=OK)
     routes = [Route(A, max_concurrency=1), Route(B, max_concurrency=8)]
-    async with client(routes) as flux:
-        async with anyio.create_task_group() as group:
-            group.start_soon(flux.generate, "the held one")
-            while flux.routes[0].in_flight == 0:
-                await anyio.lowlevel.checkpoint()
-            for i in range(6):
-                assert (await flux.generate(f"cat {i}")).provider == "beta"
-            release.set()
+    async with client(routes) as flux, anyio.create_task_group() as group:
+        group.start_soon(flux.generate, "the held one")
+        while flux.routes[0].in_flight == 0:
+            await anyio.lowlevel.checkpoint()
+        for i in range(6):
+            assert (await flux.generate(f"cat {i}")).provider == "beta"
+        release.set()
     assert (first.call_count, backup.call_count) == (1, 6)

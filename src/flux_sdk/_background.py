@@ -52,7 +52,7 @@ class Background:
     async def _guarded(self, work: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
         try:
             await work(*args)
-        except Exception:  # noqa: BLE001 - never let handed-off work break the client
+        except Exception:
             _log.exception("flux_sdk background work failed")
         finally:
             self.pending -= 1

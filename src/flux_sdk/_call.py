@@ -41,8 +41,8 @@ class Call:
 
     __slots__ = (
         "_flow",
-        "admit",
         "_request",
+        "admit",
         "attempts",
         "background",
         "concurrency",

@@ -24,7 +24,6 @@ from ._background import Background
 from ._breaker import CircuitOpen
 from ._call import Call
 from ._errors import (
-    AuthenticationError,
     BadRequestError,
     BudgetExceeded,
     ConfigError,
@@ -201,12 +200,12 @@ class Router:
             with anyio.move_on_after(delay):
                 await done.wait()
             # Tokens are checked now but spent only when the hedge's request is sent.
-            if not done.is_set() and not failures and hedge.can_spend():
-                if backup.breaker.try_acquire():
-                    started = 2
-                    backup_used = True
-                    call.emit("hedge", attempt=call.attempts)
-                    group.start_soon(attempt, backup, scopes[1], True)
+            ready = not done.is_set() and not failures and hedge.can_spend()
+            if ready and backup.breaker.try_acquire():
+                started = 2
+                backup_used = True
+                call.emit("hedge", attempt=call.attempts)
+                group.start_soon(attempt, backup, scopes[1], True)
             await done.wait()
             # The winner returns now: a loser's accepted job is cancelled on its host in
             # the client's background group (bounded), not while the caller waits.

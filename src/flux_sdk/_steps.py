@@ -121,9 +121,7 @@ class StepRunner:
             ended = exc
             if call.job is not None and call.job.cancel is not None:
                 background = call.background
-                if background is None or not background.spawn(
-                    self._cancel, call, call.job.cancel
-                ):
+                if background is None or not background.spawn(self._cancel, call, call.job.cancel):
                     await self._cancel(call, call.job.cancel)
             raise
         except FluxError as exc:
