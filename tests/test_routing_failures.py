@@ -17,9 +17,11 @@ from flux_sdk import (
     CloudflareWorkersAI,
     ConcurrencyLimit,
     FluxClient,
+    FluxEvent,
     FluxWarning,
     Hedge,
     InvalidResponseError,
+    ParamRules,
     QuotaExceeded,
     RateLimitError,
     Retry,
@@ -250,3 +252,41 @@ async def test_a_failover_batch_uses_the_backup_while_the_first_route_is_full(
             assert (await flux.generate(f"cat {i}")).provider == "beta"
         release.set()
     assert (first.call_count, backup.call_count) == (1, 6)
+
+
+async def test_a_route_that_cannot_honour_the_size_is_skipped_with_its_reason(
+    router: respx.MockRouter,
+) -> None:
+    """A host that takes no width or height is not sent the call with its own default
+    size: it is skipped, and a "skip" event says why."""
+    fixed = Host("fixed", ParamRules(size=None))
+    never = router.post(fixed.url).mock(return_value=OK)
+    router.post(B.url).mock(return_value=OK)
+    events: list[FluxEvent] = []
+    async with client([fixed, B], on_event=events.append) as flux:
+        image = await flux.generate("a cat", width=512, height=512)
+    assert (image.provider, never.call_count) == ("beta", 0)
+    (skip,) = [e for e in events if e.kind == "skip"]
+    assert skip.provider == "fixed"
+    assert "width" in str(skip.error)
+
+
+async def test_a_failed_call_says_whether_resending_it_could_pay_twice(
+    router: respx.MockRouter,
+) -> None:
+    """Refusals (429s without Retry-After) at every route: nothing was paid, so the item
+    may be sent again; a 500 kept at its host under retry_maybe_billed=False may have
+    been paid."""
+    router.post(A.url).respond(429)
+    router.post(B.url).respond(429)
+    async with client([A, B], max_retries=Retry(0)) as flux:
+        with pytest.raises(RateLimitError) as refused:
+            await flux.generate("a cat")
+    assert refused.value.hosts == ("alpha", "beta")
+    assert refused.value.resend_could_pay_twice is False
+    router.post(A.url).respond(500)
+    retry = Retry(3, sleep=no_sleep, retry_maybe_billed=False)
+    async with client([A, B], max_retries=retry) as flux:
+        with pytest.raises(ServerError) as paid:
+            await flux.generate("a cat")
+    assert paid.value.resend_could_pay_twice is True

@@ -125,6 +125,13 @@ class FluxError(Exception):
     def _default_billed(self) -> Billed:
         return "no"  # set up wrongly, refused before sending, or a local failure
 
+    @property
+    def resend_could_pay_twice(self) -> bool:
+        """Whether sending this call again could pay a second time (the host may have
+        charged for it). A routed call left failed with False tried every route that
+        could take it without risk; a batch may resend it safely."""
+        return self.billed != "no"
+
     def __str__(self) -> str:
         return self.message
 

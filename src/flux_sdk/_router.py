@@ -69,15 +69,21 @@ class Router:
         self.hedge = hedge
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - load spreading
 
-    def accepting(self, request: GenerateRequest) -> list[Live]:
+    def accepting(self, request: GenerateRequest, call: Call | None = None) -> list[Live]:
         """The routes whose rules accept ``request``, or `InvalidRequestError` naming each
-        host's reason when none does."""
+        host's reason when none does. A route that cannot honour the request as asked (a
+        size it does not take) is skipped, never sent something else; with ``call``, a
+        ``"skip"`` event names it and why."""
         accepted, reasons = [], []
         for live in self.routes:
             try:
                 live.provider.rules.check(request, live.provider.name)
             except InvalidRequestError as exc:
                 reasons.append(exc.message)
+                if call is not None and call.on_event is not None:
+                    chosen, call.provider = call.provider, live.provider
+                    call.emit("skip", attempt=call.attempts, error=exc)
+                    call.provider = chosen
             else:
                 accepted.append(live)
         if not accepted:
@@ -111,7 +117,7 @@ class Router:
         return one if one.load <= two.load else two
 
     async def __call__(self, call: Call) -> GeneratedImage:
-        candidates = self.order(self.accepting(call.request))
+        candidates = self.order(self.accepting(call.request, call))
         if self.hedge is not None:
             self.hedge.on_call()
         self.retry.budget.on_call()
