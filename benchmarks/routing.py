@@ -398,6 +398,8 @@ async def run(quick: bool) -> tuple[list[Outage], list[Tail], list[Throughput]]:
         ("`Hedge(percentile=90)`", Hedge(percentile=90)),
         ("`Hedge(percentile=85, max_extra=0.2, burst=10)`", hedged(85, 0.2, 10)),
         ("`Hedge(percentile=75, max_extra=0.3, burst=10)`", hedged(75, 0.3, 10)),
+        # Near the median with a tight burst: hedges start early and are rationed.
+        ("`Hedge(percentile=55, max_extra=0.1, burst=2)`", hedged(55, 0.1, 2)),
     ):
         tails.append(await tail_run(label, hedge, tail_calls, WORKERS))
         print(tails[-1], file=sys.stderr)

@@ -29,6 +29,7 @@ from flux_sdk import (
     InvalidRequestError,
     InvalidResponseError,
     ProviderError,
+    QuotaExceeded,
     RateLimitError,
     ServerError,
 )
@@ -464,7 +465,7 @@ def test_request_id_on_image(header: str) -> None:
         (400, BadRequestError, False, "bad input"),
         (401, AuthenticationError, False, "please check the api-key you provided"),
         (403, AuthenticationError, False, "forbidden"),
-        (402, BadRequestError, False, "billing"),
+        (402, QuotaExceeded, False, "billing"),
         (404, BadRequestError, False, "model not found"),
         (408, BadRequestError, True, "request timeout"),
         (409, BadRequestError, True, "conflict"),

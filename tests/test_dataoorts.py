@@ -27,6 +27,7 @@ from flux_sdk import (
     InvalidRequestError,
     InvalidResponseError,
     ProviderError,
+    QuotaExceeded,
     RateLimitError,
     ServerError,
 )
@@ -475,9 +476,11 @@ def test_status_errors_with_non_json_bodies(status: int, cls: type[ProviderError
 
 
 def test_quota_spent_429_is_not_retryable() -> None:
-    """A 429 with code 3036 (daily allocation spent) is a RateLimitError not worth retrying."""
+    """A 429 with code 3036 (daily allocation spent) is a QuotaExceeded (a RateLimitError)
+    not worth retrying."""
     err = error_of(response(429, failure((3036, "daily allocation spent"))))
-    assert type(err) is RateLimitError
+    assert type(err) is QuotaExceeded
+    assert isinstance(err, RateLimitError)
     assert err.retryable is False
     assert "daily allocation spent" in str(err)
 

@@ -25,6 +25,7 @@ from flux_sdk import (
     HuggingFace,
     InvalidRequestError,
     InvalidResponseError,
+    QuotaExceeded,
     RateLimitError,
     ServerError,
 )
@@ -158,7 +159,7 @@ def test_hf_inference_answer_is_the_image_bytes() -> None:
         (400, {"error": "invalid_request", "error_description": "bad size"}, {}, BadRequestError,
          "invalid_request: bad size"),
         (404, b"", {"x-error-message": "Model not found"}, BadRequestError, "Model not found"),
-        (402, {"error": "You have exceeded your monthly included credits"}, {}, BadRequestError,
+        (402, {"error": "You have exceeded your monthly included credits"}, {}, QuotaExceeded,
          "no Inference Providers credits"),
         (503, {"error": "Service Unavailable"}, {}, ServerError, "Service Unavailable"),
     ],

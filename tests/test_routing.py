@@ -456,7 +456,7 @@ async def test_bad_routes_are_config_errors() -> None:
     """An empty list, two routes of one name, a bad weight or price: refused at once."""
     with pytest.raises(ConfigError, match="at least one"):
         FluxClient([])
-    with pytest.raises(ConfigError, match="share a provider name"):
+    with pytest.raises(ConfigError, match="both named 'alpha'"):
         FluxClient([A, Host("alpha")])
     with pytest.raises(ConfigError, match="weight"):
         Route(A, weight=0)

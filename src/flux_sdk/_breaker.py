@@ -9,7 +9,8 @@ consecutive failures, or when at least ``min_calls`` of the last ``window`` call
 and ``failure_rate`` of them failed. Open refuses calls until ``cooldown`` seconds have
 passed; then half-open lets exactly one probe through at a time: its success closes the
 circuit, its failure opens it again. A wrong key (401/403) opens it for
-``auth_cooldown``, far longer: retrying a key that is wrong cannot help.
+``auth_cooldown``, and a spent quota (`QuotaExceeded`) for ``quota_cooldown``, both far
+longer: retrying a key that is wrong, or an account with no credit, cannot help.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Literal
 
 import anyio
 
-from ._errors import AuthenticationError, FluxError, warn
+from ._errors import AuthenticationError, FluxError, QuotaExceeded, warn
 from ._options import check_positive_int, check_seconds
 
 __all__ = ["CircuitBreaker", "CircuitOpen"]
@@ -41,6 +42,7 @@ class CircuitBreaker:
         min_calls: int = 10,
         cooldown: float = 30.0,
         auth_cooldown: float = 600.0,
+        quota_cooldown: float = 3600.0,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.failures = check_positive_int(failures, ValueError, "failures")
@@ -51,6 +53,7 @@ class CircuitBreaker:
         self.min_calls = check_positive_int(min_calls, ValueError, "min_calls")
         self.cooldown = check_seconds(cooldown, ValueError, "cooldown")
         self.auth_cooldown = check_seconds(auth_cooldown, ValueError, "auth_cooldown")
+        self.quota_cooldown = check_seconds(quota_cooldown, ValueError, "quota_cooldown")
         self._clock = clock if clock is not None else anyio.current_time
         self._recent: deque[bool] = deque(maxlen=self.window)  # True: failed
         self._consecutive = 0
@@ -58,6 +61,7 @@ class CircuitBreaker:
         self._opened = False
         self._probing = False
         self._warned_auth = False
+        self._warned_quota = False
 
     def copy(self) -> CircuitBreaker:
         """A fresh breaker with the same settings (one per route)."""
@@ -68,6 +72,7 @@ class CircuitBreaker:
             min_calls=self.min_calls,
             cooldown=self.cooldown,
             auth_cooldown=self.auth_cooldown,
+            quota_cooldown=self.quota_cooldown,
             clock=self._clock,
         )
 
@@ -116,6 +121,16 @@ class CircuitBreaker:
                     f"{provider} refused the API key (HTTP {error.status_code}); the router "
                     f"sends nothing there for {self.auth_cooldown:g} s and uses the other "
                     "routes: check that provider's key"
+                )
+            return
+        if isinstance(error, QuotaExceeded):
+            self._open(self.quota_cooldown)
+            if not self._warned_quota:
+                self._warned_quota = True
+                warn(
+                    f"{provider}'s quota or credit is spent (HTTP {error.status_code}); the "
+                    f"router sends nothing there for {self.quota_cooldown:g} s and uses "
+                    "the other routes: add credit at that host"
                 )
             return
         if self._opened:  # a failed probe: open again

@@ -9,9 +9,12 @@ from ._events import EventHook, FluxEvent
 from ._models import GenerateRequest
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import httpx
     from pydantic import JsonValue
 
+    from ._background import Background
     from ._errors import FluxError
     from ._meter import CallMeter
     from .providers._base import Accepted, Flow, FlowProvider, Provider, Step, Wait
@@ -39,7 +42,9 @@ class Call:
     __slots__ = (
         "_flow",
         "_request",
+        "admit",
         "attempts",
+        "background",
         "concurrency",
         "deadline",
         "errors",
@@ -81,6 +86,12 @@ class Call:
         # True while another route could take the call: a host's failure then moves it
         # there instead of being retried here (unless the host asked for a retry).
         self.failover = False
+        # Set by the router on a hedge's losing attempt: its job's cancel is handed to the
+        # client's background group instead of holding up the winner.
+        self.background: Background | None = None
+        # Set by the router on a hedge: asked once, when its first request is about to be
+        # sent (its slot held), whether the hedge may still be paid for.
+        self.admit: Callable[[], bool] | None = None
         # What this call spends (set by the client): budgets, the ledger, traces.
         self.meter: CallMeter | None = None
         # The URL of the first request: the provider's own host, for download checks.

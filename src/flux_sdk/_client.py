@@ -13,6 +13,7 @@ import httpx
 from pydantic import JsonValue
 
 from ._adaptive import AdaptiveLimit
+from ._background import Background
 from ._breaker import CircuitBreaker
 from ._call import Call, make_request
 from ._errors import ConfigError, FluxError, InvalidRequestError
@@ -206,19 +207,35 @@ class FluxClient(ManyImages):
             flow_provider=self._flow,
         )
         self._router: Router | None = None
+        self._route_https: list[Http] = []
+        # A hedge's losing job is cancelled here, not while its caller waits.
+        self._background = Background()
         if routes is not None:
             from ._router import Router, build_routes
+            from ._routes import route_https
 
+            self._route_https = route_https(
+                routes,
+                timeout=self.timeout,
+                max_response_bytes=self.max_response_bytes,
+                http_client=http_client,
+            )
             lives = build_routes(
                 routes,
                 retry=self.retry,
-                http=self._http,
+                https=self._route_https,
                 attempt_middleware=attempt_middleware,
                 concurrency=max_concurrency,
                 rate_limit=rate_limit,
                 breaker=breaker if breaker is not None else CircuitBreaker(),
             )
-            self._router = Router(lives, strategy=routing, retry=self.retry, hedge=hedge)
+            self._router = Router(
+                lives,
+                strategy=routing,
+                retry=self.retry,
+                hedge=hedge,
+                background=self._background,
+            )
             self.attempt_middleware = tuple(attempt_middleware)
             # A batch runs as many items at once as the routes can take together.
             self.concurrency = CombinedLimit(live.concurrency for live in lives)
@@ -243,6 +260,8 @@ class FluxClient(ManyImages):
         return [live.state() for live in self._router.routes]
 
     async def __aenter__(self) -> FluxClient:
+        if self._router is not None and self._router.hedge is not None:
+            await self._background.open()
         return self
 
     async def __aexit__(
@@ -269,6 +288,9 @@ class FluxClient(ManyImages):
                 scope.cancel()
             with anyio.CancelScope(shield=True):
                 await self._idle.wait()
+        await self._background.close()  # each piece bounded: a job cancel's own timeout
+        for http in self._route_https:
+            await http.aclose()
         await self._http.aclose()
 
     async def generate(

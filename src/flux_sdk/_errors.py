@@ -6,6 +6,7 @@
     ├── ProviderError               by status: 408, 409, 429 and 5xx yes, others no
     │   ├── AuthenticationError          401, 403
     │   ├── RateLimitError               429
+    │   │   └── QuotaExceeded       no   402, or a 429 that says the credit/quota is spent
     │   ├── ServerError                  5xx
     │   └── BadRequestError              any other 4xx
     ├── TransportError              yes  (connect/read failures, truncated bodies)
@@ -31,7 +32,7 @@ import os
 import re
 import sys
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "AuthenticationError",
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidRequestError",
     "InvalidResponseError",
     "ProviderError",
+    "QuotaExceeded",
     "RateLimitError",
     "RequestTimeout",
     "SaveError",
@@ -123,6 +125,13 @@ class FluxError(Exception):
     def _default_billed(self) -> Billed:
         return "no"  # set up wrongly, refused before sending, or a local failure
 
+    @property
+    def resend_could_pay_twice(self) -> bool:
+        """Whether sending this call again could pay a second time (the host may have
+        charged for it). A routed call left failed with False tried every route that
+        could take it without risk; a batch may resend it safely."""
+        return self.billed != "no"
+
     def __str__(self) -> str:
         return self.message
 
@@ -183,6 +192,36 @@ class AuthenticationError(ProviderError):
 
 class RateLimitError(ProviderError):
     """HTTP 429: the provider asks us to slow down (see ``retry_after``)."""
+
+
+class QuotaExceeded(RateLimitError):
+    """The account's credit or quota at this host is spent (HTTP 402; a 429 that says
+    ``insufficient_quota``; Cloudflare's code 3036): waiting seconds will not help, so it is
+    never retried at that host. A router moves the call to another route and shuts this
+    one for the breaker's ``quota_cooldown``. A `RateLimitError` so that code catching
+    "the host refused for a limit" still catches it; ``retryable`` is always False.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retryable = False
+
+    @classmethod
+    def from_error(cls, error: ProviderError, advice: str) -> QuotaExceeded:
+        """``error`` (a 402 or 429 already parsed) as a spent quota, with what to do."""
+        quota = cls(
+            f"{error.message}; {advice}",
+            provider=error.provider,
+            status_code=error.status_code,
+            body=error.body,
+            request_id=error.request_id,
+            retry_after=error.retry_after,
+            billed="no",
+        )
+        quota.step = error.step
+        return quota
 
 
 class ServerError(ProviderError):
@@ -299,6 +338,9 @@ def error_for_status(
     cls: type[ProviderError]
     if status_code in (401, 403):
         cls = AuthenticationError
+    elif status_code == 402:
+        cls = QuotaExceeded  # Payment Required: the account has no credit left
+        message += "; the account's credit at this host is spent: add credit there"
     elif status_code == 429:
         cls = RateLimitError
     elif status_code >= 500:

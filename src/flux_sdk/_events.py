@@ -23,8 +23,9 @@ class FluxEvent:
     ``kind`` is ``"attempt"`` after each HTTP request (``status_code`` or ``error`` say
     how it went), ``"retry"`` before a backoff sleep (``delay`` seconds), ``"wait"``
     before a flow's poll interval (``delay`` seconds), ``"failover"`` when a routed call
-    leaves a host (``error`` says why) and ``"hedge"`` when it sends a second attempt to
-    another host, ``"success"`` or ``"failure"`` once per call. ``attempt`` is the
+    leaves a host (``error`` says why), ``"skip"`` for a route that cannot honour the
+    request as asked (``error`` says why; it is not tried), ``"hedge"`` when it sends a
+    second attempt to another host, ``"success"`` or ``"failure"`` once per call. ``attempt`` is the
     call's attempt counter: the number of HTTP requests sent so far. ``step`` says what
     the request did (``"generate"``, ``"submit"``, ``"poll"``, ``"download"``,
     ``"cancel"``). ``elapsed`` is the attempt's time for ``"attempt"``, the whole call's
@@ -39,7 +40,7 @@ class FluxEvent:
     through (an `AdaptiveLimit`'s value at that moment).
     """
 
-    kind: Literal["attempt", "retry", "wait", "failover", "hedge", "success", "failure"]
+    kind: Literal["attempt", "retry", "wait", "failover", "hedge", "skip", "success", "failure"]
     provider: str
     attempt: int
     elapsed: float = 0.0

@@ -13,82 +13,40 @@ a submit the host may have taken.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import random
 import time
-from collections import deque
 from collections.abc import Sequence
 from typing import cast
 
 import anyio
-import httpx
 
-from ._adaptive import AdaptiveLimit
-from ._breaker import CircuitBreaker, CircuitOpen
+from ._background import Background
+from ._breaker import CircuitOpen
 from ._call import Call
-from ._errors import AuthenticationError, ConfigError, FluxError, InvalidRequestError
-from ._http import Http
-from ._limits import ConcurrencyLimit, RateLimit
-from ._middleware import AttemptMiddleware, AttemptNext, chain
+from ._errors import (
+    BadRequestError,
+    BudgetExceeded,
+    ConfigError,
+    FluxError,
+    InvalidRequestError,
+    InvalidResponseError,
+    ProviderError,
+    TransportError,
+)
+from ._live import Live, build_routes
 from ._models import GeneratedImage, GenerateRequest
-from ._options import check_positive_int
 from ._retry import Retry
-from ._routes import Hedge, Route, RouteState, Strategy
-from ._shared import SharedLimit
-from ._steps import StepRunner, start_flow
-from .providers._base import FlowProvider, Provider, StepKind
+from ._routes import Hedge, Strategy
+from ._steps import start_flow
+from .providers._base import StepKind
 
 __all__ = ["Live", "Router", "RoutingError", "Strategy", "build_routes"]
-
-_LATENCIES = 200  # recent successful call times kept per route
 
 
 class RoutingError(FluxError):
     """No route could take the call (every circuit open, or the budget spent)."""
 
     retryable = True
-
-
-class Live:
-    """A route as the router runs it: its runner, limits, breaker and recent history."""
-
-    def __init__(
-        self,
-        route: Route,
-        runner: StepRunner,
-        concurrency: ConcurrencyLimit | SharedLimit,
-        breaker: CircuitBreaker,
-        flow_provider: bool,
-    ) -> None:
-        self.route = route
-        self.provider = route.provider
-        self.runner = runner
-        self.concurrency = concurrency
-        self.breaker = breaker
-        self.flow_provider = flow_provider
-        self.latencies: deque[float] = deque(maxlen=_LATENCIES)
-        self.calls = 0
-        self.failures = 0
-
-    def state(self) -> RouteState:
-        ordered = sorted(self.latencies)
-        return RouteState(
-            provider=self.provider.name,
-            circuit=self.breaker.state,
-            in_flight=self.concurrency.in_flight,
-            max_concurrency=self.concurrency.limit,
-            latency_p50=ordered[len(ordered) // 2] if ordered else None,
-            latency_p95=ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
-            if ordered
-            else None,
-            error_rate=self.breaker.error_rate,
-            calls=self.calls,
-            failures=self.failures,
-        )
-
-    @property
-    def load(self) -> float:
-        return self.concurrency.in_flight / self.concurrency.limit
 
 
 class Router:
@@ -102,22 +60,30 @@ class Router:
         retry: Retry,
         hedge: Hedge | None,
         rng: random.Random | None = None,
+        background: Background | None = None,
     ) -> None:
         self.routes = list(routes)
+        self.background = background
         self.strategy = strategy
         self.retry = retry
         self.hedge = hedge
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - load spreading
 
-    def accepting(self, request: GenerateRequest) -> list[Live]:
+    def accepting(self, request: GenerateRequest, call: Call | None = None) -> list[Live]:
         """The routes whose rules accept ``request``, or `InvalidRequestError` naming each
-        host's reason when none does."""
+        host's reason when none does. A route that cannot honour the request as asked (a
+        size it does not take) is skipped, never sent something else; with ``call``, a
+        ``"skip"`` event names it and why."""
         accepted, reasons = [], []
         for live in self.routes:
             try:
                 live.provider.rules.check(request, live.provider.name)
             except InvalidRequestError as exc:
                 reasons.append(exc.message)
+                if call is not None and call.on_event is not None:
+                    chosen, call.provider = call.provider, live.provider
+                    call.emit("skip", attempt=call.attempts, error=exc)
+                    call.provider = chosen
             else:
                 accepted.append(live)
         if not accepted:
@@ -128,15 +94,17 @@ class Router:
         return accepted
 
     def order(self, candidates: list[Live]) -> list[Live]:
-        """The routes to try, first choice first."""
-        if self.strategy == "cheapest":
-            return sorted(candidates, key=_price)
+        """The routes to try, first choice first. In "failover" and "cheapest" order a
+        full route comes after the routes with a free slot, so a busy first choice sends
+        the overflow to the backup instead of making it wait."""
         if self.strategy == "balanced" and len(candidates) > 1:
             healthy = [live for live in candidates if live.breaker.state == "closed"] or candidates
             first = self._two_choices(healthy)
             rest = [live for live in candidates if live is not first]
             return [first, *sorted(rest, key=lambda live: live.load)]
-        return candidates
+        if self.strategy == "cheapest":
+            candidates = sorted(candidates, key=_price)
+        return sorted(candidates, key=lambda live: not live.has_room)  # stable: order kept
 
     def _two_choices(self, healthy: list[Live]) -> Live:
         """The less loaded of two different routes drawn at random by weight (drawn with
@@ -149,7 +117,7 @@ class Router:
         return one if one.load <= two.load else two
 
     async def __call__(self, call: Call) -> GeneratedImage:
-        candidates = self.order(self.accepting(call.request))
+        candidates = self.order(self.accepting(call.request, call))
         if self.hedge is not None:
             self.hedge.on_call()
         self.retry.budget.on_call()
@@ -207,20 +175,22 @@ class Router:
 
     async def _run(self, call: Call, live: Live, more: bool, backup: Live | None) -> GeneratedImage:
         """The image from ``live`` (or from a hedge on ``backup``), else `_Failed`."""
+        hedge = self.hedge
         delay = None
-        if backup is not None and self.hedge is not None:
-            delay = self.hedge.delay_for(live.latencies)
-        if delay is None or backup is None or self.hedge is None:
+        if backup is not None and hedge is not None:
+            delay = hedge.delay_for(live.latencies)
+        if delay is None or backup is None or hedge is None:
             return await self._one(call, live, more)
         winner: list[GeneratedImage] = []
         failures: list[_Failed] = []
+        children: list[Call] = []
         done = anyio.Event()
         started = 1
 
-        async def attempt(route: Live, scope: anyio.CancelScope) -> None:
+        async def attempt(route: Live, scope: anyio.CancelScope, admit: bool) -> None:
             with scope:
                 try:
-                    winner.append(await self._one(call, route, True))
+                    winner.append(await self._one(call, route, True, children, admit))
                 except _Failed as failed:
                     failures.append(failed)
                     if len(failures) < started:
@@ -232,18 +202,21 @@ class Router:
         scopes = [anyio.CancelScope(), anyio.CancelScope()]
         backup_used = False
         async with anyio.create_task_group() as group:
-            group.start_soon(attempt, live, scopes[0])
+            group.start_soon(attempt, live, scopes[0], False)
             with anyio.move_on_after(delay):
                 await done.wait()
-            if not done.is_set() and not failures and backup.breaker.try_acquire():
-                if self.hedge.try_spend() and self.retry.budget.try_spend():
-                    started = 2
-                    backup_used = True
-                    call.emit("hedge", attempt=call.attempts)
-                    group.start_soon(attempt, backup, scopes[1])
-                else:
-                    backup.breaker.release()
+            # Tokens are checked now but spent only when the hedge's request is sent.
+            ready = not done.is_set() and not failures and hedge.can_spend()
+            if ready and backup.breaker.try_acquire():
+                started = 2
+                backup_used = True
+                call.emit("hedge", attempt=call.attempts)
+                group.start_soon(attempt, backup, scopes[1], True)
             await done.wait()
+            # The winner returns now: a loser's accepted job is cancelled on its host in
+            # the client's background group (bounded), not while the caller waits.
+            for child in children:
+                child.background = self.background
             for scope in scopes:
                 scope.cancel()
         if winner:
@@ -253,7 +226,14 @@ class Router:
         failure.moves_on = all(f.moves_on for f in failures)
         raise failure
 
-    async def _one(self, call: Call, live: Live, more: bool) -> GeneratedImage:
+    async def _one(
+        self,
+        call: Call,
+        live: Live,
+        more: bool,
+        children: list[Call] | None = None,
+        hedged: bool = False,
+    ) -> GeneratedImage:
         """One route's try at the call, its attempts added to the call's."""
         child = Call(
             call.request,
@@ -265,6 +245,10 @@ class Router:
         )
         child.failover = more
         child.meter = call.meter
+        if hedged:
+            child.admit = self._pay_hedge
+        if children is not None:
+            children.append(child)
         call.provider = live.provider
         live.calls += 1
         start = time.perf_counter()
@@ -280,12 +264,14 @@ class Router:
             raise _Failed(exc, moves_on=True) from None
         except FluxError as exc:
             live.failures += 1
-            moves_on = self._moves_on(child, exc)
-            if moves_on or isinstance(exc, AuthenticationError):
+            # Every failure that is the host's counts for its circuit, whether or not the
+            # call moves on: a host failing in a way that keeps the call there (a submit
+            # answered 500, a 5xx under retry_maybe_billed=False) must still be left.
+            if _host_fault(exc):
                 live.breaker.on_failure(exc, live.provider.name)
             else:
                 live.breaker.release()
-            raise _Failed(exc, moves_on) from None
+            raise _Failed(exc, self._moves_on(child, exc)) from None
         except BaseException:
             live.breaker.release()
             raise
@@ -298,85 +284,41 @@ class Router:
         live.latencies.append(time.perf_counter() - start)
         return image
 
+    def _pay_hedge(self) -> bool:
+        hedge = self.hedge
+        if hedge is None or not hedge.try_spend():
+            return False
+        if self.retry.budget.try_spend():
+            return True
+        hedge.refund()
+        return False
+
     def _moves_on(self, child: Call, error: FluxError) -> bool:
         """Whether another host may take the call after ``error`` at this one."""
         if child.job is not None:
             return False  # a paid job exists at this host: never start a second one
-        if isinstance(error, AuthenticationError):
-            return True  # a wrong key here says nothing about the other hosts
+        if isinstance(error, (BudgetExceeded, ConfigError)):
+            return False  # the client's own limits: the same at every host
+        if error.billed == "no" and _host_fault(error):
+            # Nothing can have been charged (a wrong key, a spent quota, a refusal, a
+            # request that never left): another host cannot make it a second payment.
+            return True
         # The same rule as a retry at one host: never for an error that would repeat, a
         # submit the host may have taken, or (if the user said so) a maybe-billed failure.
         kind = cast(StepKind, error.step or "generate")
         return self.retry.may_retry(kind, error)
 
 
+def _host_fault(error: FluxError) -> bool:
+    """Whether ``error`` says something about the host (counted by its circuit), rather
+    than about the request (a 400 that would fail anywhere) or the client."""
+    if isinstance(error, BadRequestError) and not error.retryable:
+        return False
+    return isinstance(error, (ProviderError, TransportError, InvalidResponseError))
+
+
 def _price(live: Live) -> tuple[bool, float]:
     return (live.route.price is None, live.route.price or 0.0)
-
-
-def build_routes(
-    routes: Sequence[Route],
-    *,
-    retry: Retry,
-    http: Http,
-    attempt_middleware: Sequence[AttemptMiddleware],
-    concurrency: int | ConcurrencyLimit | SharedLimit | None,
-    rate_limit: float | RateLimit | SharedLimit | None,
-    breaker: CircuitBreaker,
-) -> list[Live]:
-    """Each route's runtime: its own limits (the client's numbers unless the route has
-    its own; a shared limit object stays shared; without a number, an `AdaptiveLimit`
-    of its own), breaker and step runner."""
-    lives = []
-    for route in routes:
-        provider = route.provider
-        flow = isinstance(provider, FlowProvider) and not isinstance(provider, Provider)
-        if not flow and not isinstance(provider, Provider):
-            raise ConfigError(f"{provider!r} in the route list is not a provider")
-        limit = _limit(route.max_concurrency if route.max_concurrency is not None else concurrency)
-        rate = route.rate_limit if route.rate_limit is not None else rate_limit
-        layers: list[AttemptMiddleware] = []
-        if rate is not None and rate is not limit:  # a SharedLimit given as both runs once
-            layers.append(rate if isinstance(rate, (RateLimit, SharedLimit)) else RateLimit(rate))
-        route_breaker = breaker.copy()
-        layers += [limit, _Gate(route_breaker), *attempt_middleware]
-        runner = StepRunner(
-            retry=retry,
-            attempt_chain=functools.partial(chain, tuple(layers)),
-            http=http,
-            flow_provider=flow,
-        )
-        lives.append(Live(route, runner, limit, route_breaker, flow))
-    names = [live.provider.name for live in lives]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"two routes share a provider name ({', '.join(names)}): rename one")
-    return lives
-
-
-def _limit(value: int | ConcurrencyLimit | SharedLimit | None) -> ConcurrencyLimit | SharedLimit:
-    if value is None:
-        return AdaptiveLimit()  # each route learns its own host
-    if isinstance(value, (ConcurrencyLimit, SharedLimit)):
-        value.limit  # noqa: B018 -- a SharedLimit without concurrency= says so
-        return value
-    return ConcurrencyLimit(check_positive_int(value, ConfigError, "max_concurrency"))
-
-
-class _Gate:
-    """Per attempt, once the route's slot is held: a call that waited while the circuit
-    opened goes to another route instead of adding to the failures (only when another
-    route could take it)."""
-
-    def __init__(self, breaker: CircuitBreaker) -> None:
-        self.breaker = breaker
-
-    async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
-        if call.failover and call.job is None and self.breaker.state == "open":
-            raise CircuitOpen(
-                f"{call.provider_name}: its circuit opened while this call waited",
-                provider=call.provider_name,
-            )
-        return await call_next(call)
 
 
 class _Failed(Exception):

@@ -9,13 +9,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import httpx
+
 from ._breaker import State
 from ._errors import ConfigError
+from ._http import Http
 from ._limits import ConcurrencyLimit, RateLimit
 from ._shared import SharedLimit
 from .providers._base import FlowProvider, Provider
 
-__all__ = ["Hedge", "Route", "RouteState", "as_routes", "Strategy"]
+__all__ = ["Hedge", "Route", "RouteState", "Strategy", "as_routes", "route_https"]
 
 # How a client of several providers picks a route (see `Router`).
 Strategy = Literal["failover", "balanced", "cheapest"]
@@ -112,11 +115,17 @@ class Hedge:
     def on_call(self) -> None:
         self._tokens = min(self.burst, self._tokens + self.max_extra)
 
+    def can_spend(self) -> bool:
+        return self._tokens >= 1.0
+
     def try_spend(self) -> bool:
         if self._tokens < 1.0:
             return False
         self._tokens -= 1.0
         return True
+
+    def refund(self) -> None:
+        self._tokens = min(self.burst, self._tokens + 1.0)
 
     def delay_for(self, latencies: deque[float]) -> float | None:
         """Seconds to wait before hedging a call to a host with these latencies."""
@@ -142,3 +151,54 @@ def as_routes(
     if not provider:
         raise ConfigError("FluxClient([...]) needs at least one provider")
     return [entry if isinstance(entry, Route) else Route(entry) for entry in provider]
+
+
+def route_https(
+    routes: Sequence[Route],
+    *,
+    timeout: httpx.Timeout,
+    max_response_bytes: int,
+    http_client: httpx.AsyncClient | None,
+) -> list[Http]:
+    """One sender per route, so each route's requests (and its key) reach only its own
+    host: a provider's own ``transport`` (the in-process emulator) for its route alone,
+    even with ``http_client`` (which serves the routes without one), else connections of
+    the route's own. Routes that cannot be told apart are a `ConfigError` naming both."""
+    seen_names: dict[str, Route] = {}
+    seen_transports: dict[int, Route] = {}
+    https = []
+    for route in routes:
+        provider = route.provider
+        name = getattr(provider, "name", None)
+        if not isinstance(name, str):
+            raise ConfigError(f"{provider!r} in the route list is not a provider: it has no name")
+        other = seen_names.setdefault(name, route)
+        if other is not route:
+            raise ConfigError(
+                f"two routes are both named {name!r} ({other.provider!r} and {provider!r}): "
+                "their circuits, limits and ledger lines could not be told apart; give one "
+                "another name (provider.name = ...)"
+            )
+        transport = getattr(provider, "transport", None)
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise ConfigError(
+                f"{name}'s transport must be an httpx.AsyncBaseTransport "
+                f"(got {type(transport).__name__})"
+            )
+        if transport is not None:
+            other = seen_transports.setdefault(id(transport), route)
+            if other is not route:
+                raise ConfigError(
+                    f"{name} carries the transport of {other.provider.name} "
+                    f"({other.provider!r} and {provider!r}): one route's requests, and its "
+                    "key, would reach the other's host; give each provider its own transport"
+                )
+        https.append(
+            Http(
+                timeout=timeout,
+                max_response_bytes=max_response_bytes,
+                http_client=http_client if transport is None else None,
+                transport=transport,
+            )
+        )
+    return https

@@ -120,7 +120,9 @@ class StepRunner:
         except anyio.get_cancelled_exc_class() as exc:
             ended = exc
             if call.job is not None and call.job.cancel is not None:
-                await self._cancel(call, call.job.cancel)
+                background = call.background
+                if background is None or not background.spawn(self._cancel, call, call.job.cancel):
+                    await self._cancel(call, call.job.cancel)
             raise
         except FluxError as exc:
             ended = exc

@@ -17,7 +17,7 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import ValidationError, core_schema
 
-from flux_sdk._errors import InvalidResponseError, ProviderError
+from flux_sdk._errors import InvalidResponseError, ProviderError, QuotaExceeded
 from flux_sdk._models import GeneratedImage, GenerateRequest
 
 from ._base64 import decode_base64
@@ -88,7 +88,7 @@ def raise_for_error(
 
     - a 429 without ``Retry-After`` takes ``retry_after`` from ``x-ratelimit-reset``
       (Together) or ``x-ratelimit-reset-requests`` (OpenAI);
-    - a 429 whose error says the account is out of credit or quota is not retryable;
+    - a 429 whose error says the account is out of credit or quota is `QuotaExceeded`;
     - ``x-should-retry: true|false`` (OpenAI's and Stainless clients' header) decides
       ``retryable`` when the host sends it.
     """
@@ -105,8 +105,10 @@ def raise_for_error(
                     ),
                     None,
                 )
-            if _out_of_credit(response.content):
-                exc.retryable = False
+            if _out_of_credit(response.content):  # waiting will not help: add credit
+                raise QuotaExceeded.from_error(
+                    exc, "the account's credit or quota is spent: add credit at the host"
+                ) from None
         should_retry = response.headers.get("x-should-retry", "").strip().lower()
         if should_retry in ("true", "false"):
             exc.retryable = should_retry == "true"

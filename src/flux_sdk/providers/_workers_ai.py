@@ -15,7 +15,7 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import ValidationError, core_schema
 
-from flux_sdk._errors import InvalidResponseError, ProviderError
+from flux_sdk._errors import InvalidResponseError, ProviderError, QuotaExceeded
 
 from ._base64 import LIFTED, decode_base64, lift_base64
 from ._wire import excerpt, json_shape, optional, parse_json, raise_for_status, redact
@@ -53,16 +53,16 @@ def raise_for_envelope_status(
     secrets: tuple[SecretStr, ...],
     key_env: str | None = None,
 ) -> None:
-    """`raise_for_status`, with a 429 carrying code 3036 made not retryable."""
+    """`raise_for_status`, with a 429 carrying code 3036 a `QuotaExceeded`."""
     if response.is_success:
         return
     try:
         raise_for_status(response, provider=provider, secrets=secrets, key_env=key_env)
     except ProviderError as exc:
         if response.status_code == 429 and QUOTA_SPENT in _codes(response.content):
-            exc.retryable = False
-            exc.message += "; the daily allocation resets at 00:00 UTC"
-            exc.args = (exc.message,)
+            raise QuotaExceeded.from_error(
+                exc, "the daily allocation resets at 00:00 UTC"
+            ) from None
         raise
 
 
