@@ -4,6 +4,8 @@ busy first route sends the overflow to the backup."""
 
 from __future__ import annotations
 
+import base64
+import json
 import warnings
 from collections.abc import Generator
 
@@ -16,6 +18,8 @@ from flux_sdk import (
     CircuitBreaker,
     CloudflareWorkersAI,
     ConcurrencyLimit,
+    Dataoorts,
+    Fal,
     FluxClient,
     FluxEvent,
     FluxWarning,
@@ -32,11 +36,14 @@ from flux_sdk import (
 )
 from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp
 
+from ._images import image_bytes
 from ._server import serve
 from .test_flows import JOB, QueueHost, status
 from .test_routing import OK, Clock, Host, _circuit, client, no_sleep
 
 pytestmark = pytest.mark.anyio
+
+KEY = "sk-same-size-test-key"
 
 
 @pytest.fixture
@@ -290,3 +297,32 @@ async def test_a_failed_call_says_whether_resending_it_could_pay_twice(
         with pytest.raises(ServerError) as paid:
             await flux.generate("a cat")
     assert paid.value.resend_could_pay_twice is True
+
+
+async def test_a_routed_call_without_a_size_makes_the_same_size_on_every_route(
+    router: respx.MockRouter,
+) -> None:
+    """fal's own default is 1024x768; routed, a call that names no size is sent 1024x1024
+    on each host that takes a size, so the route that serves it does not change it; a
+    host that takes no size is sent none."""
+    png = base64.b64encode(image_bytes(size=2)).decode()
+    busy = router.post("https://api.together.ai/v1/images/generations").respond(503)
+    fal = router.post("https://fal.run/fal-ai/flux/schnell").respond(
+        200, json={"images": [{"url": "data:image/png;base64," + png}]}
+    )
+    fixed = router.post("https://cloud.dataoorts.com/api/v1").respond(
+        200, json={"result": {"image_base64": png}, "success": True}
+    )
+    providers = [Together(KEY), Fal(KEY, queue=False), Dataoorts(KEY)]
+    async with FluxClient(providers, max_retries=Retry(0, sleep=no_sleep)) as flux:
+        assert (await flux.generate("a cat")).provider == "fal"
+        assert (await flux.generate("a cat", width=512, height=768)).provider == "fal"
+    sent = [json.loads(call.request.content) for call in busy.calls]
+    assert [(body["width"], body["height"]) for body in sent] == [(1024, 1024), (512, 768)]
+    sizes = [json.loads(call.request.content)["image_size"] for call in fal.calls]
+    assert sizes == [{"width": 1024, "height": 1024}, {"width": 512, "height": 768}]
+    assert not fixed.called
+
+    async with FluxClient([Dataoorts(KEY), Together(KEY)]) as flux:
+        assert (await flux.generate("a cat")).provider == "dataoorts"
+    assert "width" not in json.loads(fixed.calls.last.request.content)["data"]

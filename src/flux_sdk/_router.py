@@ -236,7 +236,7 @@ class Router:
     ) -> GeneratedImage:
         """One route's try at the call, its attempts added to the call's."""
         child = Call(
-            call.request,
+            same_image(call.request, live),
             live.provider,
             max_retries=call.max_retries,
             deadline=call.deadline,
@@ -327,3 +327,22 @@ class _Failed(Exception):
         self.error = error
         self.moves_on = moves_on
         self.backup_used = False
+
+
+# FLUX.1 [schnell]'s native size: Together's, Baseten's, Hugging Face's and the OpenAI-style
+# hosts' default, where fal's is 1024x768. A routed call that names no size gets this one
+# on every route that takes a size, so the route that serves it does not change the image.
+ROUTED_SIZE = 1024
+
+
+def same_image(request: GenerateRequest, live: Live) -> GenerateRequest:
+    """``request`` as this route is sent it: with the routed default size when the caller
+    named none and the host takes a size (a host that takes none makes its fixed size)."""
+    if request.width is not None or request.height is not None:
+        return request  # the caller's size: routes that cannot make it were skipped
+    rules = live.provider.rules
+    if rules.size is None or not rules.size[0] <= ROUTED_SIZE <= rules.size[1]:
+        return request
+    if ROUTED_SIZE % rules.size_multiple:
+        return request
+    return request.replace(width=ROUTED_SIZE, height=ROUTED_SIZE)
