@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import warnings
 from collections.abc import Generator
@@ -266,6 +267,68 @@ async def test_a_create_that_waited_to_the_end_needs_no_poll(router: respx.MockR
     async with client(Clock()) as flux:
         await flux.generate("a fox")
     assert (routes["poll"].call_count, routes["download"].call_count) == (0, 1)
+
+
+async def test_a_processing_answer_that_holds_the_output_is_done(
+    router: respx.MockRouter,
+) -> None:
+    """Replicate's Prefer: wait may answer `processing` with the output already in it;
+    the official run() returns it then, so no poll is sent (each poll costs a request)."""
+    routes = host(router, create=[answer("processing", 201, output=[OUT])])
+    clock = Clock()
+    async with client(clock) as flux:
+        image = await flux.generate("a fox")
+    assert (image.data, image.request_id) == (WEBP, "p1")
+    assert [r.call_count for r in routes.values()] == [1, 0, 1, 0]
+    assert clock.waits == []
+
+
+def data_uri(data: bytes, media_type: str = "image/webp") -> str:
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+
+
+@pytest.mark.parametrize("as_list", [True, False], ids=["list", "string"])
+async def test_a_data_uri_output_is_decoded_not_downloaded(
+    router: respx.MockRouter, as_list: bool
+) -> None:
+    """replicate-python decodes an output that is a data: URI (its helpers.py); so does
+    flux_sdk, with the same checks as fal's data URIs, and fetches nothing."""
+    uri = data_uri(WEBP)
+    done = answer("succeeded", 201, output=[uri] if as_list else uri)
+    routes = host(router, create=[done])
+    async with client(Clock()) as flux:
+        image = await flux.generate("a fox")
+    assert (image.data, image.media_type, image.request_id) == (WEBP, "image/webp", "p1")
+    assert [r.call_count for r in routes.values()] == [1, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("output", "match"),
+    [
+        ("data:image/png;base64,@@not base64@@", "not valid base64"),
+        (data_uri(b"<html>an error page</html>", "image/png"), "image"),
+    ],
+    ids=["bad-base64", "not-an-image"],
+)
+async def test_a_bad_data_uri_output_is_an_invalid_response(
+    router: respx.MockRouter, output: str, match: str
+) -> None:
+    host(router, create=[answer("succeeded", 201, output=[output])])
+    async with client(Clock()) as flux:
+        with pytest.raises(InvalidResponseError, match=match) as caught:
+            await flux.generate("a fox")
+    assert caught.value.provider == "replicate"
+
+
+async def test_json_calls_accept_json_and_the_download_accepts_images(
+    router: respx.MockRouter,
+) -> None:
+    routes = host(router, polls=[DONE])
+    async with client(Clock()) as flux:
+        await flux.generate("a fox")
+    for name in ("create", "poll"):
+        assert routes[name].calls.last.request.headers["accept"] == "application/json"
+    assert routes["download"].calls.last.request.headers["accept"].startswith("image/")
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,7 @@ def run_emulator(args: argparse.Namespace) -> int:
         f"flux-sdk emulator on {base} (API key {key!r})\n"
         f"  Dataoorts: DATAOORTS_BASE_URL={base}/api/v1\n"
         f"  Baseten:   BASETEN_BASE_URL={base}\n"
-        f"  Together:  TOGETHER_BASE_URL={base}/together/v1\n"
+        f"  Together:  TOGETHER_BASE_URL={base}/together\n"
         f"  OpenAI-style images: OPENAI_IMAGES_BASE_URL={base}/v1"
     )
     if capacity is not None:
