@@ -4,7 +4,6 @@ table lists, its rules, and the whole stack against the emulator over loopback."
 from __future__ import annotations
 
 import warnings
-
 from collections.abc import Iterator
 from typing import Any
 
