@@ -446,7 +446,7 @@ def expected(
 
 async def test_the_whole_life_against_the_emulator() -> None:
     """starting twice, processing once, then the image the emulator serves itself."""
-    app = EmulatorApp(replicate=ReplicateQueue(starting=2, processing=1))
+    app = EmulatorApp(replicate=ReplicateQueue(starting=2, processing=1, run_seconds=None))
     clock = Clock()
     with serve(app) as url:
         replicate = Replicate(DEFAULT_API_KEY, base_url=url, poll_interval=0.1)
@@ -485,7 +485,7 @@ async def test_ended_predictions_against_the_emulator(outcome: Any, match: str) 
 
 
 async def test_the_deadline_cancels_on_the_emulator() -> None:
-    app = EmulatorApp(replicate=ReplicateQueue(processing=10**9))
+    app = EmulatorApp(replicate=ReplicateQueue(processing=10**9, run_seconds=None))
     with serve(app) as url:
         replicate = Replicate(DEFAULT_API_KEY, base_url=url, poll_interval=0.02)
         async with FluxClient(replicate, deadline=0.3) as flux:
@@ -493,6 +493,56 @@ async def test_the_deadline_cancels_on_the_emulator() -> None:
                 await flux.generate("a fox")
     (made,) = app.replicate.predictions.values()
     assert (made.status, made.cancel_requests) == ("canceled", 1)
+
+
+class Held:
+    """The emulator's sleep while it holds a create: records the seconds, waits none."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+        await anyio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize(
+    ("wait", "run_seconds", "held", "polls"),
+    [(60, 0.0, [0.0], 0), (5, 4.0, [4.0], 0), (5, 30.0, [5.0], 2), (None, 0.0, [], 2)],
+    ids=["fast", "in-time", "too-slow", "no-prefer"],
+)
+async def test_the_emulator_holds_a_prefer_wait_create_until_the_prediction_ends(
+    wait: int | None, run_seconds: float, held: list[float], polls: int
+) -> None:
+    """As Replicate: a create with Prefer: wait=N is answered when the prediction ends
+    (with its output) if it ends within N seconds, else after N seconds, still running."""
+    sleep = Held()
+    queue = ReplicateQueue(starting=1, processing=1, run_seconds=run_seconds, sleep=sleep)
+    app = EmulatorApp(replicate=queue)
+    with serve(app) as url:
+        replicate = Replicate(DEFAULT_API_KEY, base_url=url, wait=wait, poll_interval=0.1)
+        async with FluxClient(replicate, max_retries=Retry(3, sleep=Clock())) as flux:
+            image = await flux.generate("a fox", seed=5)
+    assert image.data == expected("a fox", 5)
+    (made,) = app.replicate.predictions.values()
+    assert (made.polls, made.finished, sleep.seconds) == (polls, polls == 0, held)
+
+
+async def test_a_bare_prefer_wait_is_held_up_to_sixty_seconds() -> None:
+    sleep = Held()
+    app = EmulatorApp(replicate=ReplicateQueue(run_seconds=90, sleep=sleep))
+    with serve(app) as url:
+        async with httpx.AsyncClient() as http:
+            response = await http.post(
+                f"{url}/v1/models/black-forest-labs/flux-schnell/predictions",
+                json={"input": {"prompt": "a fox"}},
+                headers={"Authorization": f"Bearer {DEFAULT_API_KEY}", "Prefer": "wait"},
+            )
+    assert (response.status_code, response.json()["status"], sleep.seconds) == (
+        201,
+        "starting",
+        [60.0],
+    )
 
 
 async def test_the_emulator_refuses_a_wrong_token_and_a_bad_input() -> None:
