@@ -13,7 +13,7 @@ import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "scale", "lint", "typecheck", "docs", "build"]
+nox.options.sessions = ["tests", "scale", "conformance", "lint", "typecheck", "docs", "build"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 
@@ -35,6 +35,15 @@ def scale(session: nox.Session) -> None:
     .ci/run installs it) and Ray Data on a local Ray instance (tests/scale)."""
     session.install("-e", ".[redis,ray]", *_group("test"))
     session.run("pytest", "-m", "scale", "tests/scale", *session.posargs)
+
+
+@nox.session
+def conformance(session: nox.Session) -> None:
+    """flux_sdk against each host's official Python client (pinned in the conformance
+    group): the same request on one loopback server, and the official client served an
+    image by the emulator (tests/conformance; about 15 s)."""
+    session.install("-e", ".", *_group("test"), *_group("conformance"))
+    session.run("pytest", "-m", "conformance", "tests/conformance", *session.posargs)
 
 
 @nox.session

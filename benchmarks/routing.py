@@ -96,7 +96,7 @@ class Hosts:
         first, second = self.urls[:2]
         return [
             Dataoorts(DEFAULT_API_KEY, base_url=f"{first}/api/v1"),
-            Together(DEFAULT_API_KEY, base_url=f"{second}/together/v1"),
+            Together(DEFAULT_API_KEY, base_url=f"{second}/together"),
         ]
 
 

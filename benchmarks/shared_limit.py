@@ -46,7 +46,7 @@ async def work(settings: dict[str, Any]) -> dict[str, Any]:
         limit = SharedLimit(settings["redis_url"], settings["name"], concurrency=LIMIT)
     else:
         limit = ConcurrencyLimit(LIMIT)
-    provider = Together(DEFAULT_API_KEY, base_url=settings["url"] + "/together/v1")
+    provider = Together(DEFAULT_API_KEY, base_url=settings["url"] + "/together")
     failed = 0
     async with FluxClient(provider, max_concurrency=limit, max_retries=5) as flux:
 

@@ -38,7 +38,7 @@ Factory = Callable[[str, str], Any]
 PROVIDERS: dict[str, Factory] = {
     "dataoorts": lambda url, key: Dataoorts(key, base_url=f"{url}/api/v1"),
     "baseten": lambda url, key: Baseten(key, base_url=url),
-    "together": lambda url, key: Together(key, base_url=f"{url}/together/v1"),
+    "together": lambda url, key: Together(key, base_url=f"{url}/together"),
     "openai": lambda url, key: OpenAIImages(f"{url}/v1", api_key=key),
     "cloudflare": lambda url, key: CloudflareWorkersAI(key, ACCOUNT, base_url=f"{url}/client/v4"),
     "replicate": lambda url, key: Replicate(key, base_url=url, poll_interval=0.01),

@@ -118,7 +118,7 @@ def _environment(emulator_url: str, *, providers: bool) -> dict[str, str]:
             OPENAI_API_KEY=DEFAULT_API_KEY,
             OPENAI_BASE_URL=f"{emulator_url}/v1",
             TOGETHER_API_KEY=DEFAULT_API_KEY,
-            TOGETHER_BASE_URL=f"{emulator_url}/together/v1",
+            TOGETHER_BASE_URL=f"{emulator_url}/together",
             OPENAI_IMAGES_API_KEY=DEFAULT_API_KEY,
             OPENAI_IMAGES_BASE_URL=f"{emulator_url}/v1",
         )

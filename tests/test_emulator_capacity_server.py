@@ -110,7 +110,7 @@ async def test_the_sdk_reads_the_429_as_a_rate_limit_with_its_retry_after(host: 
         elif host == "baseten":
             provider = Baseten(DEFAULT_API_KEY, base_url=url)
         else:
-            provider = Together(DEFAULT_API_KEY, base_url=f"{url}/together/v1")
+            provider = Together(DEFAULT_API_KEY, base_url=f"{url}/together")
         try:
             async with FluxClient(provider, max_retries=0) as flux, anyio.create_task_group() as tg:
                 tg.start_soon(functools.partial(flux.generate, "first", seed=1))

@@ -276,6 +276,23 @@ async def test_the_queue_routes_answer_as_fal_documents(emulator: tuple[Emulator
     assert "x-fal-request-id" in unknown.headers
 
 
+@pytest.mark.parametrize(
+    ("query", "logs"),
+    [("?logs=1", []), ("?logs=true", []), ("?logs=True", []), ("?logs=false", None),
+     ("?logs=0", None), ("", None)],
+)  # fmt: skip
+async def test_status_logs_are_read_as_fal_client_sends_them(
+    emulator: tuple[EmulatorApp, str], query: str, logs: list[Any] | None
+) -> None:
+    """fal-client asks with ``logs=true``/``false``; flux_sdk and fal's docs with ``1``."""
+    app, url = emulator
+    app.queue = QueueTiming(in_queue=0, in_progress=1)
+    async with httpx.AsyncClient(headers=KEY) as http:
+        job = (await http.post(f"{url}/fal-ai/flux/schnell", json={"prompt": PROMPT})).json()
+        running = (await http.get(job["status_url"] + query)).json()
+    assert (running["status"], running["logs"]) == ("IN_PROGRESS", logs)
+
+
 async def test_invalid_input_is_a_422_listing_each_field(
     emulator: tuple[EmulatorApp, str],
 ) -> None:

@@ -91,11 +91,8 @@ class Run:
         ({"provider": "nscale"}, None, [("generate", 200)]),
         ({"provider": "fal-ai", "queue": False}, 2, [("generate", 200), ("download", 200)]),
         ({"provider": "fal-ai"}, 2, [("submit", 200)] + [("poll", 200)] * 4 + [("download", 200)]),
-        (
-            {"provider": "replicate"},
-            2,
-            [("submit", 201)] + [("poll", 200)] * 2 + [("download", 200)],
-        ),
+        # Prefer: wait holds the create until the prediction ends: no poll.
+        ({"provider": "replicate"}, 2, [("submit", 201), ("download", 200)]),
     ],
 )
 async def test_every_provider_draws_the_image_through_the_router(
@@ -186,7 +183,7 @@ async def test_a_replicate_prediction_polls_and_is_cancelled_through_the_router(
     emulator: tuple[EmulatorApp, str],
 ) -> None:
     app, url = emulator
-    app.replicate = ReplicateQueue(starting=2, processing=2)
+    app.replicate = ReplicateQueue(starting=2, processing=2, run_seconds=None)  # polls only
     run = Run()
     async with run.client(url, provider="replicate", poll_interval=0.5) as flux:
         image = await flux.generate(PROMPT, seed=4)

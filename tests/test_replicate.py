@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import warnings
 from collections.abc import Generator
@@ -268,6 +269,68 @@ async def test_a_create_that_waited_to_the_end_needs_no_poll(router: respx.MockR
     assert (routes["poll"].call_count, routes["download"].call_count) == (0, 1)
 
 
+async def test_a_processing_answer_that_holds_the_output_is_done(
+    router: respx.MockRouter,
+) -> None:
+    """Replicate's Prefer: wait may answer `processing` with the output already in it;
+    the official run() returns it then, so no poll is sent (each poll costs a request)."""
+    routes = host(router, create=[answer("processing", 201, output=[OUT])])
+    clock = Clock()
+    async with client(clock) as flux:
+        image = await flux.generate("a fox")
+    assert (image.data, image.request_id) == (WEBP, "p1")
+    assert [r.call_count for r in routes.values()] == [1, 0, 1, 0]
+    assert clock.waits == []
+
+
+def data_uri(data: bytes, media_type: str = "image/webp") -> str:
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+
+
+@pytest.mark.parametrize("as_list", [True, False], ids=["list", "string"])
+async def test_a_data_uri_output_is_decoded_not_downloaded(
+    router: respx.MockRouter, as_list: bool
+) -> None:
+    """replicate-python decodes an output that is a data: URI (its helpers.py); so does
+    flux_sdk, with the same checks as fal's data URIs, and fetches nothing."""
+    uri = data_uri(WEBP)
+    done = answer("succeeded", 201, output=[uri] if as_list else uri)
+    routes = host(router, create=[done])
+    async with client(Clock()) as flux:
+        image = await flux.generate("a fox")
+    assert (image.data, image.media_type, image.request_id) == (WEBP, "image/webp", "p1")
+    assert [r.call_count for r in routes.values()] == [1, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("output", "match"),
+    [
+        ("data:image/png;base64,@@not base64@@", "not valid base64"),
+        (data_uri(b"<html>an error page</html>", "image/png"), "image"),
+    ],
+    ids=["bad-base64", "not-an-image"],
+)
+async def test_a_bad_data_uri_output_is_an_invalid_response(
+    router: respx.MockRouter, output: str, match: str
+) -> None:
+    host(router, create=[answer("succeeded", 201, output=[output])])
+    async with client(Clock()) as flux:
+        with pytest.raises(InvalidResponseError, match=match) as caught:
+            await flux.generate("a fox")
+    assert caught.value.provider == "replicate"
+
+
+async def test_json_calls_accept_json_and_the_download_accepts_images(
+    router: respx.MockRouter,
+) -> None:
+    routes = host(router, polls=[DONE])
+    async with client(Clock()) as flux:
+        await flux.generate("a fox")
+    for name in ("create", "poll"):
+        assert routes[name].calls.last.request.headers["accept"] == "application/json"
+    assert routes["download"].calls.last.request.headers["accept"].startswith("image/")
+
+
 @pytest.mark.parametrize(
     "failure",
     [httpx.Response(500), httpx.Response(429, json={"detail": "throttled"}), httpx.ReadError("x")],
@@ -383,7 +446,7 @@ def expected(
 
 async def test_the_whole_life_against_the_emulator() -> None:
     """starting twice, processing once, then the image the emulator serves itself."""
-    app = EmulatorApp(replicate=ReplicateQueue(starting=2, processing=1))
+    app = EmulatorApp(replicate=ReplicateQueue(starting=2, processing=1, run_seconds=None))
     clock = Clock()
     with serve(app) as url:
         replicate = Replicate(DEFAULT_API_KEY, base_url=url, poll_interval=0.1)
@@ -422,7 +485,7 @@ async def test_ended_predictions_against_the_emulator(outcome: Any, match: str) 
 
 
 async def test_the_deadline_cancels_on_the_emulator() -> None:
-    app = EmulatorApp(replicate=ReplicateQueue(processing=10**9))
+    app = EmulatorApp(replicate=ReplicateQueue(processing=10**9, run_seconds=None))
     with serve(app) as url:
         replicate = Replicate(DEFAULT_API_KEY, base_url=url, poll_interval=0.02)
         async with FluxClient(replicate, deadline=0.3) as flux:
@@ -430,6 +493,56 @@ async def test_the_deadline_cancels_on_the_emulator() -> None:
                 await flux.generate("a fox")
     (made,) = app.replicate.predictions.values()
     assert (made.status, made.cancel_requests) == ("canceled", 1)
+
+
+class Held:
+    """The emulator's sleep while it holds a create: records the seconds, waits none."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+        await anyio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize(
+    ("wait", "run_seconds", "held", "polls"),
+    [(60, 0.0, [0.0], 0), (5, 4.0, [4.0], 0), (5, 30.0, [5.0], 2), (None, 0.0, [], 2)],
+    ids=["fast", "in-time", "too-slow", "no-prefer"],
+)
+async def test_the_emulator_holds_a_prefer_wait_create_until_the_prediction_ends(
+    wait: int | None, run_seconds: float, held: list[float], polls: int
+) -> None:
+    """As Replicate: a create with Prefer: wait=N is answered when the prediction ends
+    (with its output) if it ends within N seconds, else after N seconds, still running."""
+    sleep = Held()
+    queue = ReplicateQueue(starting=1, processing=1, run_seconds=run_seconds, sleep=sleep)
+    app = EmulatorApp(replicate=queue)
+    with serve(app) as url:
+        replicate = Replicate(DEFAULT_API_KEY, base_url=url, wait=wait, poll_interval=0.1)
+        async with FluxClient(replicate, max_retries=Retry(3, sleep=Clock())) as flux:
+            image = await flux.generate("a fox", seed=5)
+    assert image.data == expected("a fox", 5)
+    (made,) = app.replicate.predictions.values()
+    assert (made.polls, made.finished, sleep.seconds) == (polls, polls == 0, held)
+
+
+async def test_a_bare_prefer_wait_is_held_up_to_sixty_seconds() -> None:
+    sleep = Held()
+    app = EmulatorApp(replicate=ReplicateQueue(run_seconds=90, sleep=sleep))
+    with serve(app) as url:
+        async with httpx.AsyncClient() as http:
+            response = await http.post(
+                f"{url}/v1/models/black-forest-labs/flux-schnell/predictions",
+                json={"input": {"prompt": "a fox"}},
+                headers={"Authorization": f"Bearer {DEFAULT_API_KEY}", "Prefer": "wait"},
+            )
+    assert (response.status_code, response.json()["status"], sleep.seconds) == (
+        201,
+        "starting",
+        [60.0],
+    )
 
 
 async def test_the_emulator_refuses_a_wrong_token_and_a_bad_input() -> None:

@@ -3,6 +3,7 @@ table lists, its rules, and the whole stack against the emulator over loopback."
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,32 +46,51 @@ def test_request_method_url_and_headers() -> None:
     assert str(req.url) == URL
     assert req.headers["authorization"] == f"Bearer {KEY}"
     assert req.headers["content-type"] == "application/json"
+    assert req.headers["accept"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "url"),
+    [
+        ("https://api.together.xyz", "https://api.together.xyz/v1/images/generations"),
+        ("https://api.together.ai/", URL),
+        (
+            "https://router.huggingface.co/together",
+            "https://router.huggingface.co/together/v1/images/generations",
+        ),
+        ("http://127.0.0.1:8787/together", "http://127.0.0.1:8787/together/v1/images/generations"),
+    ],
+)
+def test_base_url_as_the_official_client_takes_it(base_url: str, url: str) -> None:
+    """The base has no /v1, as `together.Together(base_url=...)` takes it: the same
+    TOGETHER_BASE_URL reaches the same path from both."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert str(build(GenerateRequest(prompt="a fox"), base_url=base_url).url) == url
 
 
 @pytest.mark.parametrize(
     ("base_url", "url"),
     [
         ("https://api.together.xyz/v1", "https://api.together.xyz/v1/images/generations"),
-        ("https://api.together.xyz", "https://api.together.xyz/v1/images/generations"),
         ("https://api.together.ai/v1/", URL),
-        (
-            "https://router.huggingface.co/together/v1",
-            "https://router.huggingface.co/together/v1/images/generations",
-        ),
         (
             "http://127.0.0.1:8787/together/v1",
             "http://127.0.0.1:8787/together/v1/images/generations",
         ),
     ],
 )
-def test_base_url_variants(base_url: str, url: str) -> None:
-    """A base URL as Together's own clients take it; one with no path gets /v1."""
-    assert str(build(GenerateRequest(prompt="a fox"), base_url=base_url).url) == url
+def test_the_old_base_with_v1_still_works_with_a_deprecation_warning(
+    base_url: str, url: str
+) -> None:
+    with pytest.warns(DeprecationWarning, match="without /v1"):
+        built = build(GenerateRequest(prompt="a fox"), base_url=base_url)
+    assert str(built.url) == url
 
 
 def test_env_vars_supply_key_and_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOGETHER_API_KEY", KEY)
-    monkeypatch.setenv("TOGETHER_BASE_URL", "https://api.together.xyz/v1")
+    monkeypatch.setenv("TOGETHER_BASE_URL", "https://api.together.xyz")
     req = Together().build_request(GenerateRequest(prompt="a fox"))
     assert req.headers["authorization"] == f"Bearer {KEY}"
     assert str(req.url) == "https://api.together.xyz/v1/images/generations"
@@ -83,7 +103,7 @@ def test_missing_key_names_the_env_var(key: str | None) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["http://api.together.ai/v1", "ftp://x", "https://u:p@api.together.ai", "https://a/?q=1"]
+    "url", ["http://api.together.ai", "ftp://x", "https://u:p@api.together.ai", "https://a/?q=1"]
 )
 def test_unsafe_base_url_is_refused(url: str) -> None:
     with pytest.raises(ConfigError, match="Together base URL"):
@@ -223,7 +243,7 @@ def emulator() -> Iterator[tuple[EmulatorApp, str]]:
 
 
 def _provider(url: str, key: str = DEFAULT_API_KEY) -> Together:
-    return Together(key, base_url=f"{url}/together/v1")
+    return Together(key, base_url=f"{url}/together")
 
 
 class Sleeps:

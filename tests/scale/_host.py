@@ -9,7 +9,7 @@ from typing import Any
 
 from flux_sdk.emulator import DEFAULT_API_KEY, Capacity, EmulatorApp
 
-PATH = "/together/v1"
+PATH = "/together"
 KEY = DEFAULT_API_KEY
 
 

@@ -28,7 +28,15 @@ _CAPACITY = {
 
 
 def run_emulator(args: argparse.Namespace) -> int:
-    from flux_sdk.emulator import DEFAULT_API_KEY, Capacity, EmulatorApp, FaultPlan, run
+    from flux_sdk.emulator import (
+        DEFAULT_API_KEY,
+        Capacity,
+        EmulatorApp,
+        FaultPlan,
+        QueueTiming,
+        ReplicateQueue,
+        run,
+    )
 
     if not is_loopback(args.host):
         note(
@@ -49,6 +57,12 @@ def run_emulator(args: argparse.Namespace) -> int:
             **({"kinds": args.fault_kinds} if args.fault_kinds else {}),
         )
         capacity = _capacity(args)
+        queue = QueueTiming(in_queue=args.fal_in_queue, in_progress=args.fal_in_progress)
+        replicate = ReplicateQueue(
+            starting=args.replicate_starting,
+            processing=args.replicate_processing,
+            run_seconds=args.replicate_run_seconds,
+        )
     except ValueError as exc:  # the parser checked each value; this is a safety net
         note(f"flux-sdk: error: {exc}")
         return 2
@@ -59,6 +73,8 @@ def run_emulator(args: argparse.Namespace) -> int:
         default_size=args.default_size,
         faults=plan,
         capacity=capacity,
+        queue=queue,
+        replicate=replicate,
     )
     host = f"[{args.host}]" if ":" in args.host else args.host
     base = f"http://{host}:{args.port}"
@@ -66,7 +82,7 @@ def run_emulator(args: argparse.Namespace) -> int:
         f"flux-sdk emulator on {base} (API key {key!r})\n"
         f"  Dataoorts: DATAOORTS_BASE_URL={base}/api/v1\n"
         f"  Baseten:   BASETEN_BASE_URL={base}\n"
-        f"  Together:  TOGETHER_BASE_URL={base}/together/v1\n"
+        f"  Together:  TOGETHER_BASE_URL={base}/together\n"
         f"  OpenAI-style images: OPENAI_IMAGES_BASE_URL={base}/v1"
     )
     if capacity is not None:

@@ -323,7 +323,48 @@ def _emulator(commands: _Commands) -> None:
     group.add_argument("--slow-interval", type=seconds(zero=True), default=1.0, metavar="SECONDS")
     group.add_argument("--slow-chunk", type=whole(1), default=1, metavar="BYTES")
     _capacity(emu)
+    _queues(emu)
     emu.set_defaults(command="emulator")
+
+
+def _queues(emu: argparse.ArgumentParser) -> None:
+    """How the queue hosts' jobs move: by status polls, and Replicate's Prefer: wait."""
+    group = emu.add_argument_group(
+        "queues", "how fal's jobs and Replicate's predictions move (see docs/emulator.md)"
+    )
+    group.add_argument(
+        "--fal-in-queue",
+        type=whole(0),
+        default=1,
+        metavar="POLLS",
+        help="fal status polls answered IN_QUEUE (default %(default)s)",
+    )
+    group.add_argument(
+        "--fal-in-progress",
+        type=whole(0),
+        default=1,
+        metavar="POLLS",
+        help="then answered IN_PROGRESS (default %(default)s)",
+    )
+    group.add_argument(
+        "--replicate-starting",
+        type=whole(0),
+        default=1,
+        metavar="POLLS",
+        help="Replicate answers (the create first) 'starting' (default %(default)s)",
+    )
+    group.add_argument(
+        "--replicate-processing",
+        type=whole(0),
+        default=1,
+        metavar="POLLS",
+        help="then polls answered 'processing' (default %(default)s)",
+    )
+    group.add_argument(
+        "--replicate-run-seconds", type=seconds(zero=True), default=0.0, metavar="SECONDS",
+        help="a prediction ends this long after its create, so a Prefer: wait=N create is "
+        "answered then with the output when it is at most N (default 0: at once)",
+    )  # fmt: skip
 
 
 def _capacity(emu: argparse.ArgumentParser) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -143,7 +144,7 @@ class Fal:
         if status == "IN_QUEUE":
             answer["queue_position"] = 0
         if status != "IN_QUEUE":
-            answer["logs"] = [] if "logs=1" in scope.get("query_string", b"").decode() else None
+            answer["logs"] = [] if _with_logs(scope) else None
         if status == "COMPLETED":
             answer["metrics"] = {"inference_time": 0.01} if _failure(job) is None else {}
             failure = _failure(job)
@@ -334,3 +335,9 @@ def _size(size: Any, bad: Any) -> tuple[int, int]:
             return 1, 1
     bad("image_size", "Input should be a preset name or {width, height} from 1 to 14142", "type")
     return 1, 1
+
+
+def _with_logs(scope: Scope) -> bool:
+    """``?logs=1`` (flux_sdk, fal's docs) or ``?logs=true`` (fal-client): logs wanted."""
+    query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return any(value.strip().lower() in ("1", "true") for value in query.get("logs", ()))

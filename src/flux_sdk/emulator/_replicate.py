@@ -1,6 +1,7 @@
 """The Replicate routes: create a prediction, poll it, cancel it, fetch its output.
 
-``POST /v1/models/{owner}/{name}/predictions`` (``Prefer: wait=N`` accepted),
+``POST /v1/models/{owner}/{name}/predictions`` (``Prefer: wait=N`` holds the answer
+until the prediction ends or N seconds pass, as on Replicate),
 ``GET /v1/predictions/{id}``, ``POST /v1/predictions/{id}/cancel``, all with
 ``Authorization: Bearer KEY``; errors as problem details (``{"title", "detail",
 "status"}``), a 429 as ``{"detail"}`` with ``Retry-After``. The output URLs point at
@@ -102,7 +103,9 @@ class Replicate:
         if create is not None:
             if method != "POST":
                 raise Reject(405, "Method not allowed")
-            prediction = self._create(queue, create.group(1), scope, body)
+            prediction, wait = self._create(queue, create.group(1), scope, body)
+            if wait is not None:
+                await queue.hold(prediction, wait)
             await _send_prediction(send, 201, prediction, origin, headers)
             return
         found = _PREDICTION.fullmatch(path)
@@ -115,16 +118,21 @@ class Replicate:
             raise Reject(404, "The requested resource could not be found.")
         await _send_prediction(send, 200, done, origin, headers)
 
-    def _create(self, queue: ReplicateQueue, model: str, scope: Scope, body: bytes) -> Prediction:
+    def _create(
+        self, queue: ReplicateQueue, model: str, scope: Scope, body: bytes
+    ) -> tuple[Prediction, int | None]:
+        """The prediction made, and how long the answer may be held (``Prefer: wait``)."""
         if model != MODEL:
             raise Reject(404, f"The model {model} does not exist, or you cannot see it.")
         prefer = header(scope, b"prefer")
+        hold: int | None = None
         if prefer is not None:
             wait = prefer.strip().removeprefix("wait").removeprefix("=")
             if prefer.strip() != "wait" and not (wait.isdigit() and 1 <= int(wait) <= 60):
                 raise Reject(
                     400, f"Prefer must be 'wait' or 'wait=N' with N from 1 to 60: {prefer!r}"
                 )
+            hold = int(wait) if wait else 60
         try:
             request = json.loads(body)
         except ValueError:
@@ -133,7 +141,7 @@ class Replicate:
         if not isinstance(data, dict):
             raise Reject(422, "input is required and must be an object")
         _check_input(data)
-        return queue.create(data)
+        return queue.create(data), hold
 
     def _file(self, settings: Settings, prediction: Prediction | None, index: int) -> bytes:
         if prediction is None or prediction.status != "succeeded":

@@ -111,6 +111,7 @@ class Baseten:
         self._headers = {
             "Authorization": f"Api-Key {self.api_key.get_secret_value()}",
             "Content-Type": "application/json",
+            "Accept": "application/json",
         }
 
     def __repr__(self) -> str:

@@ -73,6 +73,8 @@ class Dataoorts:
         self._headers = {
             "Authorization": f"Bearer {self.api_key.get_secret_value()}",
             "Content-Type": "application/json",
+            # It answers JSON or the image itself, as the deployment is set up.
+            "Accept": "application/json, image/png, image/jpeg, image/webp",
         }
 
     def __repr__(self) -> str:

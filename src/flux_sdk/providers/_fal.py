@@ -143,7 +143,10 @@ class Fal:
         base = check_base_url(base_url, provider="fal", setting="the fal base URL")
         self.url = base.copy_with(path=f"{base.path.rstrip('/')}/{model}")
         self._secrets = (self.api_key,)
-        self._auth = {"Authorization": f"Key {self.api_key.get_secret_value()}"}
+        self._auth = {
+            "Authorization": f"Key {self.api_key.get_secret_value()}",
+            "Accept": "application/json",
+        }
         self._headers = {**self._auth, "Content-Type": "application/json"}
 
     def __repr__(self) -> str:

@@ -50,6 +50,7 @@ class HFInference:
         self._headers = {
             "Authorization": f"Bearer {api_key.get_secret_value()}",
             "Content-Type": "application/json",
+            "Accept": "image/png",  # the image itself, as huggingface_hub asks for it
         }
 
     def __repr__(self) -> str:

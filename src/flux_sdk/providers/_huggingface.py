@@ -142,7 +142,7 @@ class HuggingFace:
         if self.provider == "hf-inference":
             return HFInference(key, model=self.model, router=self.router, name=self.name)
         if self.provider == "together":
-            return Together(key, model=model, base_url=f"{prefix}/v1")
+            return Together(key, model=model, base_url=str(prefix))
         if self.provider == "nscale":
             return OpenAIImages(f"{prefix}/v1", api_key=key, model=model, name="nscale", **options)
         own = str(self.router.copy_with(path="/")) if self._local else None

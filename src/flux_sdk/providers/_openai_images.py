@@ -84,6 +84,7 @@ class OpenAIImages:
         self._headers = {
             "Authorization": f"Bearer {self.api_key.get_secret_value()}",
             "Content-Type": "application/json",
+            "Accept": "application/json",
         }
 
     def __repr__(self) -> str:

@@ -3,8 +3,10 @@
 ``POST {base}/v1/models/{model}/predictions`` with ``{"input": {...}}`` and ``Prefer:
 wait=N`` (the host holds the answer up to N seconds, so a fast prediction comes back
 finished); while it is ``starting`` or ``processing``, ``GET urls.get``; then fetch
-``output[0]``, a URL on Replicate's CDN. ``POST urls.cancel`` stops a prediction the
-caller gave up on. The follow-up URLs are the host's own, never built here.
+``output[0]``, a URL on Replicate's CDN, or decode it when it is a ``data:`` URI (as
+replicate-python does). An answer that already holds the output is done whatever its
+status says (the official ``run()`` returns it too). ``POST urls.cancel`` stops a
+prediction the caller gave up on. The follow-up URLs are the host's own, never built here.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from flux_sdk._errors import Billed, ConfigError, InvalidResponseError, Provider
 from flux_sdk._models import GeneratedImage, GenerateRequest
 
 from ._base import Accepted, Flow, ParamRules, Step, Wait
+from ._base64 import decode_base64
 from ._replicate_inputs import RULES, prediction_input
 from ._wire import (
     check_base_url,
@@ -43,6 +46,8 @@ FLUX_SCHNELL = "black-forest-labs/flux-schnell"
 POLL_INTERVAL = 0.5  # seconds, as the official client's default
 _RUNNING = frozenset({"starting", "processing"})
 _MODEL = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+# What the CDN may answer (the output_format choices), as an image client asks for it.
+_IMAGES = {"Accept": "image/webp,image/png,image/jpeg,*/*;q=0.8"}
 
 _PREDICTION = json_shape(
     {
@@ -113,7 +118,10 @@ class Replicate:
         )
         path = f"{self.base_url.path.rstrip('/')}/v1/models/{model}/predictions"
         self.url = self.base_url.copy_with(path=path)
-        self._auth = {"Authorization": f"Bearer {self.api_key.get_secret_value()}"}
+        self._auth = {
+            "Authorization": f"Bearer {self.api_key.get_secret_value()}",
+            "Accept": "application/json",
+        }
         self._create_headers = {**self._auth, "Content-Type": "application/json"}
         if wait is not None:
             self._create_headers["Prefer"] = f"wait={wait}"
@@ -135,20 +143,27 @@ class Replicate:
                 cancel = httpx.Request("POST", cancel_url, headers=self._auth)
             except InvalidResponseError as exc:
                 refused = exc  # raised once the job is on record as accepted
-        yield Accepted(job_id=prediction["id"], cancel=cancel)
+        pid: str = prediction["id"]
+        yield Accepted(job_id=pid, cancel=cancel)
         if refused is not None:
             raise refused
-        while prediction["status"] in _RUNNING:
+        while prediction["status"] in _RUNNING and _first_output(prediction) is None:
             poll_url = self._own_url(urls.get("get"), "urls.get")
             yield Wait(self.poll_interval)
             poll = httpx.Request("GET", poll_url, headers=self._auth)
             prediction = yield Step(poll, self._prediction, kind="poll")
-        download = httpx.Request("GET", self._output_url(prediction))
+        output = self._output_url(prediction)
+        if output.startswith("data:"):
+            data = decode_base64(output, provider=self.name, field="output", request_id=pid)
+            return GeneratedImage.from_data(
+                data, provider=self.name, request=request, request_id=pid
+            )
+        download = httpx.Request("GET", output, headers=_IMAGES)
         # No token: the CDN needs none (and the client strips it for another host anyway).
         image: GeneratedImage = yield Step(
             download, lambda response: self._image(request, response), kind="download"
         )
-        return dataclasses.replace(image, request_id=prediction["id"])
+        return dataclasses.replace(image, request_id=pid)
 
     def _prediction(self, response: httpx.Response) -> dict[str, Any]:
         secrets = (self.api_key,)
@@ -181,10 +196,9 @@ class Replicate:
         """The image URL of an ended prediction, or the error its status means."""
         status = prediction["status"]
         pid = prediction["id"]
-        if status == "succeeded":
-            output = prediction.get("output")
-            first = output[0] if isinstance(output, list) and output else output
-            if isinstance(first, str) and first:
+        first = _first_output(prediction)
+        if status == "succeeded" or (status in _RUNNING and first is not None):
+            if first is not None:
                 return first
             raise self._ended(
                 pid,
@@ -222,3 +236,10 @@ class Replicate:
             retryable=False,
             billed=billed,
         )
+
+
+def _first_output(prediction: Mapping[str, Any]) -> str | None:
+    """The first output (a list of URLs, or one), or None while there is none."""
+    output = prediction.get("output")
+    first = output[0] if isinstance(output, list) and output else output
+    return first if isinstance(first, str) and first else None

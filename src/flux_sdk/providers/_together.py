@@ -1,4 +1,7 @@
-"""Together AI: ``POST {base_url}/images/generations``, Bearer key, base64 answers.
+"""Together AI: ``POST {base_url}/v1/images/generations``, Bearer key, base64 answers.
+
+The base URL is taken as the official ``together`` client takes it (and
+``TOGETHER_BASE_URL`` with it): without ``/v1``, which each request path adds.
 
 Together's spec defaults ``steps`` to 20 while schnell is made for 4, so ``steps`` is
 always sent for schnell. ``response_format`` is ``"base64"`` here (OpenAI says
@@ -8,6 +11,7 @@ always sent for schnell. ``response_format`` is ``"base64"`` here (OpenAI says
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import httpx
@@ -23,7 +27,7 @@ from ._wire import check_base_url, resolve_api_key
 
 __all__ = ["Together"]
 
-DEFAULT_BASE_URL = "https://api.together.ai/v1"
+DEFAULT_BASE_URL = "https://api.together.ai"
 FLUX_SCHNELL = "black-forest-labs/FLUX.1-schnell"
 # The docs give steps 1-50 for every image model and ask for sides in multiples of 8;
 # no maximum side is published, so the common FLUX range is used.
@@ -38,8 +42,9 @@ class Together:
     """FLUX.1 [schnell] (or another image model) on Together AI's serverless API.
 
     The key falls back to ``TOGETHER_API_KEY`` and the base URL to ``TOGETHER_BASE_URL``,
-    then to ``https://api.together.ai/v1``; a base URL with no path gets ``/v1``. The
-    request goes to ``{base_url}/images/generations``. Fields in ``extra_body``
+    then to ``https://api.together.ai``, as the official ``together`` client reads them. The
+    request goes to ``{base_url}/v1/images/generations``; a base URL that ends in ``/v1``
+    (flux_sdk's older form) still works, with a ``DeprecationWarning``. Fields in ``extra_body``
     (``output_format``, ``guidance_scale``, ``negative_prompt``, ...) go into the body.
 
     On a 429 without ``Retry-After``, the error's ``retry_after`` is read from
@@ -64,11 +69,21 @@ class Together:
         self._default_steps = SCHNELL_STEPS if "schnell" in model.lower() else None
         url = base_url or os.environ.get("TOGETHER_BASE_URL") or DEFAULT_BASE_URL
         base = check_base_url(url, provider="Together", setting="the Together base URL")
-        path = base.path.rstrip("/") or "/v1"
-        self.url = base.copy_with(path=f"{path}/images/generations")
+        path = base.path.rstrip("/")
+        if path.endswith("/v1"):
+            warnings.warn(
+                f"Together's base URL is now given without /v1, as the official together "
+                f"client takes it (and TOGETHER_BASE_URL with it): use "
+                f"{str(base.copy_with(path=path[:-3] or '/')).rstrip('/')!r}",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            path = path[:-3]
+        self.url = base.copy_with(path=f"{path}/v1/images/generations")
         self._headers = {
             "Authorization": f"Bearer {self.api_key.get_secret_value()}",
             "Content-Type": "application/json",
+            "Accept": "application/json",
         }
 
     def __repr__(self) -> str:
