@@ -91,7 +91,7 @@ async def test_a_spent_quota_fails_over_and_shuts_the_route_for_the_quota_cooldo
 async def test_insufficient_quota_at_an_images_api_host_fails_over(
     router: respx.MockRouter,
 ) -> None:
-    together = Together("tg-key", base_url="https://together.example/v1")
+    together = Together("tg-key", base_url="https://together.example")
     spent = router.post("https://together.example/v1/images/generations").respond(429, json=SPENT)
     router.post(B.url).mock(return_value=OK)
     async with client([together, B]) as flux:
