@@ -35,6 +35,7 @@ from flux_sdk import (
     Together,
 )
 from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp
+from flux_sdk.providers import FlowProvider, Provider
 
 from ._images import image_bytes
 from ._server import serve
@@ -313,7 +314,11 @@ async def test_a_routed_call_without_a_size_makes_the_same_size_on_every_route(
     fixed = router.post("https://cloud.dataoorts.com/api/v1").respond(
         200, json={"result": {"image_base64": png}, "success": True}
     )
-    providers = [Together(KEY), Fal(KEY, queue=False), Dataoorts(KEY)]
+    providers: list[Provider | FlowProvider] = [
+        Together(KEY),
+        Fal(KEY, queue=False),
+        Dataoorts(KEY),
+    ]
     async with FluxClient(providers, max_retries=Retry(0, sleep=no_sleep)) as flux:
         assert (await flux.generate("a cat")).provider == "fal"
         assert (await flux.generate("a cat", width=512, height=768)).provider == "fal"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import InvalidRequestError
 from ._events import EventHook, FluxEvent
@@ -15,13 +15,34 @@ if TYPE_CHECKING:
     from pydantic import JsonValue
 
     from ._background import Background
-    from ._errors import FluxError
-    from ._meter import CallMeter
+    from ._errors import Billed, FluxError
+    from ._models import GeneratedImage
     from .providers._base import Accepted, Flow, FlowProvider, Provider, Step, Wait
 
     FlowItem = Step | Wait | Accepted
 
-__all__ = ["Call", "make_request"]
+__all__ = ["Call", "Metering", "make_request"]
+
+
+class Metering(Protocol):
+    """What the steps, the client and the tracer ask of a call's meter. Declared here and
+    implemented by `_meter.CallMeter`, so this lower layer never imports the spend one."""
+
+    billed: Billed
+    attempts: int
+
+    @property
+    def cost_usd(self) -> float | None: ...
+    def before(self, call: Call, kind: str) -> None: ...
+    def after(
+        self, call: Call, kind: str, status: int | None, error: FluxError | None
+    ) -> tuple[Billed, float | None]: ...
+    def flow_ended(self, call: Call, error: BaseException | None) -> None: ...
+    def withdrawn(self, call: Call, kind: str) -> None: ...
+    def interrupted(self, call: Call, kind: str) -> None: ...
+    def succeeded(self, call: Call, image: GeneratedImage) -> float | None: ...
+    def failed(self, call: Call, error: FluxError) -> None: ...
+    def ended(self, call: Call, error: BaseException) -> None: ...
 
 
 class Call:
@@ -93,7 +114,7 @@ class Call:
         # sent (its slot held), whether the hedge may still be paid for.
         self.admit: Callable[[], bool] | None = None
         # What this call spends (set by the client): budgets, the ledger, traces.
-        self.meter: CallMeter | None = None
+        self.meter: Metering | None = None
         # The URL of the first request: the provider's own host, for download checks.
         self.origin: httpx.URL | None = None
         # The provider's flow for the current request, started (so its first request is

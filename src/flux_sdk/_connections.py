@@ -17,6 +17,7 @@ hands over what it has (256 KiB at most on asyncio), so a 2 MiB image takes ~11 
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
     import httpcore
 
-__all__ = ["Connections", "larger_reads"]
+__all__ = ["Connections", "is_loopback", "larger_reads"]
 
 READ_SIZE = 1024 * 1024
 
@@ -149,3 +150,14 @@ class _LargerReadStream:
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this
+    machine: the one place where plain http is allowed."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

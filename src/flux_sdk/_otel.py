@@ -22,9 +22,8 @@ from opentelemetry.context import Context
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._call import Call
+    from ._call import Call, Metering
     from ._errors import FluxError
-    from ._meter import CallMeter
     from ._models import GeneratedImage
 
 __all__ = ["Tracer"]
@@ -110,7 +109,7 @@ class Tracer:
     def call_ended(
         self,
         call: Call,
-        meter: CallMeter,
+        meter: Metering,
         image: GeneratedImage | None,
         error: BaseException | None,
     ) -> None:

@@ -8,8 +8,8 @@ import logging
 import sys
 from collections.abc import Iterator
 
+from flux_sdk._connections import is_loopback
 from flux_sdk.emulator._app import EmulatorApp, logger
-from flux_sdk.providers import is_loopback
 
 
 async def serve(

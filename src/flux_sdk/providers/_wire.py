@@ -9,7 +9,6 @@ redaction. Fast base64 decoding is in `_base64` (public here as
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import os
 import time
 from collections.abc import Iterable
@@ -19,6 +18,7 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import SchemaValidator, ValidationError, core_schema
 
+from flux_sdk._connections import is_loopback
 from flux_sdk._errors import ConfigError, InvalidResponseError, error_for_status
 from flux_sdk._models import GeneratedImage, GenerateRequest, sniff_media_type
 from flux_sdk._redact import redact as _redact
@@ -87,17 +87,6 @@ def check_base_url(url: str, *, provider: str, setting: str) -> httpx.URL:
             "API key unencrypted; use https (plain http is allowed only for loopback hosts)"
         )
     return parsed
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this
-    machine: the one place where plain http is allowed."""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def request_id(headers: httpx.Headers, secrets: Iterable[SecretStr | str] = ()) -> str | None:
