@@ -32,6 +32,8 @@ from ._limits import ConcurrencyLimit, RateLimit
 from ._loops import running_trio
 from ._middleware import AttemptNext
 from ._options import check_positive_int, check_seconds
+from ._redis_url import safe_text as _safe_text
+from ._redis_url import safe_url as _safe_url
 from .providers._wire import retry_after
 
 if TYPE_CHECKING:
@@ -172,16 +174,23 @@ class SharedLimit:
             return await self._shared(client, call, call_next)
 
     async def _shared(self, client: Redis, call: Call, call_next: AttemptNext) -> httpx.Response:
-        lease = None
+        # The lease id is chosen before the acquire script runs, so a call cancelled
+        # while the script is in flight (or while it waits for a rate slot) can give
+        # back the lease it may hold: completed-or-undone, never leaked for a lease.
+        lease = None if self.concurrency is None else self._prefix + uuid.uuid4().hex
         try:
-            if self.concurrency is not None:
-                lease = await self._acquire(client)
+            if lease is not None:
+                await self._acquire(client, lease)
             if self.rate is not None:
                 await self._wait_for_slot()
         except _Unavailable as exc:  # nothing was sent yet
             if lease is not None:
                 await self._release(lease)
             return await self._lost(exc, call, call_next)
+        except BaseException:  # cancelled: the script may have taken the lease
+            if lease is not None:
+                await self._release(lease)
+            raise
         import asyncio  # here, not at the top: a client on trio never loads it
 
         self.in_flight += 1
@@ -264,18 +273,17 @@ class SharedLimit:
         except (redis.RedisError, OSError) as exc:
             raise _Unavailable(exc) from exc
 
-    async def _acquire(self, client: Redis) -> str:
-        """Take a lease, waiting for a release or for the earliest lease to expire."""
+    async def _acquire(self, client: Redis, lease: str) -> None:
+        """Take ``lease``, waiting for a release or for the earliest lease to expire."""
         import redis
 
-        lease = self._prefix + uuid.uuid4().hex
         lease_us = round(self.lease_seconds * 1e6)
         while True:
             wait_us = await self._eval(
                 "acquire", [self._keys["leases"]], [self.concurrency, lease_us, lease]
             )
             if wait_us == 0:
-                return lease
+                return
             # Woken by a release, or when the earliest lease expires (a dead process's),
             # or at the latest within the socket timeout.
             timeout = max(0.001, min(int(wait_us) / 1e6, self.lease_seconds, _BLOCK))
@@ -377,22 +385,3 @@ class _Unavailable(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.cause = cause
-
-
-def _safe_url(url: object) -> str:
-    """The URL without its password, for messages and reprs."""
-    text = str(url)
-    try:
-        parts = httpx.URL(text)
-    except Exception:  # not a URL at all: show its kind only
-        return f"<{type(url).__name__}>"
-    if parts.password or parts.username:
-        host = parts.host + (f":{parts.port}" if parts.port else "")
-        return f"{parts.scheme}://***@{host}{parts.path}"
-    return text
-
-
-def _safe_text(exc: BaseException, url: str) -> str:
-    text = str(exc)
-    password = httpx.URL(url).password if "@" in url else None
-    return text.replace(password, "***") if password else text
