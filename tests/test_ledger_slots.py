@@ -43,7 +43,7 @@ async def test_a_deadline_spent_waiting_for_a_slot_is_not_billed(url: str) -> No
         FluxClient(provider, max_concurrency=limit, prices={"together": 1.0}, budget=1.5) as client,
         anyio.create_task_group() as tasks,
     ):
-        tasks.start_soon(limit, _Other(), hold)  # another call holds the only slot
+        tasks.start_soon(limit, _Other(), hold)  # type: ignore[arg-type]  # another call holds the slot
         await held.wait()
         with pytest.raises(RequestTimeout) as caught:
             await client.generate("a fox", width=64, height=64, deadline=0.05)
