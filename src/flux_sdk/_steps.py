@@ -146,7 +146,7 @@ class StepRunner:
         if call.origin is None:
             call.origin = step.request.url
         if step.kind == "download":
-            check_download(step.request, call.origin, call.provider_name)
+            await check_download(step.request, call.origin, call.provider_name)
         self.http.prepare(step.request, call.timeout)
         call.step = step
 
@@ -197,7 +197,7 @@ class StepRunner:
             target = redirected(response, call.provider_name)
             if target is None:
                 return response
-            check_download(target, call.origin, call.provider_name)
+            await check_download(target, call.origin, call.provider_name)
             response = await self.http.send(self.http.prepare(target, None), call.provider_name)
         if redirected(response, call.provider_name) is None:
             return response
