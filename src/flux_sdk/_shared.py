@@ -48,6 +48,7 @@ _MAX_PAUSE = 60.0  # a Retry-After longer than this holds the others back this l
 _RETRY_REDIS = 30.0  # after falling back to local limits, try Redis again this much later
 _SOCKET_TIMEOUT = 10.0  # no Redis answer within this: Redis is lost
 _BLOCK = 5.0  # the longest a waiter blocks on Redis at once (within the socket timeout)
+_WAIT_FOR_REDIS = 60.0  # a call waits this long at most for a lost Redis to come back
 
 
 class SharedLimit:
@@ -64,8 +65,10 @@ class SharedLimit:
     - ``on_unavailable``: Redis unreachable at first use raises `ConfigError`
       (``"fail"``), or falls back to local limits of the same numbers in each process
       (``"local"``; N processes may then send N times as much), trying Redis again
-      every 30 s. Losing Redis later raises a retryable `TransportError` under
-      ``"fail"``.
+      every 30 s. Losing Redis later, under ``"fail"``, a request waits for it to come
+      back (up to 60 s or its deadline; a log line says so) and then raises a retryable
+      `TransportError`; leases held meanwhile are put back, so a Redis restarted empty
+      still counts them.
 
     asyncio only: redis-py's client is asyncio's, and no maintained Redis client for
     trio was found (redtrio and redio were last released in 2022), so on trio the first
@@ -125,6 +128,7 @@ class SharedLimit:
         self._lock: asyncio.Lock | None = None
         self._gate = None if concurrency is None else anyio.Semaphore(concurrency)
         self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._held: set[str] = set()  # this process's leases, re-registered after a blip
 
     @property
     def limit(self) -> int:
@@ -179,10 +183,7 @@ class SharedLimit:
         # back the lease it may hold: completed-or-undone, never leaked for a lease.
         lease = None if self.concurrency is None else self._prefix + uuid.uuid4().hex
         try:
-            if lease is not None:
-                await self._acquire(client, lease)
-            if self.rate is not None:
-                await self._wait_for_slot()
+            await self._take(client, lease)
         except _Unavailable as exc:  # nothing was sent yet
             if lease is not None:
                 await self._release(lease)
@@ -292,7 +293,43 @@ class SharedLimit:
             except (redis.RedisError, OSError) as exc:
                 raise _Unavailable(exc) from exc
 
+    async def _take(self, client: Redis, lease: str | None) -> None:
+        """Take the lease and the rate slot. Redis lost under ``"fail"``: wait for it to
+        come back (a blip must fail no call), bounded by the call's deadline and
+        `_WAIT_FOR_REDIS`, then re-register this process's leases before taking more."""
+        since, held = None, False
+        while True:
+            try:
+                if lease is not None and not held:
+                    await self._acquire(client, lease)
+                    held = True
+                    self._held.add(lease)
+                if self.rate is not None:
+                    await self._wait_for_slot()
+                return
+            except _Unavailable as exc:
+                now = anyio.current_time()
+                if since is None:
+                    since = now
+                    _log.warning(
+                        "SharedLimit %r lost Redis at %s (%s); waiting up to %g s (or the "
+                        "call's deadline) for it to come back",
+                        self.name, self.url, _safe_text(exc.cause, self._redis_url),
+                        _WAIT_FOR_REDIS,
+                    )  # fmt: skip
+                if self.on_unavailable == "local" or now - since >= _WAIT_FOR_REDIS:
+                    raise
+                await anyio.sleep(min(1.0, 0.05 * 2 ** min(int(now - since), 5)))
+                await self._quietly(self._reregister())
+
+    async def _reregister(self) -> None:
+        """Put this process's held leases back (a Redis restarted empty forgot them)."""
+        lease_us = round(self.lease_seconds * 1e6)
+        for lease in list(self._held):
+            await self._eval("renew", [self._keys["leases"]], [lease_us, lease])
+
     async def _release(self, lease: str) -> None:
+        self._held.discard(lease)
         await self._quietly(
             self._eval(
                 "release", [self._keys["leases"], self._keys["freed"]], [lease, self.concurrency]
@@ -361,8 +398,9 @@ class SharedLimit:
             self._client = None
             return await self._run_locally(call, call_next)
         raise TransportError(
-            f"SharedLimit {self.name!r} lost Redis at {self.url} ({reason}); the request "
-            'was not sent. Check Redis, or pass on_unavailable="local"',
+            f"SharedLimit {self.name!r} lost Redis at {self.url} ({reason}) and it did "
+            f"not come back within {_WAIT_FOR_REDIS:g} s; the request was not sent. "
+            'Check Redis, or pass on_unavailable="local"',
             provider=call.provider_name,
         ) from None
 
