@@ -3,7 +3,9 @@ elsewhere, bounded redirects each checked again."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Generator
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +18,7 @@ from flux_sdk import (
     InvalidResponseError,
     ParamRules,
     Retry,
+    _downloads,
 )
 from flux_sdk.providers import Flow, Step, raise_for_status
 
@@ -45,6 +48,9 @@ class UrlHost:
     def _body(self, response: httpx.Response) -> bytes:
         raise_for_status(response, provider=self.name)
         return response.content
+
+
+PUBLIC = "93.184.216.34"
 
 
 @pytest.fixture
@@ -150,3 +156,62 @@ async def test_a_provider_on_loopback_may_download_from_loopback(
     router.get(f"{base}/files/a.png").respond(200, content=PNG)
     async with client(UrlHost(base)) as flux:
         assert (await flux.generate("a cat")).data == PNG
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.1/a.png",
+        "https://2130706433/a.png",
+        "https://0x7f.1/a.png",
+        "https://0/a.png",
+        "https://169.254.43518/latest/meta-data",
+        "https://[::ffff:127.0.0.1]/a.png",
+        "https://224.0.0.1/a.png",
+    ],
+)
+async def test_other_spellings_of_internal_addresses_are_refused(
+    router: respx.MockRouter, url: str
+) -> None:
+    """The guard decides on the address the resolver makes of the host, not its text."""
+    answer(router, url)
+    anything = router.route(method="GET").respond(200, content=PNG)
+    async with client() as flux:
+        with pytest.raises(InvalidResponseError, match="private or local network"):
+            await flux.generate("a cat")
+    assert anything.call_count == 0
+
+
+async def test_a_name_that_resolves_inside_is_refused(
+    router: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def rebinding(host: str, port: int, **kwargs: Any) -> list[Any]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", port))]
+
+    monkeypatch.setattr(_downloads, "_lookup", rebinding)
+    answer(router, "https://cdn.example/a.png")
+    anything = router.route(method="GET").respond(200, content=PNG)
+    async with client() as flux:
+        with pytest.raises(InvalidResponseError, match=r"resolves to 10\.0\.0\.7"):
+            await flux.generate("a cat")
+    assert anything.call_count == 0
+
+
+async def test_the_download_goes_to_the_address_checked(
+    router: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One lookup: the request is sent to the checked address, named for TLS and Host."""
+    answers = iter([PUBLIC, "127.0.0.1"])  # a rebinding DNS's second answer is never asked
+
+    async def rebinding(host: str, port: int, **kwargs: Any) -> list[Any]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
+
+    monkeypatch.setattr(_downloads, "_lookup", rebinding)
+    answer(router, "https://cdn.example/a.png")
+    pinned = router.get(f"https://{PUBLIC}/a.png").respond(200, content=PNG)
+    async with client() as flux:
+        image = await flux.generate("a cat")
+    assert image.data == PNG
+    sent = pinned.calls.last.request
+    assert sent.headers["host"] == "cdn.example"
+    assert sent.extensions["sni_hostname"] == "cdn.example"

@@ -98,6 +98,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=body,
                 allow_redirects=False,
                 timeout=timeout,
+                server_hostname=request.extensions.get("sni_hostname"),  # a pinned download
             )
         except Exception as exc:
             mapped = _mapped(exc, request, connecting=True)

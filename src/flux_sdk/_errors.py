@@ -347,6 +347,11 @@ def error_for_status(
         cls = ServerError
     elif 400 <= status_code < 500:
         cls = BadRequestError
+        if status_code == 413 and "too large for" not in message:
+            message += (
+                f"; the request body is too large for {provider}: send a smaller request "
+                "(smaller input images)"
+            )
     else:
         cls = ProviderError
     return cls(

@@ -15,7 +15,13 @@ import httpx
 
 from ._connections import Connections, larger_reads
 from ._decoding import accepted_encodings, inflate, inflaters
-from ._errors import FluxError, InvalidResponseError, RequestTimeout, TransportError
+from ._errors import (
+    BadRequestError,
+    FluxError,
+    InvalidResponseError,
+    RequestTimeout,
+    TransportError,
+)
 from ._logfilter import FILTER as LOG_FILTER
 from ._redact import redact, redact_exception, secrets_of
 from ._version import __version__
@@ -248,15 +254,7 @@ def _mapped(
         # httpcore writes the whole body before it reads; a server that answers early
         # (413, 401) and closes is then seen as a broken connection. On asyncio the answer
         # is lost with it; on trio, and with AiohttpTransport, the status itself arrives.
-        error = TransportError(
-            f"{provider} at {request.url.host} closed the connection before reading the "
-            f"whole request body ({detail}): it refused the request without a status "
-            "flux_sdk could read, most often 413 Payload Too Large. Not retried: the "
-            "same body would be refused again; send a smaller request",
-            provider=provider,
-            request_sent=True,
-            retryable=False,
-        )
+        error = _refused_upload(request, provider, detail)
     elif isinstance(exc, httpx.TimeoutException):
         error = RequestTimeout(
             f"{provider} did not answer in time ({detail}); raise timeout=... if the host is slow",
@@ -279,6 +277,37 @@ def _mapped(
     error.__cause__ = exc if redact_exception(exc, secrets) else None
     error.__suppress_context__ = True
     return error
+
+
+_LARGE_BODY = 64 << 10  # a body refused mid-upload over this is taken as too large
+
+
+def _refused_upload(request: httpx.Request, provider: str, detail: str) -> FluxError:
+    """A host that closed while a new connection was still writing the body refused it
+    unread. A large body is what gets refused that way (413 Payload Too Large, whose
+    status httpcore loses on asyncio): say so, not retried; a small one stays a
+    non-retryable `TransportError` (it may have been a 401 sent early)."""
+    size = int(request.headers.get("content-length") or 0)
+    if size >= _LARGE_BODY:
+        return BadRequestError(
+            f"{provider} at {request.url.host} refused the request body of {size:,} bytes "
+            f"before reading it all ({detail}), as a 413 Payload Too Large does: the body "
+            f"is too large for {provider}. Not retried; send a smaller request (smaller "
+            "input images)",
+            provider=provider,
+            status_code=413,
+            retryable=False,
+            billed="no",
+        )
+    return TransportError(
+        f"{provider} at {request.url.host} closed the connection before reading the "
+        f"whole request body ({detail}): it refused the request without a status "
+        "flux_sdk could read, most often 413 Payload Too Large. Not retried: the "
+        "same body would be refused again; send a smaller request",
+        provider=provider,
+        request_sent=True,
+        retryable=False,
+    )
 
 
 def _describe(exc: BaseException) -> str:

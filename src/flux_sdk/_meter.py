@@ -57,6 +57,7 @@ class CallMeter:
         self.billed: Billed = "no"
         self.attempts = 0
         self._open: dict[int, Decimal | None] = {}  # the attempt in flight, per Call
+        self._sent: set[int] = set()  # Calls whose attempt in flight has started sending
         self._jobs: dict[int, tuple[str, Decimal | None]] = {}  # accepted, not settled
 
     @property
@@ -70,6 +71,7 @@ class CallMeter:
     def before(self, call: Call, kind: str) -> None:
         """Reserve the worst-case cost of the attempt about to be sent, or raise
         `BudgetExceeded` and send nothing."""
+        self._sent.discard(id(call))
         if self.tracer is not None:
             self.tracer.attempt_started(call, kind)
         if kind not in _BILLABLE:
@@ -159,12 +161,24 @@ class CallMeter:
         if self.tracer is not None:
             self.tracer.attempt_ended(call, kind, None, None, "no", 0.0)
 
-    def interrupted(self, call: Call, kind: str) -> None:
-        """An attempt cancelled in flight: the host may have started on it."""
+    def sending(self, call: Call) -> None:
+        """The attempt's request is about to be written: from here the body may reach
+        the host. Before it (waiting for a concurrency or rate slot) nothing was sent."""
+        self._sent.add(id(call))
+
+    def interrupted(self, call: Call, kind: str) -> bool:
+        """An attempt cancelled: maybe billed if its request had started to go out (the
+        host may have started on it; True), else withdrawn with its reservation given
+        back (False)."""
+        if id(call) not in self._sent:
+            self.withdrawn(call, kind)
+            return False
+        self._sent.discard(id(call))
         if kind in _BILLABLE and id(call) in self._open:
             self._settle(call.provider_name, "maybe", self._open.pop(id(call)))
         if self.tracer is not None:
             self.tracer.attempt_ended(call, kind, None, None, "maybe", None)
+        return True
 
     def succeeded(self, call: Call, image: GeneratedImage) -> float | None:
         """Count the call; its cost (USD, maybe-billed attempts included)."""

@@ -32,6 +32,8 @@ from ._limits import ConcurrencyLimit, RateLimit
 from ._loops import running_trio
 from ._middleware import AttemptNext
 from ._options import check_positive_int, check_seconds
+from ._redis_url import safe_text as _safe_text
+from ._redis_url import safe_url as _safe_url
 from .providers._wire import retry_after
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ _MAX_PAUSE = 60.0  # a Retry-After longer than this holds the others back this l
 _RETRY_REDIS = 30.0  # after falling back to local limits, try Redis again this much later
 _SOCKET_TIMEOUT = 10.0  # no Redis answer within this: Redis is lost
 _BLOCK = 5.0  # the longest a waiter blocks on Redis at once (within the socket timeout)
+_WAIT_FOR_REDIS = 60.0  # a call waits this long at most for a lost Redis to come back
 
 
 class SharedLimit:
@@ -62,8 +65,10 @@ class SharedLimit:
     - ``on_unavailable``: Redis unreachable at first use raises `ConfigError`
       (``"fail"``), or falls back to local limits of the same numbers in each process
       (``"local"``; N processes may then send N times as much), trying Redis again
-      every 30 s. Losing Redis later raises a retryable `TransportError` under
-      ``"fail"``.
+      every 30 s. Losing Redis later, under ``"fail"``, a request waits for it to come
+      back (up to 60 s or its deadline; a log line says so) and then raises a retryable
+      `TransportError`; leases held meanwhile are put back, so a Redis restarted empty
+      still counts them.
 
     asyncio only: redis-py's client is asyncio's, and no maintained Redis client for
     trio was found (redtrio and redio were last released in 2022), so on trio the first
@@ -123,6 +128,7 @@ class SharedLimit:
         self._lock: asyncio.Lock | None = None
         self._gate = None if concurrency is None else anyio.Semaphore(concurrency)
         self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._held: set[str] = set()  # this process's leases, re-registered after a blip
 
     @property
     def limit(self) -> int:
@@ -172,16 +178,20 @@ class SharedLimit:
             return await self._shared(client, call, call_next)
 
     async def _shared(self, client: Redis, call: Call, call_next: AttemptNext) -> httpx.Response:
-        lease = None
+        # The lease id is chosen before the acquire script runs, so a call cancelled
+        # while the script is in flight (or while it waits for a rate slot) can give
+        # back the lease it may hold: completed-or-undone, never leaked for a lease.
+        lease = None if self.concurrency is None else self._prefix + uuid.uuid4().hex
         try:
-            if self.concurrency is not None:
-                lease = await self._acquire(client)
-            if self.rate is not None:
-                await self._wait_for_slot()
+            await self._take(client, lease)
         except _Unavailable as exc:  # nothing was sent yet
             if lease is not None:
                 await self._release(lease)
             return await self._lost(exc, call, call_next)
+        except BaseException:  # cancelled: the script may have taken the lease
+            if lease is not None:
+                await self._release(lease)
+            raise
         import asyncio  # here, not at the top: a client on trio never loads it
 
         self.in_flight += 1
@@ -264,18 +274,17 @@ class SharedLimit:
         except (redis.RedisError, OSError) as exc:
             raise _Unavailable(exc) from exc
 
-    async def _acquire(self, client: Redis) -> str:
-        """Take a lease, waiting for a release or for the earliest lease to expire."""
+    async def _acquire(self, client: Redis, lease: str) -> None:
+        """Take ``lease``, waiting for a release or for the earliest lease to expire."""
         import redis
 
-        lease = self._prefix + uuid.uuid4().hex
         lease_us = round(self.lease_seconds * 1e6)
         while True:
             wait_us = await self._eval(
                 "acquire", [self._keys["leases"]], [self.concurrency, lease_us, lease]
             )
             if wait_us == 0:
-                return lease
+                return
             # Woken by a release, or when the earliest lease expires (a dead process's),
             # or at the latest within the socket timeout.
             timeout = max(0.001, min(int(wait_us) / 1e6, self.lease_seconds, _BLOCK))
@@ -284,7 +293,43 @@ class SharedLimit:
             except (redis.RedisError, OSError) as exc:
                 raise _Unavailable(exc) from exc
 
+    async def _take(self, client: Redis, lease: str | None) -> None:
+        """Take the lease and the rate slot. Redis lost under ``"fail"``: wait for it to
+        come back (a blip must fail no call), bounded by the call's deadline and
+        `_WAIT_FOR_REDIS`, then re-register this process's leases before taking more."""
+        since, held = None, False
+        while True:
+            try:
+                if lease is not None and not held:
+                    await self._acquire(client, lease)
+                    held = True
+                    self._held.add(lease)
+                if self.rate is not None:
+                    await self._wait_for_slot()
+                return
+            except _Unavailable as exc:
+                now = anyio.current_time()
+                if since is None:
+                    since = now
+                    _log.warning(
+                        "SharedLimit %r lost Redis at %s (%s); waiting up to %g s (or the "
+                        "call's deadline) for it to come back",
+                        self.name, self.url, _safe_text(exc.cause, self._redis_url),
+                        _WAIT_FOR_REDIS,
+                    )  # fmt: skip
+                if self.on_unavailable == "local" or now - since >= _WAIT_FOR_REDIS:
+                    raise
+                await anyio.sleep(min(1.0, 0.05 * 2 ** min(int(now - since), 5)))
+                await self._quietly(self._reregister())
+
+    async def _reregister(self) -> None:
+        """Put this process's held leases back (a Redis restarted empty forgot them)."""
+        lease_us = round(self.lease_seconds * 1e6)
+        for lease in list(self._held):
+            await self._eval("renew", [self._keys["leases"]], [lease_us, lease])
+
     async def _release(self, lease: str) -> None:
+        self._held.discard(lease)
         await self._quietly(
             self._eval(
                 "release", [self._keys["leases"], self._keys["freed"]], [lease, self.concurrency]
@@ -353,8 +398,9 @@ class SharedLimit:
             self._client = None
             return await self._run_locally(call, call_next)
         raise TransportError(
-            f"SharedLimit {self.name!r} lost Redis at {self.url} ({reason}); the request "
-            'was not sent. Check Redis, or pass on_unavailable="local"',
+            f"SharedLimit {self.name!r} lost Redis at {self.url} ({reason}) and it did "
+            f"not come back within {_WAIT_FOR_REDIS:g} s; the request was not sent. "
+            'Check Redis, or pass on_unavailable="local"',
             provider=call.provider_name,
         ) from None
 
@@ -377,22 +423,3 @@ class _Unavailable(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.cause = cause
-
-
-def _safe_url(url: object) -> str:
-    """The URL without its password, for messages and reprs."""
-    text = str(url)
-    try:
-        parts = httpx.URL(text)
-    except Exception:  # not a URL at all: show its kind only
-        return f"<{type(url).__name__}>"
-    if parts.password or parts.username:
-        host = parts.host + (f":{parts.port}" if parts.port else "")
-        return f"{parts.scheme}://***@{host}{parts.path}"
-    return text
-
-
-def _safe_text(exc: BaseException, url: str) -> str:
-    text = str(exc)
-    password = httpx.URL(url).password if "@" in url else None
-    return text.replace(password, "***") if password else text

@@ -30,11 +30,12 @@ return math.max(1, tonumber(first[2]) - now)
 """
 )
 
-# KEYS: leases. ARGV: lease_us, lease id. 1 when the lease was still held and is extended.
+# KEYS: leases. ARGV: lease_us, lease id. Extends the lease, or puts it back when Redis
+# lost it (restarted empty): a request still running keeps counting against the limit.
 RENEW = (
     _NOW
     + """
-return redis.call('ZADD', KEYS[1], 'XX', 'CH', string.format('%.0f', now + tonumber(ARGV[1])),
+return redis.call('ZADD', KEYS[1], 'CH', string.format('%.0f', now + tonumber(ARGV[1])),
                   ARGV[2])
 """
 )

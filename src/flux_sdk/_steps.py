@@ -148,7 +148,7 @@ class StepRunner:
         if call.origin is None:
             call.origin = step.request.url
         if step.kind == "download":
-            check_download(step.request, call.origin, call.provider_name)
+            await check_download(step.request, call.origin, call.provider_name)
         self.http.prepare(step.request, call.timeout)
         call.step = step
 
@@ -174,8 +174,10 @@ class StepRunner:
                 _attempted(call, step, start, getattr(exc, "status_code", None), exc)
                 raise
             except BaseException:
-                if meter is not None:  # cancelled in flight: the host may have started
-                    meter.interrupted(call, step.kind)
+                # Cancelled in flight the host may have started; cancelled while
+                # waiting for a slot, nothing was sent and no attempt was made.
+                if meter is not None and not meter.interrupted(call, step.kind):
+                    call.attempts -= 1
                 raise
             _attempted(call, step, start, response.status_code, None)
             return value
@@ -188,6 +190,8 @@ class StepRunner:
     async def _send(self, call: Call) -> httpx.Response:
         step = call.step
         assert step is not None
+        if call.meter is not None:
+            call.meter.sending(call)  # past the limits: the body may now reach the host
         response = await self.http.send(step.request, call.provider_name)
         if step.kind != "download":
             return response
@@ -195,7 +199,7 @@ class StepRunner:
             target = redirected(response, call.provider_name)
             if target is None:
                 return response
-            check_download(target, call.origin, call.provider_name)
+            await check_download(target, call.origin, call.provider_name)
             response = await self.http.send(self.http.prepare(target, None), call.provider_name)
         if redirected(response, call.provider_name) is None:
             return response

@@ -99,8 +99,8 @@ def test_a_killed_worker_gives_its_slots_back_within_the_lease(redis_url: str) -
         await limit._connect()
         client = limit._client
         assert client is not None
-        for _ in range(2):
-            await asyncio.wait_for(limit._acquire(client), timeout=lease * 10)
+        for i in range(2):
+            await asyncio.wait_for(limit._acquire(client, f"x:{i}"), timeout=lease * 10)
         waited = time.monotonic() - start
         await limit.aclose()
         return waited
