@@ -31,7 +31,7 @@ class _Other:
 
 async def test_a_deadline_spent_waiting_for_a_slot_is_not_billed(url: str) -> None:
     limit = ConcurrencyLimit(1)
-    provider = Together(DEFAULT_API_KEY, base_url=f"{url}/together/v1")
+    provider = Together(DEFAULT_API_KEY, base_url=f"{url}/together")
     held, free = anyio.Event(), anyio.Event()
 
     async def hold(_call: object) -> httpx.Response:
