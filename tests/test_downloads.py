@@ -18,8 +18,8 @@ from flux_sdk import (
     InvalidResponseError,
     ParamRules,
     Retry,
-    _downloads,
 )
+from flux_sdk import _downloads as _downloads
 from flux_sdk.providers import Flow, Step, raise_for_status
 
 from ._images import image_bytes
