@@ -75,7 +75,12 @@ async def work(k: int, settings: dict[str, Any]) -> dict[str, Any]:
         "fal": Fal(KEY, base_url=urls["fal"]),
     }
     routes = [
-        Route(providers[name], max_concurrency=SharedLimit(redis, name, concurrency=replicas))
+        Route(
+            providers[name],
+            max_concurrency=SharedLimit(redis, name, concurrency=replicas),
+            # Not the recipe (which keeps the defaults): --weighted shows what weights add.
+            **({"weight": replicas} if settings["weighted"] else {}),
+        )
         for name, replicas in HOSTS
     ]
     prompts = [f"northstar prompt {i}" for i in range(settings["prompts"])]
@@ -191,6 +196,9 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--fault-rate", type=float, default=0.05)
+    parser.add_argument(
+        "--weighted", action="store_true", help="give each route weight=replicas (not the recipe)"
+    )
     parser.add_argument("--plot", type=Path, default=ROOT / "docs/img/northstar.png")
     parser.add_argument("--serve", nargs=3, metavar=("HOST", "PORT", "REPLICAS"))
     parser.add_argument("--work", type=int, metavar="K")
@@ -239,6 +247,7 @@ def run(args: argparse.Namespace) -> None:
             "prompts": args.prompts,
             "workers": args.workers,
             "out": str(out),
+            "weighted": args.weighted,
         }
         began = time.perf_counter()
         # Output to files, not pipes: a worker never blocks on a pipe nobody reads yet.
@@ -294,6 +303,7 @@ def summarise(
     return {
         "prompts": args.prompts,
         "workers": args.workers,
+        "weighted": args.weighted,
         "wall_seconds": round(wall, 2),
         "least_seconds": round(least, 2),
         "of_capacity": round(least / wall, 3),
