@@ -84,6 +84,14 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
+def northstar(session: nox.Session) -> None:
+    """The end-to-end scale benchmark (not a default session: minutes of three hosts,
+    Redis and W workers): ``nox -s northstar -- --prompts 1000 --workers 4``."""
+    session.install("-e", ".[redis,emulator]", "matplotlib")
+    session.run("python", "benchmarks/northstar.py", *session.posargs)
+
+
+@nox.session
 def build(session: nox.Session) -> None:
     """Build the sdist and the wheel, check them, and run the CLI from the wheel.
 

@@ -265,3 +265,14 @@ def test_bad_capacity_values_exit_2_naming_the_option(
     assert message in err
     assert err.count("\n") == 1
     assert served == []
+
+
+def test_the_cli_lists_the_queue_hosts_and_limits_fal(
+    served: list[EmulatorApp], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["emulator", "--port", "8790", "--replicas", "16", "--capacity-hosts", "fal"]) == 0
+    assert set(served[0].load) == {"fal"}
+    banner = capsys.readouterr().err
+    assert "fal:       FAL_BASE_URL=http://127.0.0.1:8790\n" in banner
+    assert "Replicate: Replicate(base_url='http://127.0.0.1:8790')\n" in banner
+    assert "Counters:  http://127.0.0.1:8790/_emulator/stats" in banner

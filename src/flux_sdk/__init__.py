@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from ._retry import Retry, RetryBudget
     from ._router import RoutingError
     from ._routes import Hedge, Route, RouteState
+    from ._shards import iter_results
     from ._shared import SharedLimit
     from .providers import (
         Accepted,
@@ -130,6 +131,7 @@ _LAZY = {
     "Together": ".providers",
     "Wait": ".providers",
     "decode_base64": ".providers",
+    "iter_results": "._shards",
     "provider": ".providers",
     "provider_names": ".providers",
     "raise_for_status": ".providers",
@@ -206,6 +208,7 @@ __all__ = [
     "Wait",
     "__version__",
     "decode_base64",
+    "iter_results",
     "provider",
     "provider_names",
     "raise_for_status",

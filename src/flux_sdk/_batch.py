@@ -23,6 +23,7 @@ from ._manifest import MANIFEST, BatchDirectory, SavedImage, request_key, slug
 from ._models import GeneratedImage, GenerateRequest
 from ._options import check_positive_int, check_retries
 from ._progress import BatchProgress, Outcome, advance
+from ._shards import Shard, check_shard
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -71,6 +72,8 @@ class Batch:
     (`SaveError`) or a bug stops the batch. A `BudgetExceeded` before any request of an
     item stops it cleanly: no more items start, each item not run is that error (with
     no manifest line, so a re-run does it), and the items in flight finish.
+    With ``shard=(k, W)`` it runs only the items whose index is ``k`` modulo ``W``
+    (indices stay the batch's own), for W processes filling one directory.
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class Batch:
         on_progress: Callable[[BatchProgress], object] | None = None,
         max_retries: int | None = None,
         concurrency: Callable[[], int] | None = None,
+        shard: Shard | None = None,
     ) -> None:
         if not keep_images and save_dir is None:
             raise InvalidRequestError(
@@ -94,13 +98,20 @@ class Batch:
         check_positive_int(limit, InvalidRequestError, "limit")
         self.generate = generate
         self.items = _prepare(items)
+        self.shard = check_shard(shard)
+        # The indices this run owns: all of them, or its shard's.
+        self.indices = (
+            range(len(self.items))
+            if self.shard is None
+            else range(self.shard[0], len(self.items), self.shard[1])
+        )
         self.limit = limit
         self.save_dir = None if save_dir is None else Path(save_dir)
         self.keep_images = keep_images
         self.on_progress = on_progress
         self.max_retries = max_retries
         self.concurrency = concurrency
-        self.progress = BatchProgress(total=len(self.items))
+        self.progress = BatchProgress(total=len(self.indices))
         self._start = 0.0
         self._failure: BaseException | None = None
         self._out_of_budget: BudgetExceeded | None = None
@@ -108,14 +119,14 @@ class Batch:
         self._freed = anyio.Event()  # set each time an item is handed over
 
     async def collect(self) -> list[BatchResult]:
-        """Run every item; every result, in input order."""
-        results: list[BatchResult | None] = [None] * len(self.items)
+        """Run every item (of this shard); their results, in index order."""
+        results: dict[int, BatchResult] = {}
 
         async def keep(item: tuple[int, BatchResult]) -> None:
             results[item[0]] = item[1]
 
         await self.run(keep)
-        return cast("list[BatchResult]", results)
+        return [results[index] for index in self.indices]
 
     def iterate(self) -> BatchIterator:
         """The results as they end, for ``async with batch.iterate() as results``."""
@@ -127,13 +138,13 @@ class Batch:
         directory = None
         if self.save_dir is not None:
             directory = await anyio.to_thread.run_sync(
-                BatchDirectory, self.save_dir, len(self.items)
+                BatchDirectory, self.save_dir, len(self.items), self.shard
             )
         self._start = time.perf_counter()
-        pending = iter(range(len(self.items)))
+        pending = iter(self.indices)
         try:
             async with anyio.create_task_group() as group:
-                for _ in range(min(len(self.items), self.limit)):
+                for _ in range(min(len(self.indices), self.limit)):
                     group.start_soon(self._work, pending, emit, directory, group.cancel_scope)
         finally:
             if directory is not None:

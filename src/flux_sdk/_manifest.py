@@ -28,10 +28,10 @@ from ._errors import FluxError, SaveError
 from ._files import save_error
 from ._imagecheck import image_problem
 from ._models import GeneratedImage, GenerateRequest, sniff_media_type
+from ._shards import MANIFEST, Shard, lock, manifest_name, manifests
 
 __all__ = ["MANIFEST", "BatchDirectory", "SavedImage", "file_stem", "request_key", "slug"]
 
-MANIFEST = "manifest.jsonl"
 _EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 _IMAGE_NAME = re.compile(r"(\d{6,})-[a-z0-9-]*\.(?:png|jpg|webp)")
 # What save() leaves behind if the process dies mid-write: `.{name}.{8 hex}.tmp`.
@@ -112,14 +112,19 @@ class SavedImage:
 class BatchDirectory:
     """A batch directory, held for one run of ``size`` items: lock, manifest and images.
 
+    With ``shard=(k, W)`` it is one worker's share (see ``_shards``): it appends to its
+    shard's manifest, reads every manifest, and touches only the files of its indices.
+
     Every method blocks and runs in a worker thread; manifest writes are serialised by a
     lock, since several threads finish items at once. The manifest is written unbuffered,
     so a failed write is reported once, where it happened, and never again on close.
     """
 
-    def __init__(self, path: Path, size: int) -> None:
+    def __init__(self, path: Path, size: int, shard: Shard | None = None) -> None:
         self.path = path
         self._size = size
+        self._shard = shard
+        self._guard: FileIO | None = None
         what = f"cannot use {str(path)!r} as a batch directory"
         if "\x00" in str(path):
             raise SaveError(f"{what}: the path contains a NUL character; remove it")
@@ -127,40 +132,56 @@ class BatchDirectory:
             path.mkdir(parents=True, exist_ok=True)
             # The manifest doubles as the lock: two batches writing one directory would
             # overwrite each other's files and interleave lines.
-            self._file: FileIO = open(path / MANIFEST, "a+b", buffering=0)  # noqa: SIM115
+            self._file: FileIO = open(path / manifest_name(shard), "a+b", buffering=0)  # noqa: SIM115
+            if shard is not None:  # shards share the directory, an unsharded run may not
+                self._guard = open(path / MANIFEST, "a+b", buffering=0)  # noqa: SIM115
         except OSError as exc:
             raise save_error(what, exc) from exc
         self._write_lock = threading.Lock()
         self._broken: SaveError | None = None  # the first write that failed
         try:
-            _lock(self._file, path)
+            lock(self._file, path)
+            if self._guard is not None:
+                lock(self._guard, path, shared=True)
             self._file.seek(0)
             content = self._file.readall()
             self._end = len(content)
-            self._earlier = _parse(content, size)
+            others = [m.read_bytes() for m in manifests(path) if m.name != self._file_name]
+            self._earlier = _parse(b"\n".join([*others, content]), size)
             if content and not content.endswith(b"\n"):  # a line cut short by a crash
                 self._write(b"\n")
             self._files = self._scan()
         except SaveError:
-            self._file.close()
+            self.close()
             raise
         except OSError as exc:
-            self._file.close()
+            self.close()
             raise save_error(what, exc) from exc
         except BaseException:
-            self._file.close()
+            self.close()
             raise
+
+    @property
+    def _file_name(self) -> str:
+        return manifest_name(self._shard)
+
+    def _mine(self, index: int) -> bool:
+        """Whether this run may write (or clean up after) item ``index``."""
+        return self._shard is None or index % self._shard[1] == self._shard[0]
 
     def _scan(self) -> dict[int, list[str]]:
         """Image files by index; temp files a killed run left behind are removed."""
         files: dict[int, list[str]] = {}
         with os.scandir(self.path) as entries:
             for entry in entries:
-                if _TEMP_NAME.fullmatch(entry.name):
+                temp = _TEMP_NAME.fullmatch(entry.name)
+                if temp and self._mine(int(temp.group(1))):  # never another shard's
                     Path(entry.path).unlink(missing_ok=True)
-                elif (match := _IMAGE_NAME.fullmatch(entry.name)) and (
-                    index := _index_of(match.group(1))
-                ) is not None:
+                elif (
+                    (match := _IMAGE_NAME.fullmatch(entry.name))
+                    and (index := _index_of(match.group(1))) is not None
+                    and self._mine(index)
+                ):
                     files.setdefault(index, []).append(entry.name)
         return files
 
@@ -326,6 +347,8 @@ class BatchDirectory:
 
     def close(self) -> None:
         self._file.close()  # unbuffered: nothing left to flush; also releases the lock
+        if self._guard is not None:
+            self._guard.close()
 
 
 def _parse(content: bytes, size: int) -> dict[int, dict[str, Any]]:
@@ -381,16 +404,3 @@ def _describe(index: int, key: str | None, request: GenerateRequest) -> dict[str
     if request.width is not None or request.height is not None:
         line["width"], line["height"] = request.width, request.height
     return line
-
-
-def _lock(file: FileIO, path: Path) -> None:
-    try:
-        import fcntl
-    except ModuleNotFoundError:  # pragma: no cover - Windows: no lock, documented
-        return
-    try:
-        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise SaveError(
-            f"another batch is writing to {str(path)!r}; wait for it, or use another directory"
-        ) from None

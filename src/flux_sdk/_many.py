@@ -100,6 +100,7 @@ class ManyImages:
         on_progress: Callable[[BatchProgress], object] | None = ...,
         max_retries: int | None = ...,
         budget: float | None = ...,
+        shard: tuple[int, int] | None = ...,
     ) -> list[GeneratedImage | FluxError]: ...
 
     @overload
@@ -112,6 +113,7 @@ class ManyImages:
         on_progress: Callable[[BatchProgress], object] | None = ...,
         max_retries: int | None = ...,
         budget: float | None = ...,
+        shard: tuple[int, int] | None = ...,
     ) -> list[SavedImage | FluxError]: ...
 
     @overload
@@ -124,6 +126,7 @@ class ManyImages:
         on_progress: Callable[[BatchProgress], object] | None = ...,
         max_retries: int | None = ...,
         budget: float | None = ...,
+        shard: tuple[int, int] | None = ...,
     ) -> list[GeneratedImage | SavedImage | FluxError]: ...
 
     async def generate_many(
@@ -135,6 +138,7 @@ class ManyImages:
         on_progress: Callable[[BatchProgress], object] | None = None,
         max_retries: int | None = None,
         budget: float | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> (
         list[GeneratedImage | FluxError]
         | list[SavedImage | FluxError]
@@ -152,8 +156,11 @@ class ManyImages:
         this batch's spend on top of the client's own budget: once the next attempt
         could pass it, no more items start, and each item not run is a `BudgetExceeded`
         (with ``save_dir``, a later run with a higher budget goes on from there).
+        ``shard=(k, W)`` runs only the items whose index is ``k`` modulo ``W``, so W
+        processes given the same items fill one ``save_dir`` together; the list then
+        holds this shard's results, in index order (see the batch docs).
         """
-        batch = self._batch(items, save_dir, keep_images, on_progress, max_retries, budget)
+        batch = self._batch(items, save_dir, keep_images, on_progress, max_retries, budget, shard)
         return cast("list[GeneratedImage | FluxError]", await batch.collect())
 
     def iter_many(
@@ -165,15 +172,18 @@ class ManyImages:
         on_progress: Callable[[BatchProgress], object] | None = None,
         max_retries: int | None = None,
         budget: float | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> BatchIterator:
         """Like `generate_many`, but hands over ``(index, result)`` as each item ends.
 
         Read the results inside ``async with client.iter_many(items) as results:`` with
         ``async for index, result in results:``. Each result can be written and dropped,
         so memory follows the concurrency limit, not the batch size. Leaving the block
-        cancels the rest and waits for it to stop.
+        cancels the rest and waits for it to stop. ``shard`` is as for `generate_many`;
+        the indices are the batch's own.
         """
-        return self._batch(items, save_dir, keep_images, on_progress, max_retries, budget).iterate()
+        batch = self._batch(items, save_dir, keep_images, on_progress, max_retries, budget, shard)
+        return batch.iterate()
 
     def _batch(
         self,
@@ -183,6 +193,7 @@ class ManyImages:
         on_progress: Callable[[BatchProgress], object] | None,
         max_retries: int | None,
         budget: float | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> Batch:
         if self._closed:
             raise ConfigError("this FluxClient is closed; create a new one")
@@ -209,6 +220,7 @@ class ManyImages:
             keep_images=keep_images,
             on_progress=on_progress,
             max_retries=max_retries,
+            shard=shard,
         )
 
 

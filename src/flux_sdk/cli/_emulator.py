@@ -37,6 +37,7 @@ def run_emulator(args: argparse.Namespace) -> int:
         ReplicateQueue,
         run,
     )
+    from flux_sdk.emulator._stats import STATS_PATH
 
     if not is_loopback(args.host):
         note(
@@ -83,7 +84,10 @@ def run_emulator(args: argparse.Namespace) -> int:
         f"  Dataoorts: DATAOORTS_BASE_URL={base}/api/v1\n"
         f"  Baseten:   BASETEN_BASE_URL={base}\n"
         f"  Together:  TOGETHER_BASE_URL={base}/together\n"
-        f"  OpenAI-style images: OPENAI_IMAGES_BASE_URL={base}/v1"
+        f"  OpenAI-style images: OPENAI_IMAGES_BASE_URL={base}/v1\n"
+        f"  fal:       FAL_BASE_URL={base}\n"
+        f"  Replicate: Replicate(base_url={base!r})\n"
+        f"  Counters:  {base}{STATS_PATH}"
     )
     if capacity is not None:
         hosts = "every host" if isinstance(capacity, Capacity) else ", ".join(capacity)

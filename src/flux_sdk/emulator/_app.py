@@ -14,7 +14,15 @@ import time
 from collections.abc import Mapping
 from typing import Literal
 
-from flux_sdk.emulator._asgi import Message, Receive, Scope, Send, cloudflare_error, send_json
+from flux_sdk.emulator._asgi import (
+    Message,
+    Receive,
+    Scope,
+    Send,
+    cloudflare_error,
+    send_bytes,
+    send_json,
+)
 from flux_sdk.emulator._baseten import Baseten
 from flux_sdk.emulator._capacity import Capacity, Load, loads
 from flux_sdk.emulator._cloudflare import CloudflareWorkersAI
@@ -27,7 +35,8 @@ from flux_sdk.emulator._openai import OpenAIImages
 from flux_sdk.emulator._queue import Jobs, QueueTiming
 from flux_sdk.emulator._replicate import Replicate
 from flux_sdk.emulator._replicate_queue import ReplicateQueue
-from flux_sdk.emulator._request import Reject, read_body
+from flux_sdk.emulator._request import Overloaded, Reject, read_body
+from flux_sdk.emulator._stats import STATS_PATH, HostStats, stats_json
 from flux_sdk.emulator._together import Together
 
 __all__ = ["DEFAULT_API_KEY", "HOSTS", "EmulatorApp", "logger"]
@@ -77,7 +86,13 @@ class EmulatorApp:
     its own replicas and queue with those settings, a mapping of host name to
     ``Capacity`` limits only the hosts it names. ``app.load[name]`` is each limited
     host's ``Load``, with its counters. A request is admitted once its body has been
-    read; the fault, if any, is drawn when its service time is over.
+    read; the fault, if any, is drawn when its service time is over. On a queue host
+    (fal, Replicate) with a ``Capacity`` a job holds a replica from its submit to its
+    end, which comes with time; its polls, result, cancel and downloads hold none and
+    draw no fault, so faults are drawn once per job, on its submit.
+
+    ``GET /_emulator/stats`` answers the counters by host as JSON (see ``_stats``);
+    ``app.stats[name]`` holds them.
 
     Each request is logged at INFO on the ``flux_sdk.emulator`` logger (method, path,
     status, milliseconds); ``serve`` and ``run`` print those lines to stderr.
@@ -109,6 +124,7 @@ class EmulatorApp:
         self.jobs = Jobs()
         self.requests_seen = 0
         self.load: dict[str, Load] = loads(capacity, (h.name for h in HOSTS))
+        self.stats = {h.name: HostStats() for h in HOSTS}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -155,6 +171,10 @@ class EmulatorApp:
         request_id = f"emu-{self.requests_seen:06d}"
         headers = {"x-request-id": request_id}
         path: str = scope["path"]
+        if path == STATS_PATH and scope["method"] == "GET":
+            counters = stats_json(self.stats, self.load)
+            await send_bytes(send, 200, counters, "application/json", headers)
+            return
         host = next((h for h in HOSTS if h.matches(path)), None)
         if host is None:
             await send_json(send, 404, cloudflare_error(7000, "No route for that URI"), headers)
@@ -173,9 +193,12 @@ class EmulatorApp:
             return
         if body is None:
             return  # the client went away; nobody is left to answer
-        work = functools.partial(self._serve, host, scope, body, headers, receive, send)
+        self.stats[host.name].requests += 1
         load = self.load.get(host.name)
-        if load is None:
+        kind = _holds(host, scope)
+        faulted = load is None or kind != "nothing"
+        work = functools.partial(self._serve, host, scope, body, headers, receive, send, faulted)
+        if load is None or kind != "request":
             await work()
         else:
             await load.serve(work, host, receive, send, headers)
@@ -188,13 +211,15 @@ class EmulatorApp:
         headers: Mapping[str, str],
         receive: Receive,
         send: Send,
+        faulted: bool = True,
     ) -> None:
-        """Answer one admitted request, or inject the fault drawn for it."""
+        """Answer one admitted request, or inject the fault drawn for it (if ``faulted``)."""
         answer = functools.partial(self._answer, host, scope, body, headers)
-        fault = self.faults.draw()
+        fault = self.faults.draw() if faulted else None
         if fault is None:
             await answer(send)
         else:
+            self.stats[host.name].faults[fault.value] += 1
             canned = host.fault(fault, self.faults)
             await inject(fault, self.faults, answer, receive, send, canned=canned, headers=headers)
 
@@ -202,10 +227,36 @@ class EmulatorApp:
         self, host: Host, scope: Scope, body: bytes, headers: Mapping[str, str], send: Send
     ) -> None:
         """The service working normally: the host checks the key and body, then answers."""
+        stats = self.stats[host.name]
+        status = 0
+
+        async def noted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
         try:
-            await host.answer(self, scope, body, headers, send)
+            await host.answer(self, scope, body, headers, noted)
+        except Overloaded:
+            canned_status, canned, content_type, extra = self.load[host.name].overloaded(host)
+            await send_bytes(send, canned_status, canned, content_type, {**headers, **extra})
+            return
         except Reject as exc:
+            stats.served += 1
             await host.refuse(send, exc, headers)
+            return
+        stats.served += 1
+        if 200 <= status < 300 and _holds(host, scope) != "nothing":
+            stats.bill(body)
+
+
+def _holds(host: Host, scope: Scope) -> str:
+    """What a request holds on a host with a ``Capacity``: ``"job"`` (a queue submit: a
+    replica until the job ends), ``"request"`` (a replica for one service time) or
+    ``"nothing"`` (a poll, result, cancel or download)."""
+    holds = getattr(host, "holds", None)
+    return "request" if holds is None else str(holds(scope["method"], scope["path"]))
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

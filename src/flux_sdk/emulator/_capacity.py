@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import heapq
+import itertools
 import json
 import math
 import random
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
     from flux_sdk.emulator._host import Host
 
-__all__ = ["TIMELINE_SAMPLES", "Capacity", "Load", "Sample", "ServiceTimes", "loads"]
+__all__ = ["TIMELINE_SAMPLES", "Capacity", "JobSlot", "Load", "Sample", "ServiceTimes", "loads"]
 
 # The timeline keeps the latest samples only, so a server left running cannot fill memory.
 TIMELINE_SAMPLES = 100_000
@@ -114,6 +116,16 @@ class ServiceTimes:
         return body * c.tail_factor if slow else body
 
 
+@dataclasses.dataclass
+class JobSlot:
+    """A queue host's job on a replica: it starts when one is free and ends ``duration``
+    later (both None while it waits); a cancel ends it early."""
+
+    duration: float
+    start: float | None = None
+    end: float | None = None
+
+
 class Sample(NamedTuple):
     """The state of one host's capacity just after a change, for plots."""
 
@@ -149,6 +161,11 @@ class Load:
         self.service_times = ServiceTimes(capacity)
         self._clock = capacity.clock or time.monotonic
         self._waiting: collections.deque[anyio.Event] = collections.deque()
+        # Jobs of a queue host: those on a replica by end time, those waiting for one.
+        self._running: list[tuple[float, int, JobSlot]] = []
+        self._job_queue: collections.deque[JobSlot] = collections.deque()
+        self._order = itertools.count()
+        self.jobs: dict[str, JobSlot] = {}
         # Carries Retry-After to the host's canned 429, the same answer a fault gives.
         self._rate_limit = FaultPlan(retry_after=capacity.retry_after)
 
@@ -188,6 +205,81 @@ class Load:
         # The replica is free once the model is done; sending the answer takes none.
         self.served += 1
         await work()
+
+    def admit_job(self, job_id: str) -> JobSlot | None:
+        """Take a queue host's job: on a free replica at once, else into the queue (its
+        place held from now), or None when the queue is full (the submit gets a 429).
+
+        The job holds its replica until it ends with time, not for any one request:
+        its polls, result and downloads take none (``job_state``).
+        """
+        self._advance()
+        self.requests += 1
+        slot = JobSlot(self.service_times.draw())
+        if self.in_service < self.capacity.replicas and not self._job_queue:
+            self._start(slot, self._clock())
+        elif self.capacity.overflow == "429" and len(self._job_queue) >= self.capacity.queue:
+            self.refused += 1
+            return None
+        else:
+            self._job_queue.append(slot)
+            self._job_queue_changed()
+        self.jobs[job_id] = slot
+        return slot
+
+    def job_state(self, job_id: str) -> str | None:
+        """``"queued"``, ``"running"`` or ``"completed"`` now; None for a job not taken
+        here (a host without this capacity when it was submitted)."""
+        self._advance()
+        slot = self.jobs.get(job_id)
+        if slot is None:
+            return None
+        if slot.start is None:
+            return "queued"
+        assert slot.end is not None
+        return "completed" if slot.end <= self._clock() else "running"
+
+    def cancel_job(self, job_id: str) -> None:
+        """End a job now: it leaves the queue, or frees its replica."""
+        self._advance()
+        slot = self.jobs.get(job_id)
+        now = self._clock()
+        if slot is None or (slot.end is not None and slot.end <= now):
+            return
+        if slot.start is None:
+            self._job_queue.remove(slot)
+            self._job_queue_changed()
+            slot.start = slot.end = now
+            return
+        slot.end = now
+        self._running = [(now, n, s) if s is slot else (e, n, s) for e, n, s in self._running]
+        heapq.heapify(self._running)
+        self._advance()
+
+    def _start(self, slot: JobSlot, at: float) -> None:
+        slot.start, slot.end = at, at + slot.duration
+        heapq.heappush(self._running, (slot.end, next(self._order), slot))
+        self.in_service += 1
+        self.max_in_service = max(self.max_in_service, self.in_service)
+        self._changed(at)
+
+    def _advance(self) -> None:
+        """Free the replicas of jobs ended by now; a waiting job starts when one ended."""
+        now = self._clock()
+        while self._running and self._running[0][0] <= now:
+            ended, _, _ = heapq.heappop(self._running)
+            self.served += 1
+            self.in_service -= 1
+            if self._job_queue:
+                self._start(self._job_queue.popleft(), ended)
+                self.queued = len(self._job_queue)
+            else:
+                self._changed(ended)
+
+    def _job_queue_changed(self) -> None:
+        self.queued = len(self._job_queue)
+        self.max_queued = max(self.max_queued, self.queued)
+        self._changed()
 
     def overloaded(self, host: Host) -> Canned:
         """The 429 for a full queue: the host's own, as its ``RATE_LIMIT`` fault sends."""
@@ -244,8 +336,8 @@ class Load:
         self.max_queued = max(self.max_queued, self.queued)
         self._changed()
 
-    def _changed(self) -> None:
-        sample = Sample(self._clock(), self.in_service, self.queued)
+    def _changed(self, at: float | None = None) -> None:
+        sample = Sample(self._clock() if at is None else at, self.in_service, self.queued)
         self.timeline.append(sample)
         if self.on_change is not None:
             self.on_change(sample)

@@ -2,7 +2,8 @@
 
 On the emulator's one origin the queue answers on its real paths:
 ``POST /fal-ai/flux/schnell`` submits; ``GET /fal-ai/flux/requests/{id}/status`` polls
-(each poll moves the job one step along the app's ``QueueTiming``);
+(each poll moves the job one step along the app's ``QueueTiming``; with a ``Capacity``
+the job holds a replica from submit to end and moves with time instead);
 ``GET /fal-ai/flux/requests/{id}`` is the result and ``PUT .../cancel`` cancels. As on
 fal, those URLs drop the model's sub-path. fal.run's sync route answers under the prefix
 ``/fal-sync`` (``POST /fal-sync/fal-ai/flux/schnell``), since both hosts share this
@@ -27,6 +28,7 @@ from flux_sdk.emulator._image import render_png
 from flux_sdk.emulator._queue import Job
 from flux_sdk.emulator._request import (
     SEED_MAX,
+    Overloaded,
     Reject,
     header,
     json_object,
@@ -78,6 +80,15 @@ class Fal:
     def response_headers(self, request_id: str) -> dict[str, str]:
         return {"x-fal-request-id": request_id}
 
+    def holds(self, method: str, path: str) -> str:
+        """What a request holds under a ``Capacity``: a submit its job's replica until
+        the job ends, a sync call one for its service time, the rest nothing."""
+        if path.startswith(SYNC_PREFIX + "/"):
+            return "request"
+        if method == "POST" and path.startswith("/fal-ai/") and not _REQUESTS.fullmatch(path):
+            return "job"
+        return "nothing"
+
     async def answer(
         self,
         settings: Settings,
@@ -106,18 +117,25 @@ class Fal:
         if found is None:
             _allow(method, "POST")
             job = self._take(settings, path[1:], body)
+            load = settings.load.get(self.name)
+            if load is not None and load.admit_job(job.id) is None:
+                raise Overloaded()
             await send_json(send, 200, self._status(scope, job, "IN_QUEUE"), headers)
             return
         known = settings.jobs.get(self.name, found[2])
         if known is None or known.app != found[1]:
             raise Reject(404, f"Request {found[2]} not found")
         job = known
+        _settle(settings, job)
         if found[3] == "/status":
             _allow(method, "GET")
             await self._poll(settings, scope, job, headers, send)
         elif found[3] == "/cancel":
             _allow(method, "PUT")
             await self._cancel(job, headers, send)
+            if self.name in settings.load:
+                settings.load[self.name].cancel_job(job.id)
+                _settle(settings, job)
         else:
             _allow(method, "GET")
             await self._fetch(settings, scope, job, headers, send)
@@ -138,7 +156,8 @@ class Fal:
     async def _poll(
         self, settings: Settings, scope: Scope, job: Job, headers: Mapping[str, str], send: Send
     ) -> None:
-        state = settings.jobs.poll(job, settings.queue)
+        timed = settings.load[self.name].job_state(job.id) if self.name in settings.load else None
+        state = settings.jobs.poll(job, settings.queue) if timed is None else timed
         status = {"queued": "IN_QUEUE", "running": "IN_PROGRESS"}.get(state, "COMPLETED")
         answer = self._status(scope, job, status)
         if status == "IN_QUEUE":
@@ -204,6 +223,8 @@ class Fal:
     def _file(self, settings: Settings, path: str) -> bytes:
         found = _FILE.fullmatch(path)
         job = None if found is None else settings.jobs.get(self.name, found[1])
+        if job is not None:
+            _settle(settings, job)
         if job is None or not job.done or _failure(job) is not None:
             raise Reject(404, "File not found")
         assert found is not None
@@ -244,6 +265,13 @@ class Fal:
             obj = {"images": [{"url": "data:image/png;base64," + PNG_BASE64_START + "A!"}]}
             return 200, json.dumps(obj).encode(), "application/json", extra
         return None
+
+
+def _settle(settings: Settings, job: Job) -> None:
+    """Mark a timed job (one taken under a ``Capacity``) done once its time is up."""
+    load = settings.load.get(Fal.name)
+    if load is not None and load.job_state(job.id) == "completed":
+        job.done = True
 
 
 def _allow(method: str, allowed: str) -> None:

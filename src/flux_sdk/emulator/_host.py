@@ -16,6 +16,23 @@ from flux_sdk.emulator._queue import Jobs, QueueTiming
 from flux_sdk.emulator._request import Reject
 
 
+class JobLoad(Protocol):
+    """A queue host's capacity as its routes see it (``Load`` meets it): a job holds a
+    replica from submit to end, its other requests hold none."""
+
+    def admit_job(self, job_id: str) -> object | None:
+        """Take the job (None: refused, every replica and queue place taken)."""
+        ...
+
+    def job_state(self, job_id: str) -> str | None:
+        """``"queued"``, ``"running"`` or ``"completed"``; None if not taken here."""
+        ...
+
+    def cancel_job(self, job_id: str) -> None:
+        """End the job now, freeing its replica."""
+        ...
+
+
 class Settings(Protocol):
     """The app's options a host reads on each request (``EmulatorApp`` meets it)."""
 
@@ -27,6 +44,11 @@ class Settings(Protocol):
     cloudflare_images_served: int
     queue: QueueTiming
     jobs: Jobs
+
+    @property
+    def load(self) -> Mapping[str, JobLoad]:
+        """The hosts with a ``Capacity``, by name."""
+        ...
 
 
 class Host(Protocol):

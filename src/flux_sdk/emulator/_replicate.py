@@ -6,7 +6,8 @@ until the prediction ends or N seconds pass, as on Replicate),
 ``Authorization: Bearer KEY``; errors as problem details (``{"title", "detail",
 "status"}``), a 429 as ``{"detail"}`` with ``Retry-After``. The output URLs point at
 ``GET /delivery/{id}/out-{i}.png`` on the emulator's own origin, served without a key
-as a CDN serves them. How predictions move is the app's ``ReplicateQueue``.
+as a CDN serves them. How predictions move is the app's ``ReplicateQueue``; with a
+``Capacity`` a prediction holds a replica from create to end and moves with time.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from flux_sdk.emulator._faults import PNG_BASE64_START, Canned, Fault, FaultPlan
 from flux_sdk.emulator._host import Settings
 from flux_sdk.emulator._image import render_png
 from flux_sdk.emulator._replicate_queue import Prediction, ReplicateQueue
-from flux_sdk.emulator._request import SEED_MAX, SEED_MIN, Reject, header, int_field, key_matches
+from flux_sdk.emulator._request import (
+    SEED_MAX,
+    SEED_MIN,
+    Overloaded,
+    Reject,
+    header,
+    int_field,
+    key_matches,
+)
 
 MODEL = "black-forest-labs/flux-schnell"
 _CREATE = re.compile(r"/v1/models/([^/]+/[^/]+)/predictions")
@@ -78,6 +87,11 @@ class Replicate:
     def response_headers(self, request_id: str) -> dict[str, str]:
         return {}
 
+    def holds(self, method: str, path: str) -> str:
+        """Under a ``Capacity`` a create holds its prediction's replica until it ends;
+        polls, cancels and downloads hold none."""
+        return "job" if _CREATE.fullmatch(path) else "nothing"
+
     async def answer(
         self,
         settings: Settings,
@@ -93,7 +107,10 @@ class Replicate:
         if file is not None:
             if method != "GET":
                 raise Reject(405, "Method not allowed")
-            png = self._file(settings, queue.get(file.group(1)), int(file.group(2)))
+            found_file = queue.get(file.group(1))
+            if found_file is not None:
+                _timed(settings, found_file)
+            png = self._file(settings, found_file, int(file.group(2)))
             await send_bytes(send, 200, png, "image/png", headers)
             return
         if not key_matches(header(scope, b"authorization"), settings.api_key, ("bearer",)):
@@ -104,7 +121,11 @@ class Replicate:
             if method != "POST":
                 raise Reject(405, "Method not allowed")
             prediction, wait = self._create(queue, create.group(1), scope, body)
-            if wait is not None:
+            load = settings.load.get(self.name)
+            if load is not None and load.admit_job(prediction.id) is None:
+                raise Overloaded()
+            if wait is not None and load is None:
+                # Under a Capacity the job moves with the host's clock: it is polled.
                 await queue.hold(prediction, wait)
             await _send_prediction(send, 201, prediction, origin, headers)
             return
@@ -116,6 +137,9 @@ class Replicate:
         done = queue.cancel(pid) if cancel else queue.poll(pid)
         if done is None:
             raise Reject(404, "The requested resource could not be found.")
+        if cancel and self.name in settings.load and done.canceled:
+            settings.load[self.name].cancel_job(pid)
+        _timed(settings, done)
         await _send_prediction(send, 200, done, origin, headers)
 
     def _create(
@@ -185,6 +209,15 @@ class Replicate:
         if fault is Fault.INVALID_BASE64:  # no base64 here: a 200 of the wrong shape
             return 200, b'{"id": null, "status": 5}', "application/json", extra
         return None
+
+
+def _timed(settings: Settings, prediction: Prediction) -> None:
+    """Under a ``Capacity``, set a prediction's place by time, not by polls counted."""
+    load = settings.load.get(Replicate.name)
+    state = None if load is None else load.job_state(prediction.id)
+    if state is not None:
+        steps = {"queued": 0, "running": prediction.starting}
+        prediction.polls = steps.get(state, prediction.starting + prediction.processing)
 
 
 def _check_input(data: Mapping[str, Any]) -> None:

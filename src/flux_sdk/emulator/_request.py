@@ -33,6 +33,13 @@ class Reject(Exception):
         self.param = param  # the offending field, for OpenAI-style errors
 
 
+class Overloaded(Reject):
+    """Every replica and queue place is taken: the app answers the host's own 429."""
+
+    def __init__(self) -> None:
+        super().__init__(429, "Too many requests: every replica is busy")
+
+
 def int_field(
     obj: Mapping[str, Any],
     key: str,
