@@ -26,6 +26,8 @@ interpreters. The page goes to docs/benchmarks.md.
     python benchmarks/bench.py            # the full run, about 10 minutes on 2 cores
     python benchmarks/bench.py --quick    # a smoke test under a minute; the page goes
                                           # to a temporary file unless --output is given
+    python benchmarks/bench.py --floor8 [--quick]  # only flux_sdk against issue 26's floor
+                                          # at concurrency 8 in interleaved rounds (_floor8.py)
 """
 
 from __future__ import annotations
@@ -257,7 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--render", type=Path, help="measure nothing: write the page from a --json file"
     )
+    parser.add_argument(
+        "--floor8", action="store_true", help="only flux_sdk against issue 26's floor at c=8"
+    )
+    parser.add_argument("--rounds", type=int, help="--floor8's rounds (default 16, quick 4)")
     args = parser.parse_args(argv)
+    if args.floor8:
+        return floor8(args)
     output = args.output or (
         Path(tempfile.gettempdir()) / "flux-sdk-benchmarks-quick.md"
         if args.quick
@@ -354,6 +362,23 @@ def write_page(
     output.write_text(text)
     plotted = plot(results, output.with_suffix(".png") if quick else PLOT)
     log("plotted CPU per image" if plotted else "matplotlib is missing: no plot")
+
+
+def floor8(args: argparse.Namespace) -> int:
+    """flux_sdk against issue 26's floor at concurrency 8 (see ``_floor8.py``)."""
+    import _floor8
+
+    rounds = args.rounds or (4 if args.quick else 16)
+    count, warmup = (32, 16) if args.quick else (64, 32)
+    workload = next(w for w in WORKLOADS if w.key == "2mib")
+    with emulator(workload) as (url, _, body):
+        log(f"{workload.title}: {url}, {body:,} bytes per answer, load {os.getloadavg()[0]:.2f}")
+        figures = _floor8.compare(url, rounds, count, warmup, log)
+    for line in _floor8.summary(figures):
+        log(line)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+    return 0
 
 
 def render(source: Path, output: Path, quick: bool) -> int:

@@ -1,0 +1,120 @@
+"""flux_sdk against issue 26's floor at concurrency 8, in interleaved rounds (bench.py --floor8).
+
+Both clients run in warm processes of their own, side by side against one emulator
+serving 2 MiB images (about 2.8 MB of JSON, each image written to a file). Each process
+does its warm-up batch first; then the parent asks them for one round at a time, taking
+turns and swapping who goes first every round, so the machine's drift falls on both
+alike and they never run at once. A round's figure is its process CPU time per image,
+read the same way in both (``_worker.rounds``): the ratio of one round is flux_sdk's
+over the floor's in the same pair of rounds. Reported: the median ratio over rounds
+and its spread (interquartile range over the median), with each client's own spread.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from _figures import WORKLOADS
+
+HERE = Path(__file__).resolve().parent
+CLIENTS = ("floor_issue", "flux_sdk")
+CONCURRENCY = 8
+GOAL, SPREAD_GOAL = 1.3, 0.15
+
+
+def spread(values: list[float]) -> float:
+    """Interquartile range over the median (0 with fewer than two values)."""
+    if len(values) < 2:
+        return 0.0
+    low, _, high = statistics.quantiles(values, n=4, method="inclusive")
+    return (high - low) / statistics.median(values)
+
+
+def start(client: str, url: str, count: int, warmup: int) -> subprocess.Popen[str]:
+    spec = {
+        "client": client,
+        "url": url,
+        "concurrency": CONCURRENCY,
+        "count": count,
+        "warmup": warmup,
+        "image_bytes": next(w for w in WORKLOADS if w.key == "2mib").image_bytes,
+        "write": True,
+        "rounds": True,
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "_worker.py"), json.dumps(spec)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    if process.stdout.readline().strip() != "warm":
+        raise RuntimeError(f"{client} did not warm up")
+    return process
+
+
+def one_round(process: subprocess.Popen[str]) -> dict[str, float]:
+    assert process.stdin is not None
+    assert process.stdout is not None
+    process.stdin.write("go\n")
+    process.stdin.flush()
+    line = process.stdout.readline()
+    if not line:
+        raise RuntimeError("a worker stopped")
+    result: dict[str, float] = json.loads(line)
+    return result
+
+
+def compare(url: str, rounds: int, count: int, warmup: int, log: Any) -> dict[str, Any]:
+    """Run the rounds; log each, and return every figure (milliseconds of CPU per image)."""
+    processes = {client: start(client, url, count, warmup) for client in CLIENTS}
+    per_image: dict[str, list[float]] = {client: [] for client in CLIENTS}
+    try:
+        for turn in range(rounds):
+            order = CLIENTS if turn % 2 == 0 else CLIENTS[::-1]
+            for client in order:
+                result = one_round(processes[client])
+                per_image[client].append(result["cpu"] / count * 1000)
+            floor, flux = (per_image[c][-1] for c in CLIENTS)
+            log(
+                f"  round {turn + 1:2}: floor {floor:6.2f} ms  flux_sdk {flux:6.2f} ms  "
+                f"{flux / floor:5.2f}x"
+            )
+    finally:
+        for process in processes.values():
+            assert process.stdin is not None
+            process.stdin.close()
+            process.wait(timeout=60)
+    ratios = [b / a for a, b in zip(*(per_image[c] for c in CLIENTS), strict=True)]
+    return {
+        "rounds": rounds,
+        "images_per_round": count,
+        "warmup": warmup,
+        "ms_per_image": per_image,
+        "ratios": ratios,
+        "median_ratio": statistics.median(ratios),
+        "ratio_spread": spread(ratios),
+        "spread": {client: spread(values) for client, values in per_image.items()},
+        "median_ms": {client: statistics.median(values) for client, values in per_image.items()},
+    }
+
+
+def summary(figures: dict[str, Any]) -> list[str]:
+    median, ratio_spread = figures["median_ratio"], figures["ratio_spread"]
+    met = median <= GOAL and ratio_spread < SPREAD_GOAL
+    floor, flux = (figures["median_ms"][c] for c in CLIENTS)
+    return [
+        f"CPU per 2 MiB image at concurrency {CONCURRENCY}, {figures['rounds']} interleaved "
+        f"rounds of {figures['images_per_round']} images after {figures['warmup']} warm-up:",
+        f"  floor (issue 26) {floor:.2f} ms (spread {figures['spread']['floor_issue']:.0%}), "
+        f"flux_sdk {flux:.2f} ms (spread {figures['spread']['flux_sdk']:.0%})",
+        f"  ratio: median {median:.2f}x, spread {ratio_spread:.0%}, "
+        f"range {min(figures['ratios']):.2f}x-{max(figures['ratios']):.2f}x",
+        f"goal: median at most {GOAL}x with a spread under {SPREAD_GOAL:.0%}: "
+        + ("met" if met else "missed"),
+    ]
