@@ -134,11 +134,11 @@ def main() -> None:
     for name, value in best.items():
         base = best["dependencies, no trio" if "no trio" in name else "dependencies"]
         print(f"{name:26} {value:7.1f} ms  {value / base:5.2f}x")
-    for name, base in (
+    for name, baseline in (
         ("first generate", "dependencies"),
         ("first generate, no trio", "dependencies, no trio"),
     ):
-        ratio = best[name] / best[base]
+        ratio = best[name] / best[baseline]
         verdict = "met" if ratio <= GOAL else "missed"
         print(f"goal: {name} at most {GOAL}x the dependencies: {ratio:.2f}x, {verdict}")
 
