@@ -12,7 +12,9 @@ and its spread (interquartile range over the median), with each client's own spr
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -118,3 +120,57 @@ def summary(figures: dict[str, Any]) -> list[str]:
         f"goal: median at most {GOAL}x with a spread under {SPREAD_GOAL:.0%}: "
         + ("met" if met else "missed"),
     ]
+
+
+def section(figures: dict[str, Any], command: str, when: str, load: float) -> str:
+    """The page's ``floor8`` section: the figures of one run, the command and the load."""
+    ms = figures["ms_per_image"]
+    rows = [
+        f"| {turn + 1} | {a:.2f} | {b:.2f} | {b / a:.2f}x |"
+        for turn, (a, b) in enumerate(zip(ms["floor_issue"], ms["flux_sdk"], strict=True))
+    ]
+    return "\n".join(
+        [
+            "## CPU per 2 MiB image at concurrency 8, interleaved rounds (issue 26)",
+            "",
+            "The issue's floor (8 asyncio streams from `asyncio.open_connection`, a",
+            "hand-written HTTP/1.1 POST, headers read line by line, `readexactly` of",
+            "Content-Length, `pydantic_core.from_json`, `pybase64.b64decode(...,",
+            "validate=True)`) against `FluxClient(Dataoorts(...), max_concurrency=8)`.",
+            "Each runs in a warm process of its own (one warm-up batch first), then they",
+            "take turns, one round each, who goes first swapping every round; a round's",
+            "figure is its process CPU time over its images, every image written to a",
+            "file the same way for both. Spread: the interquartile range over the median.",
+            f"From one run, `{command}`, {when}, load average {load:.2f} at its start:",
+            "**noisy**, on a 2-core machine shared with other jobs.",
+            "",
+            *summary(figures),
+            "",
+            "| round | floor, ms | flux_sdk, ms | ratio |",
+            "|---:|---:|---:|---:|",
+            *rows,
+        ]
+    )
+
+
+def run(args: Any, command: str, emulator: Any, log: Any) -> int:
+    """``bench.py --floor8``: the rounds against bench.py's 2 MiB emulator; a full run
+    (not ``--quick``) writes the page's ``floor8`` section."""
+    from _marked import write_marked
+
+    rounds = args.rounds or (4 if args.quick else 16)
+    count, warmup = (32, 16) if args.quick else (64, 32)
+    workload = next(w for w in WORKLOADS if w.key == "2mib")
+    load = os.getloadavg()[0]
+    with emulator(workload) as (url, _, body):
+        log(f"{workload.title}: {url}, {body:,} bytes per answer, load {load:.2f}")
+        figures = compare(url, rounds, count, warmup, log)
+    for line in summary(figures):
+        log(line)
+    if not args.quick:
+        when = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+        text = section(figures, command, when, load)
+        write_marked(args.output or HERE.parent / "docs" / "benchmarks.md", "floor8", text)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+    return 0

@@ -264,15 +264,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, help="--floor8's rounds (default 16, quick 4)")
     args = parser.parse_args(argv)
+    command = " ".join(
+        ["python benchmarks/bench.py", *(argv if argv is not None else sys.argv[1:])]
+    )
     if args.floor8:
-        return floor8(args)
+        import _floor8
+
+        return _floor8.run(args, command, emulator, log)
     output = args.output or (
         Path(tempfile.gettempdir()) / "flux-sdk-benchmarks-quick.md"
         if args.quick
         else ROOT / "docs" / "benchmarks.md"
-    )
-    command = " ".join(
-        ["python benchmarks/bench.py", *(argv if argv is not None else sys.argv[1:])]
     )
     if args.render:
         return render(args.render, output, args.quick)
@@ -362,23 +364,6 @@ def write_page(
     output.write_text(text)
     plotted = plot(results, output.with_suffix(".png") if quick else PLOT)
     log("plotted CPU per image" if plotted else "matplotlib is missing: no plot")
-
-
-def floor8(args: argparse.Namespace) -> int:
-    """flux_sdk against issue 26's floor at concurrency 8 (see ``_floor8.py``)."""
-    import _floor8
-
-    rounds = args.rounds or (4 if args.quick else 16)
-    count, warmup = (32, 16) if args.quick else (64, 32)
-    workload = next(w for w in WORKLOADS if w.key == "2mib")
-    with emulator(workload) as (url, _, body):
-        log(f"{workload.title}: {url}, {body:,} bytes per answer, load {os.getloadavg()[0]:.2f}")
-        figures = _floor8.compare(url, rounds, count, warmup, log)
-    for line in _floor8.summary(figures):
-        log(line)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1))
-    return 0
 
 
 def render(source: Path, output: Path, quick: bool) -> int:
