@@ -29,6 +29,22 @@ CONCURRENCY = 8
 GOAL, SPREAD_GOAL = 1.3, 0.15
 
 
+# From `python benchmarks/profile_client.py flux_sdk 2mib 8 --count 160` (cProfile), 2026-12.
+WHERE = [
+    "Where flux_sdk's extra CPU goes (cProfile at concurrency 8): about half of it is",
+    "reading the body through httpcore: h11 copies every piece into its receive buffer",
+    "and out again, httpx and httpcore pass each piece through their iterators and an",
+    "anyio cancel scope (about 11 reads per image at 1 MiB a read), and the pieces are",
+    "then joined into the body (one more 2.8 MB copy, with its page faults). The",
+    "request goes out in two writes (headers, body). The provider's in-place read,",
+    "`pybase64` and the PNG structure check are small. The rounds wander with the",
+    "machine's load for both clients alike (each client's own spread is about that",
+    "of the ratio); the floor's figure moves as much as flux_sdk's. Closing the gap",
+    "to 1.3x needs an HTTP/1.1 path of flux_sdk's own under the default client",
+    "(reading into one buffer of Content-Length); not done.",
+]
+
+
 def spread(values: list[float]) -> float:
     """Interquartile range over the median (0 with fewer than two values)."""
     if len(values) < 2:
@@ -144,7 +160,9 @@ def section(figures: dict[str, Any], command: str, when: str, load: float) -> st
             f"From one run, `{command}`, {when}, load average {load:.2f} at its start:",
             "**noisy**, on a 2-core machine shared with other jobs.",
             "",
-            *summary(figures),
+            *(f"- {line.strip()}" for line in summary(figures)),
+            "",
+            *WHERE,
             "",
             "| round | floor, ms | flux_sdk, ms | ratio |",
             "|---:|---:|---:|---:|",
