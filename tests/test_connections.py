@@ -92,7 +92,7 @@ async def test_a_handshake_verifies_with_the_ca_certificates_loaded_on_first_use
         assert tls._context is None
         backend = client._transport._pool._network_backend  # type: ignore[attr-defined]
         inner = _Stream()
-        stream = _LargerReadStream(inner, backend._tls)
+        stream = _LargerReadStream(inner, backend._tls)  # type: ignore[arg-type]
         await stream.start_tls(tls.pending, "example.com", None)
     # ... and the handshake gets the verifying context, never the stand-in.
     assert inner.context is tls.context()
@@ -109,5 +109,5 @@ async def test_a_client_through_a_proxy_gets_the_ca_certificates_from_the_start(
     tls = LazyTls()
     async with reading_client(tls) as client:
         assert tls._context is not None  # the proxy's transport handshakes without our wrapper
-        proxies = [t for t in client._mounts.values() if t is not None]  # type: ignore[attr-defined]
+        proxies = [t for t in client._mounts.values() if t is not None]
         assert proxies
