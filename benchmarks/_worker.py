@@ -186,8 +186,52 @@ async def floor(url: str, concurrency: int, stack: AsyncExitStack) -> Generate:
     return generate
 
 
+async def floor_issue(url: str, concurrency: int, stack: AsyncExitStack) -> Generate:
+    """Issue 26's floor: `floor` with ``validate=True``, as a careful hand-written client."""
+    import pybase64
+    from pydantic_core import from_json
+
+    host, port = url.removeprefix("http://").split(":")
+    head = (
+        f"POST /api/v1 HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n"
+    ).encode()
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    opened: list[asyncio.StreamWriter] = []
+
+    async def close_all() -> None:
+        for writer in opened:
+            writer.close()
+
+    stack.push_async_callback(close_all)
+
+    async def generate(prompt: str) -> bytes:
+        if idle:
+            reader, writer = idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(host, int(port), limit=2**20)
+            opened.append(writer)
+        body = json.dumps({"model": DATAOORTS_MODEL, "data": {"prompt": prompt}}).encode()
+        writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        status = await reader.readline()
+        length = -1
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        content = await reader.readexactly(length)
+        if status[9:12] != b"200":
+            raise RuntimeError(f"{status!r}: {content[:200]!r}")
+        idle.append((reader, writer))
+        data = from_json(content)["result"]["image_base64"]
+        return pybase64.b64decode(data, validate=True)
+
+    return generate
+
+
 CLIENTS: dict[str, Callable[[str, int, AsyncExitStack], Awaitable[Generate]]] = {
     "floor": floor,
+    "floor_issue": floor_issue,
     "httpx": raw_httpx,
     "aiohttp": raw_aiohttp,
     "openai": openai_python,
@@ -298,6 +342,9 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
         await run_batch(generate, 0, spec["warmup"], concurrency, check)
         gc.collect()
         print("warm", flush=True)
+        if spec.get("rounds"):
+            await rounds(generate, spec, check)
+            return {}
         sys.stdin.readline()  # the parent reads the server's CPU clock, then says go
         clock = Clock(window(spec["count"], concurrency))
         await run_batch(generate, spec["warmup"], spec["count"], concurrency, check)
@@ -311,6 +358,23 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
         "rss_ready_kib": rss_ready,
         "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
+
+
+async def rounds(
+    generate: Generate, spec: dict[str, Any], check: Callable[[int, bytes], None]
+) -> None:
+    """Round after round in this warm process, each on a line from the parent: all of a
+    round's images count, its ramp and drain included, the same for every client."""
+    first = spec["warmup"]
+    while sys.stdin.readline().strip() == "go":
+        start = resource.getrusage(resource.RUSAGE_SELF)
+        cpu, wall = time.process_time(), time.perf_counter()
+        await run_batch(generate, first, spec["count"], spec["concurrency"], check)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        end = resource.getrusage(resource.RUSAGE_SELF)
+        first += spec["count"]
+        faults = end.ru_minflt - start.ru_minflt
+        print(json.dumps({"cpu": cpu, "wall": wall, "minor_faults": faults}), flush=True)
 
 
 def main() -> None:

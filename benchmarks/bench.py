@@ -26,6 +26,8 @@ interpreters. The page goes to docs/benchmarks.md.
     python benchmarks/bench.py            # the full run, about 10 minutes on 2 cores
     python benchmarks/bench.py --quick    # a smoke test under a minute; the page goes
                                           # to a temporary file unless --output is given
+    python benchmarks/bench.py --floor8 [--quick]  # only flux_sdk against issue 26's floor
+                                          # at concurrency 8 in interleaved rounds (_floor8.py)
 """
 
 from __future__ import annotations
@@ -257,14 +259,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--render", type=Path, help="measure nothing: write the page from a --json file"
     )
+    parser.add_argument(
+        "--floor8", action="store_true", help="only flux_sdk against issue 26's floor at c=8"
+    )
+    parser.add_argument("--rounds", type=int, help="--floor8's rounds (default 16, quick 4)")
     args = parser.parse_args(argv)
+    command = " ".join(
+        ["python benchmarks/bench.py", *(argv if argv is not None else sys.argv[1:])]
+    )
+    if args.floor8:
+        import _floor8
+
+        return _floor8.run(args, command, emulator, log)
     output = args.output or (
         Path(tempfile.gettempdir()) / "flux-sdk-benchmarks-quick.md"
         if args.quick
         else ROOT / "docs" / "benchmarks.md"
-    )
-    command = " ".join(
-        ["python benchmarks/bench.py", *(argv if argv is not None else sys.argv[1:])]
     )
     if args.render:
         return render(args.render, output, args.quick)

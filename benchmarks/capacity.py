@@ -1,6 +1,6 @@
 """Completion time at the provider's limit: a batch against hosts of hidden capacity (issue 17).
 
-For each capacity (4, 24 and 96 replicas) the emulator runs as a real HTTP server in its
+For each capacity (48, 96 and 192 replicas, issue 26) the emulator runs as a real HTTP server in its
 own process, with a ``Capacity``: lognormal service times (median ``--median`` seconds,
 sigma 0.25), a short FIFO queue (a quarter of the replicas, at least 4), and a 429 with
 ``Retry-After: 0.5`` beyond it. Four clients each run the same batch of prompts:
@@ -20,7 +20,7 @@ service times' mean is about 3% above their median), and the 429s it received ar
 counted. The server writes its ``Load`` (counters and the in-service timeline) when it
 stops; the timeline of flux_sdk's default run at the middle capacity is plotted.
 
-    python benchmarks/capacity.py            # 2,000 prompts, about 8 minutes
+    python benchmarks/capacity.py            # 1,200 prompts, about 6 minutes
     python benchmarks/capacity.py --quick    # 300 prompts, a smoke test
 
 The service time is scaled down from FLUX's ~1 s to 0.1 s so a run takes minutes, but
@@ -28,8 +28,11 @@ never so far that the least possible time needs more than ``--max-rate`` (250) r
 second: at 96 replicas the median is 96 / 250 = 0.384 s. A real host of 96 replicas at
 ~1 s serves ~96 a second; at 0.1 s it would need 960 a second through one Python client
 and one Python server on a shared 2-core machine, which even the client that knows the
-capacity cannot reach (it then measures the machine, not the limit). 2,000 prompts make
-21 rounds at 96 replicas. Writes a section of docs/benchmarks.md and
+capacity cannot reach (it then measures the machine, not the limit). At 192 replicas the
+median is 0.768 s and 1,200 prompts make only 6.25 rounds: a slow start from 16 needs
+about log2(192 / 16) = 3.6 round trips to reach the capacity, and the slowest answer of
+the last round (sigma 0.25 over 192 draws) ends the batch, so the least possible time is
+out of reach there even for the client told the capacity. Writes a section of docs/benchmarks.md and
 docs/img/capacity*.png (matplotlib, in the bench dependency group).
 """
 
@@ -51,7 +54,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from bench import API_KEY, free_port  # noqa: E402
 
-CAPACITIES = (4, 24, 96)
+CAPACITIES = (48, 96, 192)
+PLOTTED = 96  # the capacity whose adaptive run the timeline plot shows
 CLIENTS = ("flux_default", "flux_known", "flux_fixed16", "gather16", "openai16")
 LABELS = {
     "flux_default": "flux_sdk defaults (adaptive)",
@@ -323,7 +327,9 @@ def plot(results: list[dict[str, Any]], img: Path) -> list[str]:
     plt.close(fig)
     names.append("capacity-completion.png")
 
-    run = next((r for r in results if r["client"] == "flux_default" and r["replicas"] == 24), None)
+    run = next(
+        (r for r in results if r["client"] == "flux_default" and r["replicas"] == PLOTTED), None
+    )
     if run and run["timeline"]:
         t0 = run["timeline"][0][0]
         times = [s[0] - t0 for s in run["timeline"]]
@@ -339,12 +345,18 @@ def plot(results: list[dict[str, Any]], img: Path) -> list[str]:
                 label="the client's adaptive limit",
                 linewidth=0.8,
             )
-        ax.axhline(24, color="grey", linewidth=0.8, linestyle="--", label="replicas")
-        ax.axhline(24 + queue_for(24), color="red", linewidth=0.8, linestyle=":", label="429 above")
+        ax.axhline(PLOTTED, color="grey", linewidth=0.8, linestyle="--", label="replicas")
+        ax.axhline(
+            PLOTTED + queue_for(PLOTTED),
+            color="red",
+            linewidth=0.8,
+            linestyle=":",
+            label="429 above",
+        )
         ax.set_xlabel("seconds")
         ax.set_ylabel("requests at the host")
         median = run["median"] * 1000
-        ax.set_title(f"flux_sdk defaults against 24 replicas (median {median:.0f} ms)")
+        ax.set_title(f"flux_sdk defaults against {PLOTTED} replicas (median {median:.0f} ms)")
         ax.legend(fontsize=8, loc="lower right")
         fig.tight_layout()
         fig.savefig(img / "capacity-timeline.png", dpi=110)
@@ -357,10 +369,12 @@ def section(results: list[dict[str, Any]], count: int, command: str) -> str:
     medians = {r["replicas"]: r["median"] for r in results}
     lines = [
         MARK_START,
-        "## At the provider's limit (issue 17)",
+        "## At the provider's limit (issues 17, 26)",
         "",
         f"A batch of {count:,} prompts against a host of hidden capacity: the emulator with",
-        "a `Capacity` of 4, 24 or 96 replicas, lognormal service times (sigma",
+        "a `Capacity` of "
+        + ", ".join(map(str, CAPACITIES))
+        + " replicas, lognormal service times (sigma",
         f"{SPREAD}, median "
         + ", ".join(f"{medians[c] * 1000:.0f} ms" for c in CAPACITIES if c in medians)
         + ": scaled down from about 1 s so a run",
@@ -413,14 +427,13 @@ def section(results: list[dict[str, Any]], count: int, command: str) -> str:
         f"took {', '.join(against)} its time. What separates both from the least possible is",
         "the machine (each request costs the client and the server CPU; the slowest of the",
         "last round ends the batch) and, for the defaults, the slow start from 16. The",
-        "service time is never shorter than replicas / 250 s: at 100 ms, 96 replicas would",
-        "need 960 requests a second, and there the client that knows the capacity took",
-        "1.7-2.0x the least possible and the defaults 2.0-3.2x (two runs of",
-        "`--capacities 96 --clients flux_default,flux_known --max-rate 1000`): the",
-        "client's own CPU then shows as latency, which the adaptive limit reads as",
-        "queueing. The fixed limits of 16 are refused without end at 4 replicas (their",
-        "short times there come from items given up as failed) and use a sixth of the",
-        "host at 96.",
+        "service time is never shorter than replicas / 250 s (`--max-rate`): 192 ms at 48",
+        "replicas, 384 ms at 96 and 768 ms at 192, where 1,200 prompts make only 6.25",
+        "rounds: slow start needs about 3.6 of them to reach the capacity, and the",
+        "slowest answer of the last round ends the batch, so even the client told the",
+        "capacity stays above 1.15x there. At 100 ms, 96 replicas would need 960",
+        "requests a second, which measures this machine rather than the limit. The fixed",
+        "limits of 16 use a third to a twelfth of these hosts.",
         "",
         "![Completion time against capacity](img/capacity-completion.png)",
         "",
@@ -448,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="300 prompts; no page written")
-    parser.add_argument("--prompts", type=int, help="default 2,000 (300 with --quick)")
+    parser.add_argument("--prompts", type=int, help="default 1,200 (300 with --quick)")
     parser.add_argument("--median", type=float, default=0.1, help="seconds of service")
     parser.add_argument(
         "--max-rate", type=float, default=MAX_RATE, help="requests a second, at most"
@@ -466,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         write_section(options.page, section(saved["results"], count, saved["command"]))
         print(f"wrote {options.page} and {', '.join(names)} from {options.render}")
         return 0
-    count = options.prompts or (300 if options.quick else 2000)
+    count = options.prompts or (300 if options.quick else 1200)
     command = "python benchmarks/capacity.py " + " ".join(args)
     results = []
     for replicas in (int(c) for c in options.capacities.split(",")):

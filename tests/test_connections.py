@@ -70,3 +70,44 @@ async def test_a_proxy_from_the_environment_is_still_used(
             await http.aclose()
     assert response.content == b"via the proxy"
     assert dict(seen[0]["headers"])[b"host"] == b"flux.invalid"
+
+
+class _Stream:
+    """An httpcore network stream that records the TLS context it was handed."""
+
+    def __init__(self) -> None:
+        self.context: Any = None
+
+    async def start_tls(self, ssl_context: Any, server_hostname: Any, timeout: Any) -> _Stream:
+        self.context = ssl_context
+        return self
+
+
+async def test_a_handshake_verifies_with_the_ca_certificates_loaded_on_first_use() -> None:
+    from flux_sdk._connections import LazyTls, _LargerReadStream, reading_client
+
+    tls = LazyTls()
+    async with reading_client(tls) as client:
+        # Built without loading the CA certificates ...
+        assert tls._context is None
+        backend = client._transport._pool._network_backend  # type: ignore[attr-defined]
+        inner = _Stream()
+        stream = _LargerReadStream(inner, backend._tls)  # type: ignore[arg-type]
+        await stream.start_tls(tls.pending, "example.com", None)
+    # ... and the handshake gets the verifying context, never the stand-in.
+    assert inner.context is tls.context()
+    assert inner.context.verify_mode.name == "CERT_REQUIRED"
+    assert inner.context.cert_store_stats()["x509_ca"] > 0
+
+
+async def test_a_client_through_a_proxy_gets_the_ca_certificates_from_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flux_sdk._connections import LazyTls, reading_client
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    tls = LazyTls()
+    async with reading_client(tls) as client:
+        assert tls._context is not None  # the proxy's transport handshakes without our wrapper
+        proxies = [t for t in client._mounts.values() if t is not None]
+        assert proxies

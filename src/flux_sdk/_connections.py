@@ -13,23 +13,27 @@ httpcore also reads a body 64 KiB at a time, and every read goes through h11, an
 cancel scope and httpx's iterators in Python: ~86 rounds for one 2.8 MB answer. Those
 clients read through `larger_reads`, which asks for up to 1 MiB a read; the event loop
 hands over what it has (256 KiB at most on asyncio), so a 2 MiB image takes ~11 rounds.
+
+Loading the CA certificates takes ~20 ms, as long as importing httpx itself; `reading_client`
+loads them at the first TLS handshake instead of when a client is built, so a client of a
+plain-HTTP host (the emulator, a local proxy) never loads them.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 if TYPE_CHECKING:
-    import ssl
     from collections.abc import Iterable
 
     import httpcore
 
-__all__ = ["Connections", "is_loopback", "larger_reads"]
+__all__ = ["Connections", "LazyTls", "is_loopback", "larger_reads", "reading_client"]
 
 READ_SIZE = 1024 * 1024
 
@@ -77,6 +81,48 @@ class Connections:
             await client.aclose()
 
 
+class _Pending(ssl.SSLContext):
+    """Stands in for `LazyTls`'s context until a handshake needs it (no CAs: never used)."""
+
+
+class LazyTls:
+    """One TLS context for many clients, its CA certificates loaded on first use."""
+
+    def __init__(self) -> None:
+        self.pending = _Pending(ssl.PROTOCOL_TLS_CLIENT)
+        self._context: ssl.SSLContext | None = None
+
+    def context(self) -> ssl.SSLContext:
+        if self._context is None:
+            self._context = httpx.create_ssl_context()
+        return self._context
+
+
+def reading_client(tls: LazyTls, **settings: Any) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient(**settings)`` reading through `larger_reads`, TLS from ``tls``.
+
+    Its own connections get the real context at their handshake. Should httpx keep its
+    pool elsewhere, or route through proxies (from the environment, with transports of
+    their own), the client gets the real context from the start instead.
+    """
+    client = httpx.AsyncClient(verify=tls.pending, **settings)
+    mounts = getattr(client, "_mounts", None)
+    if (mounts is None or any(mounts.values())) or not _wrap(client, tls):
+        client = httpx.AsyncClient(verify=tls.context(), **settings)
+        larger_reads(client)
+    return client
+
+
+def _wrap(client: httpx.AsyncClient, tls: LazyTls | None) -> bool:
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if backend is None:
+        return False
+    if not isinstance(backend, _LargerReads):
+        pool._network_backend = _LargerReads(backend, tls)  # type: ignore[union-attr]
+    return True
+
+
 def larger_reads(client: httpx.AsyncClient) -> httpx.AsyncClient:
     """``client``, its own connections reading up to `READ_SIZE` bytes at a time.
 
@@ -84,18 +130,16 @@ def larger_reads(client: httpx.AsyncClient) -> httpx.AsyncClient:
     transports, from the environment) are left as httpx makes them. Should a later
     httpx keep its pool elsewhere, the client is returned as it is.
     """
-    pool = getattr(getattr(client, "_transport", None), "_pool", None)
-    backend = getattr(pool, "_network_backend", None)
-    if backend is not None and not isinstance(backend, _LargerReads):
-        pool._network_backend = _LargerReads(backend)  # type: ignore[union-attr]
+    _wrap(client, None)
     return client
 
 
 class _LargerReads:
     """An httpcore network backend that opens its streams through another one."""
 
-    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+    def __init__(self, inner: httpcore.AsyncNetworkBackend, tls: LazyTls | None) -> None:
         self._inner = inner
+        self._tls = tls
 
     async def connect_tcp(
         self,
@@ -108,7 +152,7 @@ class _LargerReads:
         stream = await self._inner.connect_tcp(
             host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
         )
-        return _LargerReadStream(stream)
+        return _LargerReadStream(stream, self._tls)
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
@@ -116,7 +160,7 @@ class _LargerReads:
         stream = await self._inner.connect_unix_socket(
             path, timeout=timeout, socket_options=socket_options
         )
-        return _LargerReadStream(stream)
+        return _LargerReadStream(stream, self._tls)
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
@@ -125,10 +169,11 @@ class _LargerReads:
 class _LargerReadStream:
     """A network stream whose reads ask for at least `READ_SIZE` bytes."""
 
-    __slots__ = ("_inner",)
+    __slots__ = ("_inner", "_tls")
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+    def __init__(self, inner: httpcore.AsyncNetworkStream, tls: LazyTls | None) -> None:
         self._inner = inner
+        self._tls = tls
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._inner.read(max(max_bytes, READ_SIZE), timeout)
@@ -145,8 +190,10 @@ class _LargerReadStream:
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> _LargerReadStream:
+        if isinstance(ssl_context, _Pending) and self._tls is not None:
+            ssl_context = self._tls.context()
         stream = await self._inner.start_tls(ssl_context, server_hostname, timeout)
-        return _LargerReadStream(stream)
+        return _LargerReadStream(stream, self._tls)
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)

@@ -13,7 +13,7 @@ from typing import cast
 
 import httpx
 
-from ._connections import Connections, larger_reads
+from ._connections import Connections, LazyTls, reading_client
 from ._decoding import accepted_encodings, inflate, inflaters
 from ._errors import (
     BadRequestError,
@@ -194,15 +194,12 @@ class _Borrowed(httpx.AsyncBaseTransport):
 
 def _single_connection_clients(timeout: httpx.Timeout) -> Callable[[], httpx.AsyncClient]:
     """A maker of the clients `Connections` hands out: one connection each, one TLS
-    context between them (loading the CA certificates costs milliseconds each time)."""
-    tls = httpx.create_ssl_context()
+    context between them (loading the CA certificates costs ~20 ms, so only the first
+    TLS handshake loads them)."""
+    tls = LazyTls()
 
     def make() -> httpx.AsyncClient:
-        return larger_reads(
-            httpx.AsyncClient(
-                timeout=timeout, limits=_ONE_CONNECTION, headers=_OUR_HEADERS, verify=tls
-            )
-        )
+        return reading_client(tls, timeout=timeout, limits=_ONE_CONNECTION, headers=_OUR_HEADERS)
 
     return make
 
