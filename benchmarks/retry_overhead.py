@@ -23,7 +23,7 @@ import anyio
 import httpx
 
 from flux_sdk import Dataoorts, FluxError, GenerateRequest, Retry, RetryBudget, ServerError
-from flux_sdk._call import Call
+from flux_sdk._pipeline._call import Call
 
 
 class LoopEngine:

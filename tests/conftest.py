@@ -302,6 +302,6 @@ async def _as_named(host: str, port: int, **kwargs: Any) -> list[Any]:
 
 @pytest.fixture(autouse=True)
 def _no_dns_for_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
-    from flux_sdk import _downloads
+    from flux_sdk._transport import _downloads
 
     monkeypatch.setattr(_downloads, "_lookup", _as_named)

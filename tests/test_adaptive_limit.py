@@ -27,7 +27,7 @@ from flux_sdk import (
     Retry,
     Route,
 )
-from flux_sdk._limits import CombinedLimit
+from flux_sdk._policy._limits import CombinedLimit
 
 from .test_middleware import OK_JSON
 

@@ -410,7 +410,7 @@ async def test_a_manifest_line_never_points_outside_the_directory(tmp_path: Path
     folder = tmp_path / "batch"
     folder.mkdir()
     request = GenerateRequest(prompt="aa")
-    from flux_sdk._batch import request_key
+    from flux_sdk._batching._batch import request_key
 
     line = {
         "index": 0,

@@ -15,7 +15,7 @@ from flux_sdk import (
     InvalidRequestError,
     SavedImage,
 )
-from flux_sdk._batch import Batch
+from flux_sdk._batching._batch import Batch
 from flux_sdk.emulator import EmulatorApp
 
 from .test_batch import SIZE, InFlight, client_for, expected, images_in, manifest

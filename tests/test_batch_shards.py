@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from flux_sdk import FluxError, InvalidRequestError, SavedImage, SaveError, iter_results
-from flux_sdk._manifest import BatchDirectory
+from flux_sdk._batching._manifest import BatchDirectory
 from flux_sdk.emulator import EmulatorApp
 
 from .test_batch import SIZE, client_for

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flux_sdk._http import DEFAULT_TIMEOUT, Http
+from flux_sdk._transport._http import DEFAULT_TIMEOUT, Http
 from tests._server import serve
 
 pytestmark = pytest.mark.anyio
@@ -84,7 +84,7 @@ class _Stream:
 
 
 async def test_a_handshake_verifies_with_the_ca_certificates_loaded_on_first_use() -> None:
-    from flux_sdk._connections import LazyTls, _LargerReadStream, reading_client
+    from flux_sdk._transport._connections import LazyTls, _LargerReadStream, reading_client
 
     tls = LazyTls()
     async with reading_client(tls) as client:
@@ -103,7 +103,7 @@ async def test_a_handshake_verifies_with_the_ca_certificates_loaded_on_first_use
 async def test_a_client_through_a_proxy_gets_the_ca_certificates_from_the_start(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from flux_sdk._connections import LazyTls, reading_client
+    from flux_sdk._transport._connections import LazyTls, reading_client
 
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     tls = LazyTls()

@@ -19,7 +19,7 @@ from flux_sdk import (
     ParamRules,
     Retry,
 )
-from flux_sdk import _downloads as _downloads
+from flux_sdk._transport import _downloads as _downloads
 from flux_sdk.providers import Flow, Step, raise_for_status
 
 from ._images import image_bytes

@@ -17,7 +17,7 @@ from flux_sdk import (
     InvalidRequestError,
     ServerError,
 )
-from flux_sdk._models import MAX_SEED
+from flux_sdk._base._models import MAX_SEED
 from flux_sdk.emulator import EmulatorApp, Fault, FaultPlan, render_png
 
 pytestmark = pytest.mark.anyio

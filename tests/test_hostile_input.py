@@ -39,7 +39,7 @@ from flux_sdk import (
     Retry,
     RetryBudget,
 )
-from flux_sdk._imagecheck import image_problem
+from flux_sdk._base._imagecheck import image_problem
 
 from ._hostile import hostile_server
 

@@ -30,7 +30,7 @@ from flux_sdk import (
     FluxEvent,
     Retry,
 )
-from flux_sdk._logfilter import FILTER, LOGGERS, set_log_redaction
+from flux_sdk._transport._logfilter import FILTER, LOGGERS, set_log_redaction
 from flux_sdk.providers import excerpt, redact
 
 from ._hostile import hostile_server

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from flux_sdk import FluxWarning
-from flux_sdk._logging import configure_from_env
+from flux_sdk._base._logging import configure_from_env
 
 from ._cli import environment
 

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 )
 
 from flux_sdk import Emulator, FluxClient, FluxError, Retry
-from flux_sdk._otel import Tracer
+from flux_sdk._spend._otel import Tracer
 from flux_sdk.emulator import EmulatorApp, Fault, FaultPlan
 
 pytestmark = pytest.mark.anyio
@@ -117,7 +117,7 @@ def test_without_opentelemetry_nothing_is_imported() -> None:
     code = (
         "import sys, importlib.util as u; u.find_spec = lambda name, *a: None; "
         "import flux_sdk; flux_sdk.FluxClient(flux_sdk.Emulator()); "
-        "print('opentelemetry' in sys.modules, 'flux_sdk._otel' in sys.modules)"
+        "print('opentelemetry' in sys.modules, 'flux_sdk._spend._otel' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -56,10 +56,10 @@ def test_first_generate_loads_only_what_it_needs() -> None:
         "print(' '.join(sorted(sys.modules)))"
     ).split()
     for module in (
-        "flux_sdk._batch",
-        "flux_sdk._router",
-        "flux_sdk._aiohttp",
-        "flux_sdk._cache",
+        "flux_sdk._batching._batch",
+        "flux_sdk._routing._router",
+        "flux_sdk._transport._aiohttp",
+        "flux_sdk._spend._cache",
         "flux_sdk.cli",
         "flux_sdk.emulator",
         "flux_sdk.providers._baseten",

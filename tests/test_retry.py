@@ -14,7 +14,7 @@ import httpx
 import pytest
 import respx
 
-import flux_sdk._retry
+import flux_sdk._policy._retry
 from flux_sdk import (
     AuthenticationError,
     BadRequestError,
@@ -175,14 +175,14 @@ async def test_backoff_is_exponential_with_full_jitter_and_a_cap(
 ) -> None:
     """Waits grow 0.5, 1, 2, ... seconds, capped at 20, each a random part of that ceiling."""
     router.post(URL).respond(503)
-    monkeypatch.setattr(flux_sdk._retry, "_random", lambda: 1.0)
+    monkeypatch.setattr(flux_sdk._policy._retry, "_random", lambda: 1.0)
     async with _client(sleeps, max_retries=8, budget=RetryBudget(capacity=100)) as client:
         with pytest.raises(ServerError):
             await client.generate("a cat")
     assert sleeps.delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 20.0, 20.0]
 
     sleeps.delays.clear()
-    monkeypatch.setattr(flux_sdk._retry, "_random", lambda: 0.25)
+    monkeypatch.setattr(flux_sdk._policy._retry, "_random", lambda: 0.25)
     async with _client(sleeps, max_retries=3) as client:
         with pytest.raises(ServerError):
             await client.generate("a cat")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from tenacity import RetryCallState
 
-import flux_sdk._retry
+import flux_sdk._policy._retry
 from flux_sdk import (
     Dataoorts,
     FluxEvent,
@@ -20,8 +20,8 @@ from flux_sdk import (
     ServerError,
     TransportError,
 )
-from flux_sdk._call import Call
-from flux_sdk._retry import (
+from flux_sdk._pipeline._call import Call
+from flux_sdk._policy._retry import (
     log_and_emit,
     retry_if_safe,
     stop_at_deadline,
@@ -129,13 +129,13 @@ def test_wait_backoff_waits_the_retry_after_the_host_asked_for() -> None:
 def test_wait_backoff_doubles_up_to_the_cap_with_full_jitter(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(flux_sdk._retry, "_random", lambda: 1.0)
+    monkeypatch.setattr(flux_sdk._policy._retry, "_random", lambda: 1.0)
     policy = Retry(backoff=0.5, max_backoff=3.0)
     waits = [
         wait_backoff(policy, failed(make_call(), server_error(), attempt=n)) for n in (1, 2, 3, 4)
     ]
     assert waits == [0.5, 1.0, 2.0, 3.0]
-    monkeypatch.setattr(flux_sdk._retry, "_random", lambda: 0.25)
+    monkeypatch.setattr(flux_sdk._policy._retry, "_random", lambda: 0.25)
     assert wait_backoff(policy, failed(make_call(), server_error(), attempt=2)) == 0.25
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._errors import (
+from ._base._errors import (
     AuthenticationError,
     BadRequestError,
     Billed,
@@ -30,29 +30,35 @@ from ._errors import (
     ServerError,
     TransportError,
 )
-from ._logging import configure_from_env as _configure_from_env
+from ._base._logging import configure_from_env as _configure_from_env
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._adaptive import AdaptiveLimit
-    from ._aiohttp import AiohttpTransport
-    from ._batch import BatchIterator, BatchProgress, SavedImage
-    from ._breaker import CircuitBreaker
-    from ._cache import DiskCache
-    from ._call import Call
+    from ._base._events import EventHook, FluxEvent
+    from ._base._models import GeneratedImage, GenerateRequest, sniff_media_type
+    from ._batching._batch import BatchIterator, BatchProgress, SavedImage
+    from ._batching._shards import iter_results
     from ._client import DEFAULT_TIMEOUT, FluxClient
-    from ._events import EventHook, FluxEvent
-    from ._ledger import Budget, HostSpend, Ledger
-    from ._limits import ConcurrencyLimit, RateLimit
-    from ._logfilter import set_log_redaction
-    from ._middleware import AttemptMiddleware, AttemptNext, CallNext, Deadline, Middleware
-    from ._models import GeneratedImage, GenerateRequest, sniff_media_type
-    from ._pricing import LIST_PRICES, Price
-    from ._retry import Retry, RetryBudget
-    from ._router import RoutingError
-    from ._routes import Hedge, Route, RouteState
-    from ._shards import iter_results
-    from ._shared import SharedLimit
+    from ._pipeline._call import Call
+    from ._pipeline._middleware import (
+        AttemptMiddleware,
+        AttemptNext,
+        CallNext,
+        Deadline,
+        Middleware,
+    )
+    from ._policy._adaptive import AdaptiveLimit
+    from ._policy._breaker import CircuitBreaker
+    from ._policy._limits import ConcurrencyLimit, RateLimit
+    from ._policy._retry import Retry, RetryBudget
+    from ._policy._shared import SharedLimit
+    from ._routing._router import RoutingError
+    from ._routing._routes import Hedge, Route, RouteState
+    from ._spend._cache import DiskCache
+    from ._spend._ledger import Budget, HostSpend, Ledger
+    from ._spend._pricing import LIST_PRICES, Price
+    from ._transport._aiohttp import AiohttpTransport
+    from ._transport._logfilter import set_log_redaction
     from .providers import (
         Accepted,
         Baseten,
@@ -82,62 +88,62 @@ if TYPE_CHECKING:
 # what it touches (a batch, routing, shared limits, the other hosts).
 _LAZY = {
     "DEFAULT_TIMEOUT": "._client",
-    "LIST_PRICES": "._pricing",
+    "LIST_PRICES": "._spend._pricing",
     "Accepted": ".providers",
-    "AdaptiveLimit": "._adaptive",
-    "AiohttpTransport": "._aiohttp",
-    "AttemptMiddleware": "._middleware",
-    "AttemptNext": "._middleware",
+    "AdaptiveLimit": "._policy._adaptive",
+    "AiohttpTransport": "._transport._aiohttp",
+    "AttemptMiddleware": "._pipeline._middleware",
+    "AttemptNext": "._pipeline._middleware",
     "Baseten": ".providers",
-    "BatchIterator": "._batch",
-    "BatchProgress": "._batch",
-    "Budget": "._ledger",
-    "Call": "._call",
-    "CallNext": "._middleware",
-    "CircuitBreaker": "._breaker",
+    "BatchIterator": "._batching._batch",
+    "BatchProgress": "._batching._batch",
+    "Budget": "._spend._ledger",
+    "Call": "._pipeline._call",
+    "CallNext": "._pipeline._middleware",
+    "CircuitBreaker": "._policy._breaker",
     "CloudflareWorkersAI": ".providers",
-    "ConcurrencyLimit": "._limits",
+    "ConcurrencyLimit": "._policy._limits",
     "Dataoorts": ".providers",
-    "Deadline": "._middleware",
-    "DiskCache": "._cache",
+    "Deadline": "._pipeline._middleware",
+    "DiskCache": "._spend._cache",
     "Emulator": ".providers",
-    "EventHook": "._events",
+    "EventHook": "._base._events",
     "Fal": ".providers",
     "Flow": ".providers",
     "FlowProvider": ".providers",
     "FluxClient": "._client",
-    "FluxEvent": "._events",
-    "GenerateRequest": "._models",
-    "GeneratedImage": "._models",
-    "Hedge": "._routes",
-    "HostSpend": "._ledger",
+    "FluxEvent": "._base._events",
+    "GenerateRequest": "._base._models",
+    "GeneratedImage": "._base._models",
+    "Hedge": "._routing._routes",
+    "HostSpend": "._spend._ledger",
     "HuggingFace": ".providers",
-    "Ledger": "._ledger",
-    "Middleware": "._middleware",
+    "Ledger": "._spend._ledger",
+    "Middleware": "._pipeline._middleware",
     "OpenAIImages": ".providers",
     "ParamRules": ".providers",
-    "Price": "._pricing",
+    "Price": "._spend._pricing",
     "Provider": ".providers",
-    "RateLimit": "._limits",
+    "RateLimit": "._policy._limits",
     "Replicate": ".providers",
-    "Retry": "._retry",
-    "RetryBudget": "._retry",
-    "Route": "._routes",
-    "RouteState": "._routes",
-    "RoutingError": "._router",
-    "SavedImage": "._batch",
-    "SharedLimit": "._shared",
+    "Retry": "._policy._retry",
+    "RetryBudget": "._policy._retry",
+    "Route": "._routing._routes",
+    "RouteState": "._routing._routes",
+    "RoutingError": "._routing._router",
+    "SavedImage": "._batching._batch",
+    "SharedLimit": "._policy._shared",
     "Step": ".providers",
     "Together": ".providers",
     "Wait": ".providers",
     "decode_base64": ".providers",
-    "iter_results": "._shards",
+    "iter_results": "._batching._shards",
     "provider": ".providers",
     "provider_names": ".providers",
     "raise_for_status": ".providers",
     "register_provider": ".providers",
-    "set_log_redaction": "._logfilter",
-    "sniff_media_type": "._models",
+    "set_log_redaction": "._transport._logfilter",
+    "sniff_media_type": "._base._models",
 }
 
 __all__ = [

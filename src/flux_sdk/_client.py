@@ -12,30 +12,30 @@ import anyio
 import httpx
 from pydantic import JsonValue
 
-from ._adaptive import AdaptiveLimit
-from ._background import Background
-from ._breaker import CircuitBreaker
-from ._call import Call, make_request
-from ._errors import ConfigError, FluxError, InvalidRequestError
-from ._events import EventHook
-from ._http import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Http
-from ._ledger import Budget, Ledger
-from ._limits import CombinedLimit, ConcurrencyLimit, RateLimit
-from ._loops import LoopBinding
-from ._many import ManyImages
-from ._meter import CallMeter, batch_budget, make_tracer
-from ._middleware import AttemptMiddleware, Deadline, Middleware, chain
-from ._models import GeneratedImage, GenerateRequest
-from ._options import check_positive_int, check_retries, check_seconds, check_timeout
-from ._pricing import Price, check_priced, price_table
-from ._retry import Retry
-from ._routes import Hedge, Route, RouteState, Strategy, as_routes
-from ._shared import SharedLimit
-from ._steps import StepRunner, start_flow
+from ._base._errors import ConfigError, FluxError, InvalidRequestError
+from ._base._events import EventHook
+from ._base._loops import LoopBinding
+from ._base._models import GeneratedImage, GenerateRequest
+from ._base._options import check_positive_int, check_retries, check_seconds, check_timeout
+from ._batching._many import ManyImages
+from ._pipeline._background import Background
+from ._pipeline._call import Call, make_request
+from ._pipeline._middleware import AttemptMiddleware, Deadline, Middleware, chain
+from ._policy._adaptive import AdaptiveLimit
+from ._policy._breaker import CircuitBreaker
+from ._policy._limits import CombinedLimit, ConcurrencyLimit, RateLimit
+from ._policy._retry import Retry
+from ._policy._shared import SharedLimit
+from ._routing._routes import Hedge, Route, RouteState, Strategy, as_routes
+from ._routing._steps import StepRunner, start_flow
+from ._spend._ledger import Budget, Ledger
+from ._spend._meter import CallMeter, batch_budget, make_tracer
+from ._spend._pricing import Price, check_priced, price_table
+from ._transport._http import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Http
 from .providers._base import FlowProvider, Provider
 
 if TYPE_CHECKING:  # routing loads only for a client of several providers
-    from ._router import Router
+    from ._routing._router import Router
 
 __all__ = ["DEFAULT_TIMEOUT", "FluxClient"]
 
@@ -211,8 +211,8 @@ class FluxClient(ManyImages):
         # A hedge's losing job is cancelled here, not while its caller waits.
         self._background = Background()
         if routes is not None:
-            from ._router import Router, build_routes
-            from ._routes import route_https
+            from ._routing._router import Router, build_routes
+            from ._routing._routes import route_https
 
             self._route_https = route_https(
                 routes,

@@ -26,12 +26,12 @@ from typing import Any
 
 import anyio
 
+from ._base._errors import ConfigError, FluxError
+from ._base._models import GenerateRequest
+from ._batching._manifest import request_key, slug
+from ._batching._store import Store
 from ._client import FluxClient
-from ._errors import ConfigError, FluxError
-from ._manifest import request_key, slug
-from ._models import GenerateRequest
-from ._shared import SharedLimit
-from ._store import Store
+from ._policy._shared import SharedLimit
 from .providers._base import FlowProvider, Provider
 
 __all__ = ["OUTPUT_COLUMNS", "GenerateImages", "generate_images"]

@@ -15,7 +15,8 @@ import anyio
 import httpx
 import pytest
 
-from flux_sdk import SharedLimit, TransportError, _shared
+from flux_sdk import SharedLimit, TransportError
+from flux_sdk._policy import _shared
 
 from .conftest import free_port, missing
 

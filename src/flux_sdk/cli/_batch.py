@@ -14,8 +14,8 @@ from flux_sdk import (
     GenerateRequest,
     InvalidRequestError,
 )
-from flux_sdk._batch import MANIFEST
-from flux_sdk._ledger import Ledger, usd
+from flux_sdk._batching._batch import MANIFEST
+from flux_sdk._spend._ledger import Ledger, usd
 
 from ._console import note
 from ._progress import Progress, duration

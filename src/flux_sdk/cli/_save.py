@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 
 from flux_sdk import GeneratedImage, SaveError
-from flux_sdk._batch import slug
+from flux_sdk._batching._batch import slug
 
 __all__ = ["IMAGE_SUFFIXES", "save", "target"]
 

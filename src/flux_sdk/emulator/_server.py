@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Iterator
 
-from flux_sdk._connections import is_loopback
+from flux_sdk._transport._connections import is_loopback
 from flux_sdk.emulator._app import EmulatorApp, logger
 
 

@@ -16,8 +16,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
 
-from flux_sdk._errors import InvalidRequestError
-from flux_sdk._models import MAX_PROMPT_CHARS, MAX_SEED, GeneratedImage, GenerateRequest
+from flux_sdk._base._errors import InvalidRequestError
+from flux_sdk._base._models import MAX_PROMPT_CHARS, MAX_SEED, GeneratedImage, GenerateRequest
 
 __all__ = [
     "Accepted",

@@ -7,7 +7,7 @@ image (its page faults cost about as much as the parse).
 
 from __future__ import annotations
 
-from flux_sdk._errors import InvalidResponseError
+from flux_sdk._base._errors import InvalidResponseError
 
 __all__ = ["LIFTED", "decode_base64", "lift_base64"]
 

@@ -16,14 +16,14 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import core_schema, to_json
 
-from flux_sdk._errors import (
+from flux_sdk._base._errors import (
     ConfigError,
     InvalidRequestError,
     InvalidResponseError,
     ProviderError,
     warn,
 )
-from flux_sdk._models import GeneratedImage, GenerateRequest
+from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import ParamRules
 from ._base64 import decode_base64

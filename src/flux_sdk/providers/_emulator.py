@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Literal
 
 import httpx
 
-from flux_sdk._errors import ConfigError
-from flux_sdk._models import GeneratedImage, GenerateRequest
+from flux_sdk._base._errors import ConfigError
+from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import ParamRules
 from ._baseten import Baseten

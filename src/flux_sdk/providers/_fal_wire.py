@@ -14,8 +14,8 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import from_json
 
-from flux_sdk._errors import InvalidRequestError, ProviderError, error_for_status
-from flux_sdk._models import GenerateRequest
+from flux_sdk._base._errors import InvalidRequestError, ProviderError, error_for_status
+from flux_sdk._base._models import GenerateRequest
 
 from ._wire import excerpt, raise_for_status, redact, request_id, retry_after
 

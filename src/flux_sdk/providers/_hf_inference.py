@@ -17,8 +17,8 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import from_json, to_json
 
-from flux_sdk._errors import InvalidRequestError, ProviderError, error_for_status
-from flux_sdk._models import GeneratedImage, GenerateRequest
+from flux_sdk._base._errors import InvalidRequestError, ProviderError, error_for_status
+from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import ParamRules
 from ._wire import excerpt, image_from_body, raise_for_status, redact, request_id, retry_after

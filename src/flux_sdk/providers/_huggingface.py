@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from flux_sdk._errors import ConfigError, FluxError, ProviderError
-from flux_sdk._models import GeneratedImage, GenerateRequest
+from flux_sdk._base._errors import ConfigError, FluxError, ProviderError
+from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import Accepted, Flow, FlowProvider, Provider, Step, single_request_flow
 from ._fal import Fal

@@ -15,8 +15,8 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import to_json
 
-from flux_sdk._errors import ConfigError, InvalidRequestError
-from flux_sdk._models import GeneratedImage, GenerateRequest
+from flux_sdk._base._errors import ConfigError, InvalidRequestError
+from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import ParamRules
 from ._images_api import image_from_data, raise_for_error

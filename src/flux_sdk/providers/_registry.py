@@ -17,7 +17,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from flux_sdk._errors import ConfigError
+from flux_sdk._base._errors import ConfigError
 
 from ._base import FlowProvider, Provider
 

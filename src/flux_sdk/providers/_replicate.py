@@ -21,8 +21,8 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import core_schema, to_json
 
-from flux_sdk._errors import Billed, ConfigError, InvalidResponseError, ProviderError
-from flux_sdk._models import GeneratedImage, GenerateRequest
+from flux_sdk._base._errors import Billed, ConfigError, InvalidResponseError, ProviderError
+from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import Accepted, Flow, ParamRules, Step, Wait
 from ._base64 import decode_base64

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flux_sdk._errors import InvalidRequestError, warn
-from flux_sdk._models import GenerateRequest
+from flux_sdk._base._errors import InvalidRequestError, warn
+from flux_sdk._base._models import GenerateRequest
 
 from ._base import ParamRules
 

@@ -18,11 +18,11 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import SchemaValidator, ValidationError, core_schema
 
-from flux_sdk._connections import is_loopback
-from flux_sdk._errors import ConfigError, InvalidResponseError, error_for_status
-from flux_sdk._models import GeneratedImage, GenerateRequest, sniff_media_type
-from flux_sdk._redact import redact as _redact
-from flux_sdk._redact import secrets_of
+from flux_sdk._base._errors import ConfigError, InvalidResponseError, error_for_status
+from flux_sdk._base._models import GeneratedImage, GenerateRequest, sniff_media_type
+from flux_sdk._transport._connections import is_loopback
+from flux_sdk._transport._redact import redact as _redact
+from flux_sdk._transport._redact import secrets_of
 
 __all__ = [
     "check_base_url",
@@ -141,7 +141,8 @@ def excerpt(
 
 def redact(text: str, secrets: Iterable[SecretStr | str]) -> str:
     """``text`` with each secret blanked out, whether it appears literally, JSON-escaped
-    (``\\/``, ``\\uXXXX``), percent-encoded or inside base64 (see ``flux_sdk._redact``)."""
+    (``\\/``, ``\\uXXXX``), percent-encoded or inside base64
+    (see ``flux_sdk._transport._redact``)."""
     return _redact(text, _values(secrets))
 
 

@@ -15,7 +15,7 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import ValidationError, core_schema
 
-from flux_sdk._errors import InvalidResponseError, ProviderError, QuotaExceeded
+from flux_sdk._base._errors import InvalidResponseError, ProviderError, QuotaExceeded
 
 from ._base64 import LIFTED, decode_base64, lift_base64
 from ._wire import excerpt, json_shape, optional, parse_json, raise_for_status, redact

@@ -1,0 +1,1 @@
+"""Many prompts: batches, the manifest on disk, stores, progress."""

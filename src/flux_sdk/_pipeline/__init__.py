@@ -1,0 +1,1 @@
+"""What a call is, the middleware chain it passes through, its background work."""

@@ -1,0 +1,1 @@
+"""Retries, limits, breakers, shared limits: whether and when to send."""

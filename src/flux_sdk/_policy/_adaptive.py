@@ -1,0 +1,271 @@
+"""`AdaptiveLimit`: a concurrency limit that finds how much the host can take.
+
+A fixed limit is a guess: too low and a big host idles, too high and a small one
+answers 429. This one learns the number from what the host does, the way TCP Vegas and
+Netflix's concurrency-limits do, in its own small form:
+
+- **Slow start.** While the host keeps up, every answer received with all slots busy
+  adds one slot, so the limit doubles each round trip.
+- **Latency guard.** Answers are grouped in windows of about one limit's worth. The
+  lowest window mean is the host's latency with nothing queued (a Vegas "base RTT"); a
+  window more than 20% above it means requests have started to queue at the host, so
+  the limit stops growing, and more than 50% above it cuts the limit by ``backoff``,
+  though not below ``backoff`` times the highest limit whose latency was normal: a
+  latency that stays high below that is not this limit's doing (a busy client machine,
+  a host slow for everyone), and cutting further would only lose throughput.
+- **Loss.** A 429 or 503 means the host's queue is full: the limit drops at once to
+  ``backoff`` times what is in flight, at most once per round trip; further refusals in
+  that round trip only keep the limit below what is in flight, so a refusal's freed
+  slot is not handed straight back to the host.
+- **Additive increase.** Otherwise, once slow start is over, each full window adds one
+  slot (the AIMD of TCP's congestion avoidance).
+
+Only a ``"generate"`` request's time is taken as a latency sample: a queue host's
+submit or poll says nothing of the model's speed (they still count as answers).
+"""
+
+from __future__ import annotations
+
+import builtins  # the class's own min and max arguments shadow the builtins
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+
+import anyio
+import anyio.lowlevel
+import httpx
+
+from flux_sdk._base._errors import ConfigError
+from flux_sdk._base._options import check_callable, check_positive_int
+from flux_sdk._pipeline._call import Call
+from flux_sdk._pipeline._middleware import AttemptNext
+
+from ._limits import ConcurrencyLimit
+
+__all__ = ["DEFAULT_CEILING", "DEFAULT_START", "AdaptiveLimit"]
+
+DEFAULT_CEILING = 256
+DEFAULT_START = 16
+_MIN_WINDOW = 8  # samples: fewer make a window's mean too noisy to judge
+_HOLD = 1.2  # window latency over the base latency above which the limit stops growing
+_CUT = 1.5  # ... above which it is cut
+_DRIFT = 1 / 256  # how fast the base latency follows a host that became slower for good
+_REFUSED = frozenset({429, 503})
+
+
+class AdaptiveLimit(ConcurrencyLimit):
+    """A concurrency limit that adapts between ``min`` and ``max`` (see the module doc).
+
+    The default of `FluxClient` when no ``max_concurrency`` is given; pass one to set
+    your own ceiling and start, ``max_concurrency=AdaptiveLimit(max=64)``, or to share
+    one limit between clients. ``limit`` is the current value (it can be set, within
+    the bounds), ``ceiling`` the most it may reach, ``in_flight`` the requests holding
+    a slot. ``clock`` (seconds, ``time.monotonic`` by default) times the requests.
+    """
+
+    def __init__(
+        self,
+        max: int = DEFAULT_CEILING,
+        *,
+        start: int | None = None,
+        min: int = 1,
+        backoff: float = 0.9,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.max = check_positive_int(max, ConfigError, "AdaptiveLimit max")
+        self.min = check_positive_int(min, ConfigError, "AdaptiveLimit min")
+        if self.min > self.max:
+            raise ConfigError(f"AdaptiveLimit min={min} is above max={max}: lower min")
+        if start is None:
+            start = builtins.min(builtins.max(DEFAULT_START, self.min), self.max)
+        start = check_positive_int(start, ConfigError, "AdaptiveLimit start")
+        if not self.min <= start <= self.max:
+            raise ConfigError(
+                f"AdaptiveLimit start must be from min={self.min} to max={self.max} (got {start})"
+            )
+        if (
+            isinstance(backoff, bool)
+            or not isinstance(backoff, (int, float))
+            or not 0.1 <= backoff < 1
+        ):
+            raise ConfigError(
+                f"AdaptiveLimit backoff must be a number from 0.1 to below 1 (got {backoff!r})"
+            )
+        if clock is not None:
+            check_callable(clock, ConfigError, "AdaptiveLimit clock")
+        self.backoff = float(backoff)
+        self._clock = clock if clock is not None else time.monotonic
+        self._value = float(start)
+        self._in_flight = 0
+        self._waiters: deque[anyio.Event] = deque()
+        self._slow_start = True
+        self._base: float | None = None  # lowest window latency: the host unloaded
+        self._rtt: float | None = None  # latest window latency
+        self._last_cut = -math.inf
+        self._epoch = 0
+        # The highest limit whose window's latency was normal: a latency cut stops just
+        # below it, since latency that stays high below it is not this limit's doing
+        # (a busy client machine, a host slow for everyone); a 429 lowers it.
+        self._good = 0.0
+        # The window being filled: answers, those timed, their total time, whether every
+        # slot was busy at some answer, and the limit when it began (its length).
+        self._count = 0
+        self._timed = 0
+        self._total = 0.0
+        self._saturated = False
+        self._window_size = start
+
+    # The slots
+
+    @property
+    def limit(self) -> int:
+        """How many requests may be in flight now."""
+        return int(self._value)
+
+    @limit.setter
+    def limit(self, value: int) -> None:
+        value = check_positive_int(value, ConfigError, "AdaptiveLimit limit")
+        self._set(float(value))
+
+    @property
+    def ceiling(self) -> int:
+        return self.max
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def __repr__(self) -> str:
+        return f"AdaptiveLimit(max={self.max}, limit={self.limit}, in_flight={self._in_flight})"
+
+    async def acquire(self) -> None:
+        """Wait for a slot (first come, first served), without polling."""
+        if not self._waiters and self._in_flight < int(self._value):
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            self._in_flight += 1
+            # As anyio's Semaphore does: let the other tasks started with this one take
+            # their slots too before any of them goes on to its I/O.
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            return
+        turn = anyio.Event()
+        self._waiters.append(turn)
+        try:
+            await turn.wait()
+        except BaseException:
+            if turn.is_set():  # a slot was handed over as we left: pass it on
+                self.release()
+            else:
+                self._waiters.remove(turn)
+            raise
+
+    def release(self) -> None:
+        self._in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        """Hand free slots to the waiters in order (the slot is taken on their behalf)."""
+        while self._waiters and self._in_flight < int(self._value):
+            self._in_flight += 1
+            self._waiters.popleft().set()
+
+    def _set(self, value: float) -> None:
+        self._value = builtins.min(float(self.max), builtins.max(float(self.min), value))
+        self._wake()
+
+    # What the answers say
+
+    @property
+    def epoch(self) -> int:
+        """Counts the cuts: an answer to a request sent before the latest cut says
+        nothing of the limit now (pass the epoch it was sent in to `on_answer`)."""
+        return self._epoch
+
+    def on_refused(self) -> None:
+        """A 429 or 503: the host's queue is full (call before the slot is released)."""
+        if self._base is None:
+            # Refused before one window was measured: the start was far too high, and
+            # the latencies seen so far include the host's queue. Halve, and slow start
+            # again from there once the answers sent before are in.
+            self._set(builtins.min(self._value, self._in_flight) * 0.5)
+            self._cut()
+            return
+        self._slow_start = False
+        now = self._clock()
+        if self._rtt is None or now - self._last_cut >= self._rtt:
+            self._last_cut = now
+            self._set(builtins.min(self._value, self._in_flight) * self.backoff)
+            self._good = builtins.min(self._good, self._value)
+            self._cut()
+        else:  # the same round trip: only keep the freed slot from going straight back
+            self._set(builtins.min(self._value, self._in_flight - 1))
+
+    def _cut(self) -> None:
+        self._epoch += 1
+        self._new_window()
+
+    def on_answer(self, latency: float | None, epoch: int | None = None) -> None:
+        """An answer the host served, with its latency if it is a model's time (call
+        before the slot is released); ``epoch`` is `epoch` when it was sent."""
+        if epoch is not None and epoch != self._epoch:
+            return  # sent before the latest cut
+        saturated = self._in_flight >= int(self._value)
+        if self._slow_start and saturated:
+            self._set(self._value + 1)
+        self._count += 1
+        self._saturated = self._saturated or saturated
+        if latency is not None:
+            self._timed += 1
+            self._total += latency
+        if self._count >= builtins.max(_MIN_WINDOW, self._window_size):
+            self._close_window()
+
+    def _new_window(self) -> None:
+        self._count = 0
+        self._timed = 0
+        self._total = 0.0
+        self._saturated = False
+        self._window_size = int(self._value)
+
+    def _close_window(self) -> None:
+        ratio = 1.0
+        if self._timed:
+            rtt = self._total / self._timed
+            self._rtt = rtt
+            if self._base is None or rtt < self._base:
+                self._base = rtt
+            else:
+                self._base += (rtt - self._base) * _DRIFT
+            ratio = rtt / self._base if self._base > 0 else 1.0
+        if ratio > _CUT:
+            self._slow_start = False
+            floor = self._good * self.backoff
+            if self._value > floor:
+                self._set(builtins.max(floor, self._value * self.backoff))
+                self._cut()
+                return
+        elif ratio <= _HOLD:
+            self._good = builtins.max(self._good, float(self._window_size))
+        if ratio > _HOLD:
+            self._slow_start = False
+        elif self._saturated and not self._slow_start:
+            self._set(self._value + 1)
+        self._new_window()
+
+    async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
+        await self.acquire()
+        try:
+            call.concurrency = int(self._value)
+            epoch = self._epoch
+            start = self._clock()
+            response = await call_next(call)
+            status = response.status_code
+            if status in _REFUSED:
+                self.on_refused()
+            elif 200 <= status < 300:
+                step = call.step
+                timed = step is None or step.kind == "generate"
+                self.on_answer(self._clock() - start if timed else None, epoch)
+            return response
+        finally:
+            self.release()

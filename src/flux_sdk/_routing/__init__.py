@@ -1,0 +1,1 @@
+"""How a call reaches a host: one attempt's steps, routes, the router."""

@@ -1,0 +1,204 @@
+"""`Route`: one provider in a multi-provider client, with its own limits and health."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+
+from flux_sdk._base._errors import ConfigError
+from flux_sdk._policy._breaker import State
+from flux_sdk._policy._limits import ConcurrencyLimit, RateLimit
+from flux_sdk._policy._shared import SharedLimit
+from flux_sdk._transport._http import Http
+from flux_sdk.providers._base import FlowProvider, Provider
+
+__all__ = ["Hedge", "Route", "RouteState", "Strategy", "as_routes", "route_https"]
+
+# How a client of several providers picks a route (see `Router`).
+Strategy = Literal["failover", "balanced", "cheapest"]
+
+
+class Route:
+    """A provider in ``FluxClient([...])``, with settings of its own.
+
+    ``weight`` shares the load in ``routing="balanced"``; ``max_concurrency`` and
+    ``rate_limit`` bound this host alone (a number, a shared `ConcurrencyLimit` /
+    `RateLimit`, or a `SharedLimit` across processes; by default the client's
+    ``max_concurrency`` number, per route, or an `AdaptiveLimit` of the route's own
+    when the client has no number);
+    ``price`` (USD per image) orders ``routing="cheapest"``.
+    """
+
+    def __init__(
+        self,
+        provider: Provider | FlowProvider,
+        *,
+        weight: float = 1.0,
+        max_concurrency: int | ConcurrencyLimit | SharedLimit | None = None,
+        rate_limit: float | RateLimit | SharedLimit | None = None,
+        price: float | None = None,
+    ) -> None:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+            raise ConfigError(f"a route's weight must be a number above 0 (got {weight!r})")
+        if not math.isfinite(weight):
+            raise ConfigError(f"a route's weight must be finite (got {weight!r})")
+        if price is not None and (
+            isinstance(price, bool) or not isinstance(price, (int, float)) or not price >= 0
+        ):
+            raise ConfigError(f"a route's price must be a number of USD >= 0 (got {price!r})")
+        self.provider = provider
+        self.weight = float(weight)
+        self.max_concurrency = max_concurrency
+        self.rate_limit = rate_limit
+        self.price = None if price is None else float(price)
+
+    def __repr__(self) -> str:
+        return f"Route({self.provider!r}, weight={self.weight:g}, price={self.price!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteState:
+    """One route as a dashboard sees it (`FluxClient.routes`)."""
+
+    provider: str
+    circuit: State
+    in_flight: int
+    max_concurrency: int
+    latency_p50: float | None
+    latency_p95: float | None
+    error_rate: float
+    calls: int
+    failures: int
+
+
+class Hedge:
+    """When to send a second attempt to another host while the first is still running.
+
+    After ``delay`` seconds, or, with ``percentile``, after that percentile of the first
+    host's recent latencies (once it has ``min_samples`` of them), a second attempt goes
+    to the next healthy route; the first image wins and the other attempt is cancelled
+    (on the host too, for a queue job). Hedges are paid from a sack that gains
+    ``max_extra`` of a token per call and holds at most ``burst``: at most
+    ``max_extra x calls + burst`` extra attempts, so hedging cannot double the bill.
+    """
+
+    def __init__(
+        self,
+        delay: float | None = None,
+        *,
+        percentile: float | None = None,
+        max_extra: float = 0.1,
+        min_samples: int = 20,
+        burst: float = 10.0,
+    ) -> None:
+        if (delay is None) == (percentile is None):
+            raise ConfigError("Hedge needs either a delay in seconds or a percentile, not both")
+        if delay is not None and (isinstance(delay, bool) or not 0 <= delay < math.inf):
+            raise ConfigError(f"a hedge delay must be a finite number of seconds (got {delay!r})")
+        if percentile is not None and not 0 < percentile < 100:
+            raise ConfigError(f"a hedge percentile is between 0 and 100 (got {percentile!r})")
+        if isinstance(max_extra, bool) or not 0 < max_extra <= 1:
+            raise ConfigError(f"max_extra must be above 0 and at most 1 (got {max_extra!r})")
+        self.delay = delay
+        self.percentile = percentile
+        self.max_extra = float(max_extra)
+        self.min_samples = min_samples
+        self.burst = float(burst)
+        self._tokens = self.burst
+
+    def on_call(self) -> None:
+        self._tokens = min(self.burst, self._tokens + self.max_extra)
+
+    def can_spend(self) -> bool:
+        return self._tokens >= 1.0
+
+    def try_spend(self) -> bool:
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    def refund(self) -> None:
+        self._tokens = min(self.burst, self._tokens + 1.0)
+
+    def delay_for(self, latencies: deque[float]) -> float | None:
+        """Seconds to wait before hedging a call to a host with these latencies."""
+        if self.delay is not None:
+            return self.delay
+        if len(latencies) < self.min_samples:
+            return None
+        assert self.percentile is not None
+        cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+        return cuts[max(0, min(98, round(self.percentile) - 1))]
+
+    def __repr__(self) -> str:
+        how = f"delay={self.delay!r}" if self.delay is not None else f"percentile={self.percentile}"
+        return f"Hedge({how}, max_extra={self.max_extra})"
+
+
+def as_routes(
+    provider: Provider | FlowProvider | Sequence[Provider | FlowProvider | Route],
+) -> list[Route] | None:
+    """The routes of a client made with a list of providers, or None for one provider."""
+    if not isinstance(provider, (list, tuple)):
+        return None
+    if not provider:
+        raise ConfigError("FluxClient([...]) needs at least one provider")
+    return [entry if isinstance(entry, Route) else Route(entry) for entry in provider]
+
+
+def route_https(
+    routes: Sequence[Route],
+    *,
+    timeout: httpx.Timeout,
+    max_response_bytes: int,
+    http_client: httpx.AsyncClient | None,
+) -> list[Http]:
+    """One sender per route, so each route's requests (and its key) reach only its own
+    host: a provider's own ``transport`` (the in-process emulator) for its route alone,
+    even with ``http_client`` (which serves the routes without one), else connections of
+    the route's own. Routes that cannot be told apart are a `ConfigError` naming both."""
+    seen_names: dict[str, Route] = {}
+    seen_transports: dict[int, Route] = {}
+    https = []
+    for route in routes:
+        provider = route.provider
+        name = getattr(provider, "name", None)
+        if not isinstance(name, str):
+            raise ConfigError(f"{provider!r} in the route list is not a provider: it has no name")
+        other = seen_names.setdefault(name, route)
+        if other is not route:
+            raise ConfigError(
+                f"two routes are both named {name!r} ({other.provider!r} and {provider!r}): "
+                "their circuits, limits and ledger lines could not be told apart; give one "
+                "another name (provider.name = ...)"
+            )
+        transport = getattr(provider, "transport", None)
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise ConfigError(
+                f"{name}'s transport must be an httpx.AsyncBaseTransport "
+                f"(got {type(transport).__name__})"
+            )
+        if transport is not None:
+            other = seen_transports.setdefault(id(transport), route)
+            if other is not route:
+                raise ConfigError(
+                    f"{name} carries the transport of {other.provider.name} "
+                    f"({other.provider!r} and {provider!r}): one route's requests, and its "
+                    "key, would reach the other's host; give each provider its own transport"
+                )
+        https.append(
+            Http(
+                timeout=timeout,
+                max_response_bytes=max_response_bytes,
+                http_client=http_client if transport is None else None,
+                transport=transport,
+            )
+        )
+    return https
