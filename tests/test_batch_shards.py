@@ -144,3 +144,20 @@ async def test_an_image_another_layout_made_is_not_paid_again_after_an_older_fai
     assert app.requests_seen == 3  # nothing paid for twice
     assert isinstance(again[0], SavedImage)
     assert again[0].skipped
+
+
+async def test_iter_results_gives_the_image_another_manifest_records_over_an_older_failure(
+    tmp_path: Path,
+) -> None:
+    app = EmulatorApp(default_size=SIZE, faults=FaultPlan([Fault.SERVER_ERROR]))
+    async with client_for(app) as client:
+        await client.generate_many(PROMPTS[:2], save_dir=tmp_path, shard=(0, 2))  # 0 fails
+        await client.generate_many(PROMPTS[:2], save_dir=tmp_path)  # makes 0 and 1
+    records = list(iter_results(tmp_path))
+    assert [r["index"] for r in records] == [0, 1]
+    assert all("file" in r and "error" not in r for r in records)
+    (tmp_path / records[0]["file"]).unlink()  # an image gone: its failure is what is left
+    gone = next(iter_results(tmp_path))
+    assert gone["index"] == 0
+    assert gone["error"]["type"] == "ServerError"
+    assert gone["resend_could_pay_twice"] is True

@@ -248,6 +248,7 @@ class BatchDirectory:
         line["hosts"] = list(error.hosts)
         line["cost"] = error.cost
         line["billed"] = error.billed
+        line["resend_could_pay_twice"] = error.resend_could_pay_twice
         line["error"] = {
             "type": type(error).__name__,
             "message": error.message,

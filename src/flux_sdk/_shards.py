@@ -79,13 +79,20 @@ def manifests(path: Path) -> list[Path]:
 
 def iter_results(save_dir: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """Each item's manifest line, by index, read from every manifest of ``save_dir``
-    (unsharded and sharded runs alike) as one batch: the last line of an index wins.
+    (unsharded and sharded runs alike) as one batch.
 
-    A line is a finished item's record as written (``"file"``, ``"sha256"`` ... for an
-    image, ``"error"`` for a failure); torn or foreign lines are skipped.
+    Within one manifest an item's last line counts. Across them an image wins: a line
+    whose file is still there with its recorded size is given, whichever manifest holds
+    it, over a failure another one recorded (a shard's failed item that a later run
+    made); otherwise the item's last failure. A line is a finished item's record as
+    written (``"file"``, ``"sha256"`` ... for an image, ``"error"`` for a failure);
+    torn or foreign lines are skipped.
     """
-    last: dict[int, dict[str, Any]] = {}
-    for manifest in manifests(Path(save_dir)):
+    folder = Path(save_dir)
+    images: dict[int, dict[str, Any]] = {}
+    failures: dict[int, dict[str, Any]] = {}
+    for manifest in manifests(folder):
+        last: dict[int, dict[str, Any]] = {}
         for line in manifest.read_bytes().splitlines():
             try:
                 record = json.loads(line)
@@ -93,8 +100,24 @@ def iter_results(save_dir: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 continue
             if isinstance(record, dict) and type(record.get("index")) is int:
                 last[record["index"]] = record
-    for index in sorted(last):
-        yield last[index]
+        for index, record in last.items():
+            if "error" in record:
+                failures[index] = record
+            elif index not in images and _still_there(folder, record):
+                images[index] = record
+    for index in sorted(images.keys() | failures.keys()):
+        yield images.get(index) or failures[index]
+
+
+def _still_there(folder: Path, record: dict[str, Any]) -> bool:
+    """Whether a line's image file is in ``folder`` with the size it records."""
+    name, size = record.get("file"), record.get("bytes")
+    if not isinstance(name, str) or "/" in name or "\\" in name or type(size) is not int:
+        return False
+    try:
+        return (folder / name).stat().st_size == size
+    except OSError:
+        return False
 
 
 def meet(one: Shard, other: Shard) -> bool:
