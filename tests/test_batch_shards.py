@@ -10,7 +10,7 @@ import pytest
 
 from flux_sdk import FluxError, InvalidRequestError, SavedImage, SaveError, iter_results
 from flux_sdk._batching._manifest import BatchDirectory
-from flux_sdk.emulator import EmulatorApp
+from flux_sdk.emulator import EmulatorApp, Fault, FaultPlan
 
 from .test_batch import SIZE, client_for
 
@@ -99,3 +99,65 @@ def test_a_starting_shard_leaves_another_shards_files_alone(tmp_path: Path) -> N
     BatchDirectory(tmp_path, 10, (0, 2)).close()
     assert theirs.exists()
     assert not mine.exists()
+
+
+@pytest.mark.parametrize(
+    ("held", "other", "refused"),
+    [
+        ((0, 2), (0, 4), True),  # 0, 4, 8 ... are in both
+        ((0, 2), (2, 4), True),
+        ((1, 3), (4, 6), True),  # 4 and 10 are 1 modulo 3
+        ((0, 2), (1, 4), False),  # even and odd never meet
+        ((0, 3), (1, 3), False),
+    ],
+)
+def test_shards_of_another_width_that_share_an_index_are_refused(
+    tmp_path: Path, held: tuple[int, int], other: tuple[int, int], refused: bool
+) -> None:
+    """Two runs that would write the same index never run at once, whatever their W."""
+    first = BatchDirectory(tmp_path, 12, held)
+    try:
+        if refused:
+            with pytest.raises(SaveError, match="another batch is writing"):
+                BatchDirectory(tmp_path, 12, other)
+        else:
+            BatchDirectory(tmp_path, 12, other).close()
+    finally:
+        first.close()
+    BatchDirectory(tmp_path, 12, other).close()  # once the first has ended
+
+
+async def test_an_image_another_layout_made_is_not_paid_again_after_an_older_failure(
+    tmp_path: Path,
+) -> None:
+    """Shard 0 of 2 failed item 0; a whole run then made it; shard 0 run again skips it:
+    its own manifest's older failure does not hide the image another manifest records."""
+    app = EmulatorApp(default_size=SIZE, faults=FaultPlan([Fault.SERVER_ERROR]))
+    async with client_for(app) as client:
+        first = await client.generate_many(PROMPTS[:2], save_dir=tmp_path, shard=(0, 2))
+        assert isinstance(first[0], FluxError)
+        await client.generate_many(PROMPTS[:2], save_dir=tmp_path)  # makes item 0 (and 1)
+        assert app.requests_seen == 3
+        again = await client.generate_many(
+            PROMPTS[:2], save_dir=tmp_path, shard=(0, 2), keep_images=False
+        )
+    assert app.requests_seen == 3  # nothing paid for twice
+    assert isinstance(again[0], SavedImage)
+    assert again[0].skipped
+
+
+async def test_iter_results_gives_the_image_another_manifest_records_over_an_older_failure(
+    tmp_path: Path,
+) -> None:
+    app = EmulatorApp(default_size=SIZE, faults=FaultPlan([Fault.SERVER_ERROR]))
+    async with client_for(app) as client:
+        await client.generate_many(PROMPTS[:2], save_dir=tmp_path, shard=(0, 2))  # 0 fails
+        await client.generate_many(PROMPTS[:2], save_dir=tmp_path)  # makes 0 and 1
+    records = list(iter_results(tmp_path))
+    assert [r["index"] for r in records] == [0, 1]
+    assert all("file" in r and "error" not in r for r in records)
+    (tmp_path / records[0]["file"]).unlink()  # an image gone: its failure is what is left
+    gone = next(iter_results(tmp_path))
+    assert gone["index"] == 0
+    assert gone["error"]["type"] == "ServerError"
+    assert gone["resend_could_pay_twice"] is True

@@ -7,11 +7,13 @@ what each host served and billed.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import httpx
 import pytest
 
+from flux_sdk import Dataoorts, FluxClient, FluxError, Retry
 from flux_sdk.emulator import DEFAULT_API_KEY, Capacity, EmulatorApp, Fault, FaultPlan
 
 pytestmark = pytest.mark.anyio
@@ -147,3 +149,20 @@ async def test_the_stats_endpoint_counts_billed_refused_and_repeated_jobs_by_hos
     assert fal["requests"] == 4
     assert fal["faults"] == {}
     assert list(stats["hosts"]) == ["fal"]  # hosts never asked of are left out
+
+
+async def test_a_sync_hosts_billed_count_is_what_its_clients_ledger_may_owe() -> None:
+    """A fault after the model ran (a 5xx, an HTML page, a broken body, a cut answer) is
+    billed, a 429 is not: the host's count equals the ledger's billed plus maybe billed."""
+    faults = [None, Fault.RATE_LIMIT, Fault.SERVER_ERROR, Fault.HTML, Fault.INVALID_JSON]
+    app = EmulatorApp(default_size=32, faults=FaultPlan([*faults, Fault.RESET, Fault.UNAVAILABLE]))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as http:
+        provider = Dataoorts(DEFAULT_API_KEY, base_url="http://127.0.0.1/api/v1")
+        async with FluxClient(provider, http_client=http, max_retries=Retry(0)) as flux:
+            for k in range(7):
+                with contextlib.suppress(FluxError):
+                    await flux.generate(f"a fox number {k}")
+            spent = flux.ledger["dataoorts"]
+    stats = app.stats["dataoorts"]
+    assert stats.billed == 6  # all but the 429
+    assert (spent.billed, spent.maybe_billed) == (1, 5)

@@ -15,11 +15,9 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import re
 import threading
-from dataclasses import dataclass
 from io import FileIO
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,8 @@ from flux_sdk._base._files import save_error
 from flux_sdk._base._imagecheck import image_problem
 from flux_sdk._base._models import GeneratedImage, GenerateRequest, sniff_media_type
 
-from ._shards import MANIFEST, Shard, lock, manifest_name, manifests
+from ._saved import SavedImage, cost_of, file_stem, request_key, seconds_of, slug
+from ._shards import MANIFEST, Shard, lock, manifest_name, manifests, refuse_overlap
 
 __all__ = ["MANIFEST", "BatchDirectory", "SavedImage", "file_stem", "request_key", "slug"]
 
@@ -39,75 +38,6 @@ _IMAGE_NAME = re.compile(r"(\d{6,})-[a-z0-9-]*\.(?:png|jpg|webp)")
 _TEMP_NAME = re.compile(r"\.(\d{6,})-[a-z0-9-]*\.(?:png|jpg|webp)\.[0-9a-f]{8}\.tmp")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _RERUN = "the batch stopped; run it again to finish the rest (what is saved is kept)"
-
-
-def slug(prompt: str, limit: int = 40) -> str:
-    """A short file-name-safe stand-in for a prompt: lower-case ASCII words and hyphens."""
-    text = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:limit].rstrip("-")
-    return text or "image"
-
-
-def file_stem(index: int, prompt: str) -> str:
-    """The name of item ``index``'s image without its extension: ``000042-a-red-fox``."""
-    return f"{index:06d}-{slug(prompt)}"
-
-
-def request_key(request: GenerateRequest) -> str:
-    """A fingerprint of everything that shapes the image, to match a re-run's items."""
-    text = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
-class SavedImage:
-    """An image a batch wrote to disk and did not keep in memory (``keep_images=False``).
-
-    ``skipped`` is true when the file was already there from an earlier run. ``cost``
-    is what making it may have cost at most, in USD (as the manifest recorded it).
-    """
-
-    index: int
-    path: Path
-    sha256: str
-    size: int
-    media_type: str
-    provider: str
-    request: GenerateRequest
-    seed: int | None = None
-    attempts: int = 1
-    elapsed: float = 0.0
-    request_id: str | None = None
-    skipped: bool = False
-    cost: float | None = None
-
-    def __repr__(self) -> str:
-        return (
-            f"SavedImage(index={self.index}, path={str(self.path)!r}, bytes={self.size}, "
-            f"media_type={self.media_type!r}, seed={self.seed!r}, attempts={self.attempts}, "
-            f"skipped={self.skipped})"
-        )
-
-    def read_bytes(self) -> bytes:
-        """The image bytes, read back from ``path``."""
-        return self.path.read_bytes()
-
-    def load(self) -> GeneratedImage:
-        """The image as a `GeneratedImage`, read back from ``path``."""
-        return self._image(self.read_bytes())
-
-    def _image(self, data: bytes) -> GeneratedImage:
-        return GeneratedImage(
-            data=data,
-            media_type=self.media_type,
-            provider=self.provider,
-            request=self.request,
-            seed=self.seed,
-            elapsed=self.elapsed,
-            attempts=self.attempts,
-            request_id=self.request_id,
-            path=self.path,
-            cost=self.cost,
-        )
 
 
 class BatchDirectory:
@@ -144,11 +74,20 @@ class BatchDirectory:
             lock(self._file, path)
             if self._guard is not None:
                 lock(self._guard, path, shared=True)
+            if shard is not None:
+                refuse_overlap(path, shard)  # only now: see _shards
             self._file.seek(0)
             content = self._file.readall()
             self._end = len(content)
-            others = [m.read_bytes() for m in manifests(path) if m.name != self._file_name]
-            self._earlier = _parse(b"\n".join([*others, content]), size)
+            # Each index's last line in each manifest, this run's own first: an image any
+            # of them records is found, whatever an older failure elsewhere says.
+            self._earlier: dict[int, list[dict[str, Any]]] = {
+                index: [record] for index, record in _parse(content, size).items()
+            }
+            for manifest in manifests(path):
+                if manifest.name != self._file_name:
+                    for index, record in _parse(manifest.read_bytes(), size).items():
+                        self._earlier.setdefault(index, []).append(record)
             if content and not content.endswith(b"\n"):  # a line cut short by a crash
                 self._write(b"\n")
             self._files = self._scan()
@@ -189,9 +128,14 @@ class BatchDirectory:
     def earlier(self, index: int, request: GenerateRequest, key: str) -> SavedImage | None:
         """What an earlier run recorded for this very item, if it succeeded; unchecked
         against the disk yet (see `verify`)."""
-        record = self._earlier.get(index)
-        if record is None or "error" in record or record.get("key") != key:
-            return None
+        for record in self._earlier.get(index, ()):
+            if "error" not in record and record.get("key") == key:
+                return self._recorded(index, request, record)
+        return None
+
+    def _recorded(
+        self, index: int, request: GenerateRequest, record: dict[str, Any]
+    ) -> SavedImage | None:
         name, digest, size = record.get("file"), record.get("sha256"), record.get("bytes")
         stem = file_stem(index, request.prompt)
         # Exactly this item's name: a line naming another item's file (or anything
@@ -214,10 +158,10 @@ class BatchDirectory:
             request=request,
             seed=seed if type(seed) is int else request.seed,
             attempts=attempts if type(attempts) is int and attempts > 0 else 1,
-            elapsed=_seconds(elapsed),
+            elapsed=seconds_of(elapsed),
             request_id=request_id if isinstance(request_id, str) else None,
             skipped=True,
-            cost=_cost(record.get("cost")),
+            cost=cost_of(record.get("cost")),
         )
 
     def verify(self, earlier: SavedImage) -> tuple[SavedImage, bytes] | None:
@@ -305,6 +249,7 @@ class BatchDirectory:
         line["hosts"] = list(error.hosts)
         line["cost"] = error.cost
         line["billed"] = error.billed
+        line["resend_could_pay_twice"] = error.resend_could_pay_twice
         line["error"] = {
             "type": type(error).__name__,
             "message": error.message,
@@ -373,20 +318,6 @@ def _index_of(digits: str) -> int | None:
     """The index a file name's prefix stands for, if it is the prefix we would write."""
     index = int(digits)
     return index if f"{index:06d}" == digits else None
-
-
-def _seconds(value: object) -> float:
-    """A duration from a manifest line, or 0 for anything that is not one."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return 0.0
-    return float(value) if math.isfinite(value) and value >= 0 else 0.0
-
-
-def _cost(value: object) -> float | None:
-    """A cost from a manifest line, or None for anything that is not one."""
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) and value >= 0 else None
 
 
 def _stopped(what: str, exc: OSError) -> SaveError:

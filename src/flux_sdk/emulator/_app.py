@@ -28,7 +28,7 @@ from flux_sdk.emulator._capacity import Capacity, Load, loads
 from flux_sdk.emulator._cloudflare import CloudflareWorkersAI
 from flux_sdk.emulator._dataoorts import Dataoorts
 from flux_sdk.emulator._fal import Fal
-from flux_sdk.emulator._faults import FaultPlan, InjectedDisconnect, inject
+from flux_sdk.emulator._faults import Fault, FaultPlan, InjectedDisconnect, inject
 from flux_sdk.emulator._host import Host
 from flux_sdk.emulator._huggingface import HuggingFaceRouter
 from flux_sdk.emulator._openai import OpenAIImages
@@ -218,10 +218,17 @@ class EmulatorApp:
         fault = self.faults.draw() if faulted else None
         if fault is None:
             await answer(send)
-        else:
-            self.stats[host.name].faults[fault.value] += 1
-            canned = host.fault(fault, self.faults)
-            await inject(fault, self.faults, answer, receive, send, canned=canned, headers=headers)
+            return
+        stats = self.stats[host.name]
+        stats.faults[fault.value] += 1
+        canned = host.fault(fault, self.faults)
+        replaced = canned is not None or fault is Fault.HTML  # the model's answer is lost
+        if replaced and fault is not Fault.RATE_LIMIT and _holds(host, scope) == "request":
+            # A sync host's fault comes after its service time: the model ran, the host
+            # charges, and the client can only say "maybe". (A transport fault's answer
+            # is made, and so billed, by _answer before it is damaged on the way out.)
+            stats.bill(body)
+        await inject(fault, self.faults, answer, receive, send, canned=canned, headers=headers)
 
     async def _answer(
         self, host: Host, scope: Scope, body: bytes, headers: Mapping[str, str], send: Send

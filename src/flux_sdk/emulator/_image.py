@@ -14,6 +14,7 @@ import struct
 import textwrap
 import zlib
 
+from flux_sdk.emulator._deflate import RowStream
 from flux_sdk.emulator._font import (
     ADVANCE,
     CELL_HEIGHT,
@@ -84,8 +85,11 @@ def _natural_png(prompt: str, seed: int | None, steps: int, width: int, height: 
     ink = bytes(c // 6 for c in digest[3:6])  # dark, whatever the seed
     paper = bytes(216 + c % 40 for c in digest[0:3])  # light, tinted like the background
     side = min(width, height)
+    stream = RowStream(3 * width)
+    looks = background.looks(height)
     if side < _MIN_PANEL:
-        rows = [background.row(y) for y in range(height)]
+        for look in looks:
+            stream.add(background.line(*look))
     else:
         margin = max(2, side // 24)
         frame = max(1, side // 256)
@@ -96,26 +100,36 @@ def _natural_png(prompt: str, seed: int | None, steps: int, width: int, height: 
         panel_width = right - left
         solid = ink * panel_width
         inside = ink * frame + paper * (panel_width - 2 * frame) + ink * frame
-        rows = []
-        # One pass per row, never per pixel: whole runs of pixels are slices.
-        for y in range(height):
-            line = background.row(y)
+        before: object = None
+        # One pass per row, never per pixel: whole runs of pixels are slices. A row is
+        # built only when it differs from the one above (see RowStream).
+        for y, look in enumerate(looks):
             if not top <= y < bottom:
-                rows.append(line)
+                key: object = (look, None)
+                if key == before:
+                    stream.repeat()
+                    continue
+                stream.add(background.line(*look))
+                before = key
                 continue
-            row = bytearray(line)
             edge = y < top + frame or y >= bottom - frame
+            pieces = overlay.get(y, ())
+            key = (look, edge, pieces)
+            if key == before:
+                stream.repeat()
+                continue
+            before = key
+            row = bytearray(background.line(*look))
             row[3 * left : 3 * right] = solid if edge else inside
-            for x, pixels in overlay.get(y, ()):
+            for x, pixels in pieces:
                 row[x : x + len(pixels)] = pixels
-            rows.append(bytes(row))
-    raw = b"".join(b"\x00" + row for row in rows)  # filter type 0, then the pixels
+            stream.add(bytes(row))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
     return b"".join(
         (
             _SIGNATURE,
             _chunk(b"IHDR", header),
-            _chunk(b"IDAT", zlib.compress(raw, 1)),  # level 1: speed over size
+            _chunk(b"IDAT", stream.finish()),
             _chunk(b"IEND", b""),
         )
     )
@@ -133,21 +147,32 @@ class _Background:
         self.row_bytes = 3 * width
         self.repeats = width // (2 * self.period) + 2  # long enough for any offset below
         self.span = max(height - 1, 1)
+        self._patterns: dict[tuple[int, ...], bytes] = {}  # by colour: rows share them
 
-    def row(self, y: int) -> bytes:
+    def looks(self, height: int) -> list[tuple[tuple[int, ...], int]]:
+        """Each row's gradient colour and pattern offset: equal looks, equal rows."""
         span, period = self.span, self.period
-        base = bytes(
-            (a * (span - y) + b * y) // span for a, b in zip(self.top, self.bottom, strict=True)
-        )
-        alt = bytes(c ^ k for c, k in zip(base, self.contrast, strict=True))
-        line = (base * period + alt * period) * self.repeats
+        channels = [
+            [(a * (span - y) + b * y) // span for y in range(height)]
+            for a, b in zip(self.top, self.bottom, strict=True)
+        ]
         if self.style == 0:
-            offset = 0
+            offsets = [0] * height
         elif self.style == 1:
-            offset = (y // period) % 2 * period * 3
+            offsets = [(y // period) % 2 * period * 3 for y in range(height)]
         else:
-            offset = y % (2 * period) * 3
-        return line[offset : offset + self.row_bytes]
+            offsets = [y % (2 * period) * 3 for y in range(height)]
+        return list(zip(zip(*channels, strict=True), offsets, strict=True))
+
+    def line(self, colour: tuple[int, ...], offset: int) -> bytes:
+        """The row of that look."""
+        pattern = self._patterns.get(colour)
+        if pattern is None:
+            base = bytes(colour)
+            alt = bytes(c ^ k for c, k in zip(base, self.contrast, strict=True))
+            pattern = (base * self.period + alt * self.period) * self.repeats
+            self._patterns[colour] = pattern
+        return pattern[offset : offset + self.row_bytes]
 
 
 def _layout(
