@@ -11,10 +11,8 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import socket
 import ssl
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from flux_sdk.emulator import EmulatorApp
+from tests._server import serve as serve_app
 
 
 @dataclass(frozen=True)
@@ -123,28 +120,8 @@ class Recorder:
 @contextmanager
 def serve(app: Any, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
     """``app`` under uvicorn in a thread on a free loopback port; its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    options: dict[str, Any] = {}
-    if tls is not None:
-        options = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])}
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", **options)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:  # readiness poll, milliseconds in practice
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the capture server did not start")
-        time.sleep(0.005)
-    try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serve_app(app, tls=tls, lifespan="off") as url:
+        yield url
 
 
 def throwaway_certificate(folder: Path) -> tuple[Path, Path, Path]:
