@@ -32,8 +32,9 @@ from flux_sdk._pipeline._call import Call
 from flux_sdk._pipeline._middleware import AttemptNext
 from flux_sdk.providers._wire import retry_after
 
-from . import _shared_scripts as lua
 from ._limits import ConcurrencyLimit, RateLimit
+from ._redis_client import Unavailable as _Unavailable
+from ._redis_client import open_client, run_script
 from ._redis_url import safe_text as _safe_text
 from ._redis_url import safe_url as _safe_url
 
@@ -236,21 +237,11 @@ class SharedLimit:
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> Redis | None:
         try:
-            import redis.asyncio
-        except ImportError:
-            raise ConfigError(
-                "SharedLimit needs the redis package: pip install 'flux-sdk[redis]'"
-            ) from None
-        client = redis.asyncio.Redis.from_url(
-            self._redis_url, socket_connect_timeout=5, socket_timeout=_SOCKET_TIMEOUT
-        )
-        try:
-            await client.ping()
-        except (redis.RedisError, OSError) as exc:
-            await client.aclose(close_connection_pool=True)
+            client, self._scripts = await open_client(self._redis_url, _SOCKET_TIMEOUT)
+        except _Unavailable as exc:
             message = (
                 f"SharedLimit {self.name!r} cannot reach Redis at {self.url} "
-                f"({type(exc).__name__}: {_safe_text(exc, self._redis_url)})"
+                f"({type(exc.cause).__name__}: {_safe_text(exc.cause, self._redis_url)})"
             )
             if self.on_unavailable == "local":
                 _log.warning("%s; using local limits in this process for now", message)
@@ -261,19 +252,10 @@ class SharedLimit:
                 'on_unavailable="local" to fall back to limits in each process'
             ) from None
         self._client, self._loop = client, loop
-        self._scripts = {
-            name: client.register_script(getattr(lua, name.upper()))
-            for name in ("acquire", "renew", "release", "reserve", "give_back", "cut", "win")
-        }
         return client
 
     async def _eval(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        import redis
-
-        try:
-            return await self._scripts[name](keys=keys, args=args)
-        except (redis.RedisError, OSError) as exc:
-            raise _Unavailable(exc) from exc
+        return await run_script(self._scripts[name], keys, args)
 
     async def _acquire(self, client: Redis, lease: str) -> None:
         """Take ``lease``, waiting for a release or for the earliest lease to expire."""
@@ -416,11 +398,3 @@ class SharedLimit:
         if self._local_rate is not None:
             return await self._local_rate(call, send)
         return await send(call)
-
-
-class _Unavailable(Exception):
-    """Redis failed under a request; carries why."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
