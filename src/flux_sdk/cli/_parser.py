@@ -327,39 +327,28 @@ def _emulator(commands: _Commands) -> None:
     emu.set_defaults(command="emulator")
 
 
+# Each queue state's flag, and which answers it counts (in the order a job meets them).
+_QUEUE_POLLS = (
+    ("--fal-in-queue", "fal status polls answered IN_QUEUE"),
+    ("--fal-in-progress", "then answered IN_PROGRESS"),
+    ("--replicate-starting", "Replicate answers (the create first) 'starting'"),
+    ("--replicate-processing", "then polls answered 'processing'"),
+)
+
+
 def _queues(emu: argparse.ArgumentParser) -> None:
     """How the queue hosts' jobs move: by status polls, and Replicate's Prefer: wait."""
     group = emu.add_argument_group(
         "queues", "how fal's jobs and Replicate's predictions move (see docs/emulator.md)"
     )
-    group.add_argument(
-        "--fal-in-queue",
-        type=whole(0),
-        default=1,
-        metavar="POLLS",
-        help="fal status polls answered IN_QUEUE (default %(default)s)",
-    )
-    group.add_argument(
-        "--fal-in-progress",
-        type=whole(0),
-        default=1,
-        metavar="POLLS",
-        help="then answered IN_PROGRESS (default %(default)s)",
-    )
-    group.add_argument(
-        "--replicate-starting",
-        type=whole(0),
-        default=1,
-        metavar="POLLS",
-        help="Replicate answers (the create first) 'starting' (default %(default)s)",
-    )
-    group.add_argument(
-        "--replicate-processing",
-        type=whole(0),
-        default=1,
-        metavar="POLLS",
-        help="then polls answered 'processing' (default %(default)s)",
-    )
+    for flag, answered in _QUEUE_POLLS:
+        group.add_argument(
+            flag,
+            type=whole(0),
+            default=1,
+            metavar="POLLS",
+            help=f"{answered} (default %(default)s)",
+        )
     group.add_argument(
         "--replicate-run-seconds", type=seconds(zero=True), default=0.0, metavar="SECONDS",
         help="a prediction ends this long after its create, so a Prefer: wait=N create is "
