@@ -142,6 +142,16 @@ async def floor(url: str, concurrency: int, stack: AsyncExitStack) -> Generate:
     Content-Length, parsed by pydantic-core and decoded by pybase64. No timeouts, no
     retries, no checks beyond the status: nothing a real client could leave out.
     """
+    return _hand_written(url, stack, careful=False)
+
+
+async def floor_issue(url: str, concurrency: int, stack: AsyncExitStack) -> Generate:
+    """Issue 26's floor: `floor` reading headers line by line and decoding with
+    ``validate=True``, as a careful hand-written client."""
+    return _hand_written(url, stack, careful=True)
+
+
+def _hand_written(url: str, stack: AsyncExitStack, *, careful: bool) -> Generate:
     import pybase64
     from pydantic_core import from_json
     from yarl import URL
@@ -161,6 +171,9 @@ async def floor(url: str, concurrency: int, stack: AsyncExitStack) -> Generate:
 
     stack.push_async_callback(close_all)
 
+    async def line(reader: asyncio.StreamReader) -> bytes:
+        return await (reader.readline() if careful else reader.readuntil(b"\r\n"))
+
     async def generate(prompt: str) -> bytes:
         if idle:
             reader, writer = idle.pop()
@@ -169,10 +182,10 @@ async def floor(url: str, concurrency: int, stack: AsyncExitStack) -> Generate:
             opened.append(writer)
         body = json.dumps({"model": DATAOORTS_MODEL, "data": {"prompt": prompt}}).encode()
         writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        status_line = await reader.readuntil(b"\r\n")
+        status_line = await line(reader)
         length = -1
-        while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
-            name, _, value = line.partition(b":")
+        while (header := await line(reader)) not in (b"\r\n", b""):
+            name, _, value = header.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value)
         if length < 0:
@@ -181,50 +194,8 @@ async def floor(url: str, concurrency: int, stack: AsyncExitStack) -> Generate:
         if status_line[9:12] != b"200":
             raise RuntimeError(f"{status_line!r}: {content[:200]!r}")
         idle.append((reader, writer))
-        return pybase64.b64decode(from_json(content)["result"]["image_base64"])
-
-    return generate
-
-
-async def floor_issue(url: str, concurrency: int, stack: AsyncExitStack) -> Generate:
-    """Issue 26's floor: `floor` with ``validate=True``, as a careful hand-written client."""
-    import pybase64
-    from pydantic_core import from_json
-
-    host, port = url.removeprefix("http://").split(":")
-    head = (
-        f"POST /api/v1 HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        f"Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n"
-    ).encode()
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    opened: list[asyncio.StreamWriter] = []
-
-    async def close_all() -> None:
-        for writer in opened:
-            writer.close()
-
-    stack.push_async_callback(close_all)
-
-    async def generate(prompt: str) -> bytes:
-        if idle:
-            reader, writer = idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(host, int(port), limit=2**20)
-            opened.append(writer)
-        body = json.dumps({"model": DATAOORTS_MODEL, "data": {"prompt": prompt}}).encode()
-        writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        status = await reader.readline()
-        length = -1
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        content = await reader.readexactly(length)
-        if status[9:12] != b"200":
-            raise RuntimeError(f"{status!r}: {content[:200]!r}")
-        idle.append((reader, writer))
         data = from_json(content)["result"]["image_base64"]
-        return pybase64.b64decode(data, validate=True)
+        return pybase64.b64decode(data, validate=careful)
 
     return generate
 
