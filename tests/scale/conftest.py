@@ -15,6 +15,7 @@ import subprocess
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,22 +42,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh redis-server on loopback for the session; its URL."""
-    pytest.importorskip("redis", reason="pip install 'flux-sdk[redis]'")
+@contextmanager
+def redis_on(port: int, directory: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A redis-server on loopback ``port``, no persistence, killed on exit (a test may
+    kill it earlier and start another on the same port)."""
     binary = shutil.which("redis-server")
     if binary is None:
         missing("no redis-server on PATH (apt-get install -y redis-server)")
     assert binary is not None
-    directory = tmp_path_factory.mktemp("redis")
-    port = free_port()
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(directory)]  # fmt: skip
     server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 10
-        while True:  # readiness: milliseconds in practice
+        while True:  # readiness of the server we started: milliseconds in practice
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
@@ -64,7 +63,16 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 if server.poll() is not None or time.monotonic() > deadline:
                     missing(f"redis-server did not start on port {port}")
                 time.sleep(0.01)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server
     finally:
-        server.terminate()
+        server.kill()
         server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh redis-server on loopback for the session; its URL."""
+    pytest.importorskip("redis", reason="pip install 'flux-sdk[redis]'")
+    port = free_port()
+    with redis_on(port, tmp_path_factory.mktemp("redis")):
+        yield f"redis://127.0.0.1:{port}/0"

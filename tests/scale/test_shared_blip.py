@@ -3,11 +3,7 @@ restarted empty. No call fails, and the host never has more than the limit in fl
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,37 +14,9 @@ import pytest
 from flux_sdk import SharedLimit, TransportError
 from flux_sdk._policy import _shared
 
-from .conftest import free_port, missing
+from .conftest import free_port, redis_on
 
 pytestmark = pytest.mark.anyio
-
-
-@contextmanager
-def redis_on(port: int, directory: Path) -> Iterator[subprocess.Popen[bytes]]:
-    import socket
-    import time
-
-    binary = shutil.which("redis-server")
-    if binary is None:
-        missing("no redis-server on PATH")
-    assert binary is not None
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(directory)]  # fmt: skip
-    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 10
-        while True:  # readiness of the server we started, not of the code under test
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    missing(f"redis-server did not start on port {port}")
-                time.sleep(0.01)
-        yield server
-    finally:
-        server.kill()
-        server.wait(timeout=10)
 
 
 class _Call:
