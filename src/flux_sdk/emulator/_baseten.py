@@ -8,21 +8,12 @@ through, marked by ``X-BASETEN-ERROR-SOURCE: 04`` and ``X-BASETEN-ERROR-CODE: 60
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 
 from flux_sdk.emulator._asgi import Scope, Send, send_bytes, send_json
-from flux_sdk.emulator._faults import (
-    BAD_BASE64,
-    PNG_BASE64_START,
-    Canned,
-    Fault,
-    FaultPlan,
-    retry_after,
-)
+from flux_sdk.emulator._faults import BAD_BASE64, Fault
 from flux_sdk.emulator._host import Settings
-from flux_sdk.emulator._image import render_png
 from flux_sdk.emulator._request import (
     SEED_MAX,
     SEED_MIN,
@@ -33,6 +24,7 @@ from flux_sdk.emulator._request import (
     key_matches,
     with_base64,
 )
+from flux_sdk.emulator._wire import Failure, FaultAnswers, OneShot, draw
 
 PATH = re.compile(
     r"/(?:production|development|environments/[A-Za-z0-9_-]+|deployment/[A-Za-z0-9_-]+)/predict"
@@ -42,12 +34,18 @@ NO_AUTH_HEADER = "No Authorization header provided"
 # truss answers a model's exception through starlette's JSONResponse: compact separators.
 MODEL_ERROR_BODY = b'{"error":"Internal Server Error (in model/chainlet)."}'
 MODEL_ERROR_HEADERS = {"x-baseten-error-source": "04", "x-baseten-error-code": "600"}
-# PROVIDERS.md's meanings: 502 the model crashed or ran out of memory, 503 draining.
-_ERRORS = {
-    Fault.RATE_LIMIT: (429, "Too many requests: rate limit exceeded"),
-    Fault.BAD_GATEWAY: (502, "The model crashed or ran out of memory"),
-    Fault.UNAVAILABLE: (503, "The deployment is draining, please retry"),
-}
+# PROVIDERS.md's meanings: 502 the model crashed or ran out of memory, 503 draining; a
+# 500 is the model raising, truss's generic answer.
+_FAULTS = FaultAnswers(
+    {
+        Fault.RATE_LIMIT: Failure(429, {"error": "Too many requests: rate limit exceeded"}),
+        Fault.SERVER_ERROR: Failure(500, MODEL_ERROR_BODY, headers=MODEL_ERROR_HEADERS),
+        Fault.BAD_GATEWAY: Failure(502, {"error": "The model crashed or ran out of memory"}),
+        Fault.UNAVAILABLE: Failure(503, {"error": "The deployment is draining, please retry"}),
+    },
+    cut='{"data": "',
+    broken={"data": BAD_BASE64},
+)
 
 
 class _ModelCrash(Reject):
@@ -57,10 +55,11 @@ class _ModelCrash(Reject):
         super().__init__(500, reason)  # the reason is for readers of this code only
 
 
-class Baseten:
+class Baseten(OneShot):
     """A Baseten deployment of truss-examples' FLUX.1 [schnell] model."""
 
     name = "baseten"
+    faults = _FAULTS
 
     def matches(self, path: str) -> bool:
         return PATH.fullmatch(path) is not None
@@ -68,24 +67,19 @@ class Baseten:
     def response_headers(self, request_id: str) -> dict[str, str]:
         return {"x-baseten-request-id": request_id}
 
-    async def answer(
-        self,
-        settings: Settings,
-        scope: Scope,
-        body: bytes,
-        headers: Mapping[str, str],
-        send: Send,
-    ) -> None:
+    def authorize(self, scope: Scope, settings: Settings) -> None:
         authorization = header(scope, b"authorization")
         if authorization is None or not authorization.strip():
             raise Reject(401, NO_AUTH_HEADER)
         if not key_matches(authorization, settings.api_key, ("api-key", "bearer")):
             raise Reject(403, AUTH_ERROR)
+
+    def reply(
+        self, settings: Settings, scope: Scope, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[bytes, str]:
         png = self._image(settings, json_object(body))
         # The real model answers JPEG; PNG is fine because clients must sniff the format.
-        await send_bytes(
-            send, 200, with_base64(b'{"data": "%s"}', png), "application/json", headers
-        )
+        return with_base64(b'{"data": "%s"}', png), "application/json"
 
     def _image(self, settings: Settings, request: Mapping[str, object]) -> bytes:
         # The inputs PROVIDERS.md lists as crashing the real model come first: a 500.
@@ -117,14 +111,7 @@ class Baseten:
             prompt = " ".join(words[:max_words])
         if prompt2 is not None:
             prompt = f"{prompt}\x00{prompt2}"
-        return render_png(
-            prompt,
-            seed=seed,
-            steps=steps,
-            width=width,
-            height=height,
-            target_bytes=settings.image_bytes,
-        )
+        return draw(settings, prompt, seed, steps, width, height)
 
     async def refuse(self, send: Send, reject: Reject, headers: Mapping[str, str]) -> None:
         if reject.status == 401:  # from Baseten's gateway, before any JSON is involved
@@ -136,16 +123,3 @@ class Baseten:
             )
         else:
             await send_json(send, reject.status, {"error": reject.message}, headers)
-
-    def fault(self, fault: Fault, plan: FaultPlan) -> Canned | None:
-        extra = retry_after(fault, plan)
-        if fault is Fault.SERVER_ERROR:  # the model raised: truss's generic answer
-            return 500, MODEL_ERROR_BODY, "application/json", {**extra, **MODEL_ERROR_HEADERS}
-        if fault in _ERRORS:
-            status, message = _ERRORS[fault]
-            return status, json.dumps({"error": message}).encode(), "application/json", extra
-        if fault is Fault.INVALID_JSON:  # an answer cut off after the start of the image
-            return 200, ('{"data": "' + PNG_BASE64_START).encode(), "application/json", extra
-        if fault is Fault.INVALID_BASE64:
-            return 200, json.dumps({"data": BAD_BASE64}).encode(), "application/json", extra
-        return None

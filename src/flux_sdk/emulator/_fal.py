@@ -14,7 +14,6 @@ are known.
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.parse
 import zlib
@@ -22,9 +21,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from flux_sdk.emulator._asgi import Scope, Send, send_bytes, send_json
-from flux_sdk.emulator._faults import PNG_BASE64_START, Canned, Fault, FaultPlan, retry_after
+from flux_sdk.emulator._faults import BAD_BASE64, Canned, Fault, FaultPlan
 from flux_sdk.emulator._host import Settings
-from flux_sdk.emulator._image import render_png
 from flux_sdk.emulator._queue import Job
 from flux_sdk.emulator._request import (
     SEED_MAX,
@@ -32,9 +30,9 @@ from flux_sdk.emulator._request import (
     Reject,
     header,
     json_object,
-    key_matches,
     with_base64,
 )
+from flux_sdk.emulator._wire import Failure, FaultAnswers, check_key, draw
 
 MODELS = frozenset({"fal-ai/flux/schnell", "fal-ai/flux-1/schnell"})
 SYNC_PREFIX = "/fal-sync"
@@ -51,13 +49,29 @@ _PRESETS = {
     "landscape_16_9": (1024, 576),
 }
 _MAX_SIDE = 2048  # the emulator's own bound (fal's schema allows 14142): PNGs are drawn
+
+
+def _failed(status: int, detail: str, error_type: str) -> Failure:
+    """A failure fal marks with its error type, in the body and the headers."""
+    headers = {"x-fal-error-type": error_type, "x-fal-retryable": "true"}
+    return Failure(status, {"detail": detail, "error_type": error_type}, headers=headers)
+
+
 # fal's error types for what the faults stand for (docs.fal.ai, request errors).
-_ERRORS = {
-    Fault.RATE_LIMIT: (429, "Too many concurrent requests", None),
-    Fault.SERVER_ERROR: (500, "Internal server error", "internal_error"),
-    Fault.BAD_GATEWAY: (502, "Incomplete response from the runner", "runner_incomplete_response"),
-    Fault.UNAVAILABLE: (503, "No runner could be scheduled", "runner_scheduling_failure"),
-}
+_FAULTS = FaultAnswers(
+    {
+        Fault.RATE_LIMIT: Failure(429, {"detail": "Too many concurrent requests"}),
+        Fault.SERVER_ERROR: _failed(500, "Internal server error", "internal_error"),
+        Fault.BAD_GATEWAY: _failed(
+            502, "Incomplete response from the runner", "runner_incomplete_response"
+        ),
+        Fault.UNAVAILABLE: _failed(
+            503, "No runner could be scheduled", "runner_scheduling_failure"
+        ),
+    },
+    cut='{"images": [{"url": "data:image/png;base64,',
+    broken={"images": [{"url": "data:image/png;base64," + BAD_BASE64}]},
+)
 
 
 class _Invalid(Reject):
@@ -90,12 +104,7 @@ class Fal:
         return "nothing"
 
     async def answer(
-        self,
-        settings: Settings,
-        scope: Scope,
-        body: bytes,
-        headers: Mapping[str, str],
-        send: Send,
+        self, settings: Settings, scope: Scope, body: bytes, headers: Mapping[str, str], send: Send
     ) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
@@ -103,8 +112,7 @@ class Fal:
             _allow(method, "GET")
             await send_bytes(send, 200, self._file(settings, path), "image/png", headers)
             return
-        if not key_matches(header(scope, b"authorization"), settings.api_key, ("key",)):
-            raise Reject(401, AUTH_ERROR)
+        check_key(scope, settings, AUTH_ERROR, schemes=("key",))
         if path.startswith(SYNC_PREFIX + "/"):
             _allow(method, "POST")
             job = self._take(settings, path[len(SYNC_PREFIX) + 1 :], body)
@@ -234,13 +242,9 @@ class Fal:
 
     @staticmethod
     def _png(settings: Settings, params: Mapping[str, Any], k: int) -> bytes:
-        return render_png(
-            params["prompt"],
-            seed=params["seed"] + k,
-            steps=params["steps"],
-            width=params["width"],
-            height=params["height"],
-            target_bytes=settings.image_bytes,
+        seed = params["seed"] + k
+        return draw(
+            settings, params["prompt"], seed, params["steps"], params["width"], params["height"]
         )
 
     async def refuse(self, send: Send, reject: Reject, headers: Mapping[str, str]) -> None:
@@ -250,21 +254,7 @@ class Fal:
             await send_json(send, reject.status, {"detail": reject.message}, headers)
 
     def fault(self, fault: Fault, plan: FaultPlan) -> Canned | None:
-        extra = retry_after(fault, plan)
-        if fault in _ERRORS:
-            status, detail, error_type = _ERRORS[fault]
-            body: dict[str, Any] = {"detail": detail}
-            if error_type is not None:
-                body["error_type"] = error_type
-                extra = {**extra, "x-fal-error-type": error_type, "x-fal-retryable": "true"}
-            return status, json.dumps(body).encode(), "application/json", extra
-        if fault is Fault.INVALID_JSON:  # cut off inside a data: URI
-            cut = '{"images": [{"url": "data:image/png;base64,' + PNG_BASE64_START
-            return 200, cut.encode(), "application/json", extra
-        if fault is Fault.INVALID_BASE64:
-            obj = {"images": [{"url": "data:image/png;base64," + PNG_BASE64_START + "A!"}]}
-            return 200, json.dumps(obj).encode(), "application/json", extra
-        return None
+        return _FAULTS.answer(fault, plan)
 
 
 def _settle(settings: Settings, job: Job) -> None:

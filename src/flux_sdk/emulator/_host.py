@@ -2,6 +2,8 @@
 
 A host is one module (``_dataoorts``, ``_baseten``, ``_openai``) with one object that
 meets ``Host``; adding a host is adding such a module and listing it in ``_app.HOSTS``.
+What hosts share (the key check, drawing, canned faults, ``OneShot`` for a host that
+answers at once) is in ``_wire``; a host module keeps its paths, fields and messages.
 A host answers POST only unless it has a ``methods`` tuple (Replicate's polls are GETs).
 """
 
@@ -68,12 +70,7 @@ class Host(Protocol):
         ...
 
     async def answer(
-        self,
-        settings: Settings,
-        scope: Scope,
-        body: bytes,
-        headers: Mapping[str, str],
-        send: Send,
+        self, settings: Settings, scope: Scope, body: bytes, headers: Mapping[str, str], send: Send
     ) -> None:
         """Check the key and the body, then send the image; raise ``Reject`` to refuse."""
         ...

@@ -13,20 +13,18 @@ Together's route, ``/together/v1/images/generations``, is the Together module's 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from flux_sdk.emulator._asgi import Scope, Send, send_bytes, send_json
 from flux_sdk.emulator._fal import SYNC_PREFIX
 from flux_sdk.emulator._fal import Fal as FalHost
-from flux_sdk.emulator._faults import PNG_BASE64_START, Canned, Fault, FaultPlan
-from flux_sdk.emulator._faults import seconds as format_seconds
+from flux_sdk.emulator._faults import PNG_BASE64_START, Canned, Fault, FaultPlan, seconds
 from flux_sdk.emulator._host import Host, Settings
-from flux_sdk.emulator._image import render_png
 from flux_sdk.emulator._openai import OpenAIImages as OpenAIHost
 from flux_sdk.emulator._replicate import Replicate as ReplicateHost
-from flux_sdk.emulator._request import SEED_MAX, Reject, header, int_field, json_object, key_matches
+from flux_sdk.emulator._request import SEED_MAX, Reject, int_field, json_object
+from flux_sdk.emulator._wire import Failure, FaultAnswers, check_key, draw
 
 INFERENCE_PREFIX = "/hf-inference/models/"
 MODELS = frozenset({"black-forest-labs/FLUX.1-schnell"})
@@ -35,13 +33,22 @@ AUTH_ERROR = "Invalid credentials in Authorization header"
 WINDOW, QUOTA = 300, 500
 # diffusers' Flux pipeline defaults to 28 steps; the emulator draws any count quickly.
 DEFAULT_STEPS = 28
-# The messages are the emulator's own, in the router's {"error": ...} shape.
-_ERRORS = {
-    Fault.RATE_LIMIT: (429, "You have exceeded the rate limit for Inference Providers"),
-    Fault.SERVER_ERROR: (500, "Internal Server Error"),
-    Fault.BAD_GATEWAY: (502, "Bad Gateway"),
-    Fault.UNAVAILABLE: (503, "Service Unavailable"),
-}
+# The messages are the emulator's own, in the router's {"error": ...} shape. A 429 has
+# no Retry-After: the window is in `ratelimit`. Broken base64 is text where image bytes go.
+_FAULTS = FaultAnswers(
+    {
+        Fault.RATE_LIMIT: Failure(
+            429, {"error": "You have exceeded the rate limit for Inference Providers"}
+        ),
+        Fault.SERVER_ERROR: Failure(500, {"error": "Internal Server Error"}),
+        Fault.BAD_GATEWAY: Failure(502, {"error": "Bad Gateway"}),
+        Fault.UNAVAILABLE: Failure(503, {"error": "Service Unavailable"}),
+    },
+    cut='{"error": "',
+    broken=PNG_BASE64_START.encode(),
+    broken_type="image/png",
+    rate_limit=lambda plan: {"ratelimit": f'"api";r=0;t={seconds(plan.retry_after)}'},
+)
 
 
 class HuggingFaceRouter:
@@ -72,15 +79,9 @@ class HuggingFaceRouter:
         }
 
     async def answer(
-        self,
-        settings: Settings,
-        scope: Scope,
-        body: bytes,
-        headers: Mapping[str, str],
-        send: Send,
+        self, settings: Settings, scope: Scope, body: bytes, headers: Mapping[str, str], send: Send
     ) -> None:
-        if not key_matches(header(scope, b"authorization"), settings.api_key, ("bearer",)):
-            raise Reject(401, AUTH_ERROR)
+        check_key(scope, settings, AUTH_ERROR)
         path: str = scope["path"]
         if path.startswith(INFERENCE_PREFIX):
             if scope["method"] != "POST":
@@ -101,17 +102,7 @@ class HuggingFaceRouter:
         await send_json(send, reject.status, {"error": reject.message}, headers)
 
     def fault(self, fault: Fault, plan: FaultPlan) -> Canned | None:
-        if fault in _ERRORS:
-            status, message = _ERRORS[fault]
-            extra = {}
-            if fault is Fault.RATE_LIMIT:  # no Retry-After: the window is in `ratelimit`
-                extra = {"ratelimit": f'"api";r=0;t={format_seconds(plan.retry_after)}'}
-            return status, json.dumps({"error": message}).encode(), "application/json", extra
-        if fault is Fault.INVALID_JSON:
-            return 200, ('{"error": "' + PNG_BASE64_START).encode(), "application/json", {}
-        if fault is Fault.INVALID_BASE64:  # base64 text where image bytes belong
-            return 200, PNG_BASE64_START.encode(), "image/png", {}
-        return None
+        return _FAULTS.answer(fault, plan)
 
 
 def _forwarded(scope: Scope, prefix: str, authorization: str) -> dict[str, Any]:
@@ -140,11 +131,4 @@ def _inference(settings: Settings, model: str, request: Mapping[str, Any]) -> by
     seed = int_field(parameters, "seed", None, 0, SEED_MAX, status=400)
     width = int_field(parameters, "width", side, 64, 2048, status=400)
     height = int_field(parameters, "height", side, 64, 2048, status=400)
-    return render_png(
-        prompt,
-        seed=seed,
-        steps=steps,
-        width=width,
-        height=height,
-        target_bytes=settings.image_bytes,
-    )
+    return draw(settings, prompt, seed, steps, width, height)

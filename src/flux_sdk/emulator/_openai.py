@@ -14,25 +14,15 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from flux_sdk.emulator._asgi import Scope, Send, send_bytes, send_json
-from flux_sdk.emulator._faults import (
-    BAD_BASE64,
-    PNG_BASE64_START,
-    Canned,
-    Fault,
-    FaultPlan,
-    retry_after,
-)
+from flux_sdk.emulator._asgi import Scope
+from flux_sdk.emulator._faults import BAD_BASE64, Fault
 from flux_sdk.emulator._host import Settings
-from flux_sdk.emulator._image import render_png
-from flux_sdk.emulator._request import (
-    SEED_MAX,
-    Reject,
-    header,
-    int_field,
-    json_object,
-    key_matches,
-    with_base64,
+from flux_sdk.emulator._request import SEED_MAX, Reject, int_field, json_object, one_of
+from flux_sdk.emulator._wire import (
+    FaultAnswers,
+    OpenAIStyleHost,
+    numbered,
+    openai_failures,
 )
 
 PATH = "/v1/images/generations"
@@ -42,15 +32,23 @@ DEEPINFRA_PATH = "/v1/openai/images/generations"
 _PROMPT_CHARS = 32000
 _SIZE = re.compile(r"([0-9]{1,4})x([0-9]{1,4})")
 # The messages are the emulator's own, in the shape OpenAI uses for these statuses.
-_ERRORS = {
-    Fault.RATE_LIMIT: (429, "Rate limit reached for images per minute", "requests"),
-    Fault.SERVER_ERROR: (500, "The server had an error while processing your request", None),
-    Fault.BAD_GATEWAY: (502, "Bad gateway", None),
-    Fault.UNAVAILABLE: (503, "The server is overloaded or not ready yet", None),
-}
+_FAULTS = FaultAnswers(
+    openai_failures(
+        {
+            Fault.RATE_LIMIT: (429, "Rate limit reached for images per minute"),
+            Fault.SERVER_ERROR: (500, "The server had an error while processing your request"),
+            Fault.BAD_GATEWAY: (502, "Bad gateway"),
+            Fault.UNAVAILABLE: (503, "The server is overloaded or not ready yet"),
+        },
+        rate_limit_type="requests",
+        rate_limit_code="rate_limit_exceeded",
+    ),
+    cut='{"created": 0, "data": [{"b64_json": "',
+    broken={"created": 0, "data": [{"b64_json": BAD_BASE64}]},
+)
 
 
-class OpenAIImages:
+class OpenAIImages(OpenAIStyleHost):
     """OpenAI's ``ImagesResponse``: ``{"created", "data": [{"b64_json"} or {"url"}]}``.
 
     Steps are fixed at 4 and ``seed`` (not an OpenAI field; send it as extra body) is
@@ -59,49 +57,14 @@ class OpenAIImages:
     """
 
     name = "openai"
+    paths = (PATH, DEEPINFRA_PATH)
+    auth_error = "Incorrect API key provided."
+    faults = _FAULTS
 
-    def matches(self, path: str) -> bool:
-        return path in (PATH, DEEPINFRA_PATH)
-
-    def response_headers(self, request_id: str) -> dict[str, str]:
-        return {}
-
-    async def answer(
-        self,
-        settings: Settings,
-        scope: Scope,
-        body: bytes,
-        headers: Mapping[str, str],
-        send: Send,
-    ) -> None:
-        if not key_matches(header(scope, b"authorization"), settings.api_key, ("bearer",)):
-            raise Reject(401, "Incorrect API key provided.")
-        content = _images(settings, json_object(body))
-        await send_bytes(send, 200, content, "application/json", headers)
-
-    async def refuse(self, send: Send, reject: Reject, headers: Mapping[str, str]) -> None:
-        if reject.status == 401:
-            error = error_body(reject.message, code="invalid_api_key")
-        elif reject.status >= 500:
-            error = error_body(reject.message, kind="server_error")
-        else:
-            error = error_body(reject.message, param=reject.param)
-        await send_json(send, reject.status, error, headers)
-
-    def fault(self, fault: Fault, plan: FaultPlan) -> Canned | None:
-        extra = retry_after(fault, plan)
-        if fault in _ERRORS:
-            status, message, kind = _ERRORS[fault]
-            code = "rate_limit_exceeded" if fault is Fault.RATE_LIMIT else None
-            error = error_body(message, kind=kind or "server_error", code=code)
-            return status, json.dumps(error).encode(), "application/json", extra
-        if fault is Fault.INVALID_JSON:  # cut off after the start of the image
-            cut = '{"created": 0, "data": [{"b64_json": "' + PNG_BASE64_START
-            return 200, cut.encode(), "application/json", extra
-        if fault is Fault.INVALID_BASE64:
-            obj = {"created": 0, "data": [{"b64_json": BAD_BASE64}]}
-            return 200, json.dumps(obj).encode(), "application/json", extra
-        return None
+    def reply(
+        self, settings: Settings, scope: Scope, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[bytes, str]:
+        return _images(settings, json_object(body)), "application/json"
 
 
 def _images(settings: Settings, request: Mapping[str, Any]) -> bytes:
@@ -123,12 +86,7 @@ def _images(settings: Settings, request: Mapping[str, Any]) -> bytes:
     response_format = request.get("response_format")
     if response_format is None:
         response_format = "b64_json"  # what the GPT image models always answer
-    if response_format not in ("b64_json", "url"):
-        raise Reject(
-            400,
-            f"'response_format' must be 'b64_json' or 'url', got {response_format!r}",
-            param="response_format",
-        )
+    one_of("response_format", response_format, ("b64_json", "url"))
     # Only DALL-E 3 rewrites prompts; the emulator "revises" it to itself.
     revised = (
         b', "revised_prompt": ' + json.dumps(prompt).encode()
@@ -140,17 +98,7 @@ def _images(settings: Settings, request: Mapping[str, Any]) -> bytes:
         template = b'{"b64_json": "%s"' + revised + b"}"
     else:
         template = b'{"url": "data:image/png;base64,%s"' + revised + b"}"
-    items = []
-    for k in range(n):
-        png = render_png(
-            prompt,
-            seed=seed + k if seed is not None else (k or None),
-            steps=4,
-            width=width,
-            height=height,
-            target_bytes=settings.image_bytes,
-        )
-        items.append(with_base64(template, png))
+    items = numbered(settings, [template] * n, prompt, seed, 4, (width, height))
     created = str(int(time.time())).encode()
     return b"".join((b'{"created": ', created, b', "data": [', b", ".join(items), b"]}"))
 
@@ -166,14 +114,3 @@ def _size(size: object, default: int) -> tuple[int, int]:
             param="size",
         )
     return int(match[1]), int(match[2])
-
-
-def error_body(
-    message: str,
-    *,
-    kind: str = "invalid_request_error",
-    param: str | None = None,
-    code: str | None = None,
-) -> dict[str, Any]:
-    """OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}``."""
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}

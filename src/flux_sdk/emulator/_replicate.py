@@ -18,19 +18,11 @@ from collections.abc import Mapping
 from typing import Any, Protocol, cast
 
 from flux_sdk.emulator._asgi import Scope, Send, send_bytes
-from flux_sdk.emulator._faults import PNG_BASE64_START, Canned, Fault, FaultPlan, retry_after
+from flux_sdk.emulator._faults import Canned, Fault, FaultPlan
 from flux_sdk.emulator._host import Settings
-from flux_sdk.emulator._image import render_png
 from flux_sdk.emulator._replicate_queue import Prediction, ReplicateQueue
-from flux_sdk.emulator._request import (
-    SEED_MAX,
-    SEED_MIN,
-    Overloaded,
-    Reject,
-    header,
-    int_field,
-    key_matches,
-)
+from flux_sdk.emulator._request import SEED_MAX, SEED_MIN, Overloaded, Reject, header, int_field
+from flux_sdk.emulator._wire import Failure, FaultAnswers, check_key, draw
 
 MODEL = "black-forest-labs/flux-schnell"
 _CREATE = re.compile(r"/v1/models/([^/]+/[^/]+)/predictions")
@@ -64,11 +56,27 @@ _TITLES = {
     413: "Request too large",
     422: "Input validation failed",
 }
-_ERRORS = {
-    Fault.SERVER_ERROR: (500, "Internal server error"),
-    Fault.BAD_GATEWAY: (502, "Bad gateway"),
-    Fault.UNAVAILABLE: (503, "Service unavailable"),
-}
+_PROBLEM = "application/problem+json"
+
+
+def _problem(status: int, title: str, detail: str | None = None) -> dict[str, Any]:
+    """A problem details body, Replicate's error shape."""
+    return {"title": title, "detail": title if detail is None else detail, "status": status}
+
+
+# A 429's body is a bare detail; a 200 of the wrong shape stands for broken base64.
+_FAULTS = FaultAnswers(
+    {
+        Fault.RATE_LIMIT: Failure(
+            429, {"detail": "Request was throttled. Expected available in 1 second."}
+        ),
+        Fault.SERVER_ERROR: Failure(500, _problem(500, "Internal server error"), _PROBLEM),
+        Fault.BAD_GATEWAY: Failure(502, _problem(502, "Bad gateway"), _PROBLEM),
+        Fault.UNAVAILABLE: Failure(503, _problem(503, "Service unavailable"), _PROBLEM),
+    },
+    cut='{"id": "',
+    broken=b'{"id": null, "status": 5}',
+)
 
 
 class _WithQueue(Settings, Protocol):
@@ -93,12 +101,7 @@ class Replicate:
         return "job" if _CREATE.fullmatch(path) else "nothing"
 
     async def answer(
-        self,
-        settings: Settings,
-        scope: Scope,
-        body: bytes,
-        headers: Mapping[str, str],
-        send: Send,
+        self, settings: Settings, scope: Scope, body: bytes, headers: Mapping[str, str], send: Send
     ) -> None:
         queue = cast(_WithQueue, settings).replicate
         path: str = scope["path"]
@@ -113,8 +116,7 @@ class Replicate:
             png = self._file(settings, found_file, int(file.group(2)))
             await send_bytes(send, 200, png, "image/png", headers)
             return
-        if not key_matches(header(scope, b"authorization"), settings.api_key, ("bearer",)):
-            raise Reject(401, "You did not pass a valid authentication token")
+        check_key(scope, settings, "You did not pass a valid authentication token")
         origin = _origin(scope)
         create = _CREATE.fullmatch(path)
         if create is not None:
@@ -177,38 +179,17 @@ class Replicate:
         if data.get("megapixels", "1") == "0.25":
             width, height = width // 2, height // 2
         seed = data.get("seed")
-        return render_png(
-            data["prompt"],
-            seed=None if seed is None else seed + index,
-            steps=data.get("num_inference_steps") or 4,
-            width=width,
-            height=height,
-            target_bytes=settings.image_bytes,
-        )
+        seed = None if seed is None else seed + index
+        steps = data.get("num_inference_steps") or 4
+        return draw(settings, data["prompt"], seed, steps, width, height)
 
     async def refuse(self, send: Send, reject: Reject, headers: Mapping[str, str]) -> None:
-        problem = {
-            "title": _TITLES.get(reject.status, "Error"),
-            "detail": reject.message,
-            "status": reject.status,
-        }
+        problem = _problem(reject.status, _TITLES.get(reject.status, "Error"), reject.message)
         body = json.dumps(problem).encode()
-        await send_bytes(send, reject.status, body, "application/problem+json", headers)
+        await send_bytes(send, reject.status, body, _PROBLEM, headers)
 
     def fault(self, fault: Fault, plan: FaultPlan) -> Canned | None:
-        extra = retry_after(fault, plan)
-        if fault is Fault.RATE_LIMIT:  # Replicate's 429 body is a bare detail
-            detail = "Request was throttled. Expected available in 1 second."
-            return 429, json.dumps({"detail": detail}).encode(), "application/json", extra
-        if fault in _ERRORS:
-            status, title = _ERRORS[fault]
-            problem = {"title": title, "detail": title, "status": status}
-            return status, json.dumps(problem).encode(), "application/problem+json", extra
-        if fault is Fault.INVALID_JSON:  # cut off mid-answer
-            return 200, ('{"id": "' + PNG_BASE64_START).encode(), "application/json", extra
-        if fault is Fault.INVALID_BASE64:  # no base64 here: a 200 of the wrong shape
-            return 200, b'{"id": null, "status": 5}', "application/json", extra
-        return None
+        return _FAULTS.answer(fault, plan)
 
 
 def _timed(settings: Settings, prediction: Prediction) -> None:

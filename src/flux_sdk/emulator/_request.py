@@ -67,6 +67,14 @@ def int_field(
     return value
 
 
+def one_of(key: str, value: object, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``; else a 400 naming ``key`` (OpenAI-style hosts)."""
+    if value not in choices:
+        allowed = " or ".join(f"'{choice}'" for choice in choices)
+        raise Reject(400, f"'{key}' must be {allowed}, got {value!r}", param=key)
+    return str(value)
+
+
 def with_base64(template: bytes, png: bytes) -> bytes:
     """``template`` with its one ``%s`` replaced by the base64 of ``png``."""
     # Base64 never needs JSON escaping; skipping json.dumps halves the cost of a 2 MB reply.
