@@ -13,7 +13,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, cast
 
 import anyio
@@ -292,12 +291,7 @@ class BatchIterator:
         group.start_soon(self._produce, send)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._group is None or self._state == "closed":
             return
         self._state = "closed"

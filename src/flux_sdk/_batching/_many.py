@@ -38,17 +38,12 @@ class ManyImages:
     _closed: bool
     prices: dict[str, Price | None]
 
-    if TYPE_CHECKING:
+    if TYPE_CHECKING:  # the client's own, which takes more; only what is called here
 
         async def generate(
             self,
-            prompt_or_request: str | GenerateRequest,
+            prompt_or_request: GenerateRequest,
             *,
-            seed: int | None = None,
-            steps: int | None = None,
-            width: int | None = None,
-            height: int | None = None,
-            extra_body: dict[str, JsonValue] | None = None,
             max_retries: int | None = None,
             deadline: float | None = None,
             timeout: float | httpx.Timeout | None = None,  # noqa: ASYNC109

@@ -22,7 +22,13 @@ from typing import Literal
 
 import anyio
 
-from flux_sdk._base._errors import AuthenticationError, FluxError, QuotaExceeded, warn
+from flux_sdk._base._errors import (
+    AuthenticationError,
+    FluxError,
+    ProviderError,
+    QuotaExceeded,
+    warn,
+)
 from flux_sdk._base._options import check_positive_int, check_seconds
 
 __all__ = ["CircuitBreaker", "CircuitOpen"]
@@ -60,8 +66,7 @@ class CircuitBreaker:
         self._open_until = -math.inf
         self._opened = False
         self._probing = False
-        self._warned_auth = False
-        self._warned_quota = False
+        self._warned: set[str] = set()  # the kinds of long opening warned about
 
     def copy(self) -> CircuitBreaker:
         """A fresh breaker with the same settings (one per route)."""
@@ -114,24 +119,12 @@ class CircuitBreaker:
         self._recent.append(True)
         self._consecutive += 1
         if isinstance(error, AuthenticationError):
-            self._open(self.auth_cooldown)
-            if not self._warned_auth:
-                self._warned_auth = True
-                warn(
-                    f"{provider} refused the API key (HTTP {error.status_code}); the router "
-                    f"sends nothing there for {self.auth_cooldown:g} s and uses the other "
-                    "routes: check that provider's key"
-                )
+            what = f"{provider} refused the API key"
+            self._open_long(self.auth_cooldown, "auth", what, error, "check that provider's key")
             return
         if isinstance(error, QuotaExceeded):
-            self._open(self.quota_cooldown)
-            if not self._warned_quota:
-                self._warned_quota = True
-                warn(
-                    f"{provider}'s quota or credit is spent (HTTP {error.status_code}); the "
-                    f"router sends nothing there for {self.quota_cooldown:g} s and uses "
-                    "the other routes: add credit at that host"
-                )
+            what = f"{provider}'s quota or credit is spent"
+            self._open_long(self.quota_cooldown, "quota", what, error, "add credit at that host")
             return
         if self._opened:  # a failed probe: open again
             self._open(self.cooldown)
@@ -147,6 +140,18 @@ class CircuitBreaker:
     def _open(self, seconds: float) -> None:
         self._opened = True
         self._open_until = self._clock() + seconds
+
+    def _open_long(
+        self, cooldown: float, kind: str, what: str, error: ProviderError, next_step: str
+    ) -> None:
+        """Open for an error that will not pass by itself, warning once per ``kind``."""
+        self._open(cooldown)
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warn(
+                f"{what} (HTTP {error.status_code}); the router sends nothing there for "
+                f"{cooldown:g} s and uses the other routes: {next_step}"
+            )
 
     def __repr__(self) -> str:
         return f"CircuitBreaker(state={self.state!r}, error_rate={self.error_rate:.2f})"
