@@ -195,6 +195,26 @@ async def test_a_failure_rate_over_the_window_opens_the_circuit() -> None:
     assert breaker.state == "open"
 
 
+async def test_a_copied_breaker_keeps_the_settings_and_starts_closed() -> None:
+    """Each route gets ``breaker.copy()``: the template's settings and clock, none of
+    its history, even when the template itself has opened."""
+    clock = Clock()
+    template = CircuitBreaker(failures=2, cooldown=5, clock=clock)
+    for _ in range(2):
+        template.on_failure(ServerError("x", status_code=500), "alpha")
+    assert template.state == "open"
+    fresh = template.copy()
+    assert (fresh.state, fresh.error_rate, fresh.failures, fresh.cooldown) == ("closed", 0, 2, 5)
+    fresh.on_failure(ServerError("x", status_code=500), "alpha")
+    assert fresh.state == "closed"  # one failure of the two it takes
+    fresh.on_failure(ServerError("x", status_code=500), "alpha")
+    clock.now = 4.0
+    assert fresh.state == "open"
+    clock.now = 5.0
+    assert fresh.state == "half-open"
+    assert template.error_rate == 1.0
+
+
 async def test_a_wrong_key_at_one_host_opens_it_long_and_warns_once(
     router: respx.MockRouter,
 ) -> None:

@@ -15,6 +15,7 @@ longer: retrying a key that is wrong, or an account with no credit, cannot help.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import deque
 from collections.abc import Callable
@@ -61,6 +62,10 @@ class CircuitBreaker:
         self.auth_cooldown = check_seconds(auth_cooldown, ValueError, "auth_cooldown")
         self.quota_cooldown = check_seconds(quota_cooldown, ValueError, "quota_cooldown")
         self._clock = clock if clock is not None else anyio.current_time
+        self._start()
+
+    def _start(self) -> None:
+        """The state of a breaker that has seen no call yet."""
         self._recent: deque[bool] = deque(maxlen=self.window)  # True: failed
         self._consecutive = 0
         self._open_until = -math.inf
@@ -70,16 +75,9 @@ class CircuitBreaker:
 
     def copy(self) -> CircuitBreaker:
         """A fresh breaker with the same settings (one per route)."""
-        return CircuitBreaker(
-            failures=self.failures,
-            failure_rate=self.failure_rate,
-            window=self.window,
-            min_calls=self.min_calls,
-            cooldown=self.cooldown,
-            auth_cooldown=self.auth_cooldown,
-            quota_cooldown=self.quota_cooldown,
-            clock=self._clock,
-        )
+        fresh = copy.copy(self)  # the settings and the clock, checked once already
+        fresh._start()
+        return fresh
 
     @property
     def state(self) -> State:
