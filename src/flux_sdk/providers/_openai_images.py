@@ -19,6 +19,7 @@ from flux_sdk._base._errors import ConfigError, InvalidRequestError
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import ParamRules
+from ._fields import request_fields
 from ._images_api import image_from_data, raise_for_error
 from ._wire import check_base_url, resolve_api_key
 
@@ -105,25 +106,24 @@ class OpenAIImages:
             )
         width = request.width or DEFAULT_SIDE
         height = request.height or DEFAULT_SIDE
-        body: dict[str, Any] = {
+        fields = {
             "model": self.model,
             "prompt": request.prompt,
             "n": 1,
             "size": f"{width}x{height}",
             "response_format": "b64_json",
+            "seed": request.seed,
         }
-        if request.seed is not None:
-            body["seed"] = request.seed
-        for key, value in request.extra_body.items():
-            if key in _RESERVED:
-                argument = _INSTEAD.get(key)
-                raise InvalidRequestError(
-                    f"extra_body[{key!r}] duplicates a field flux_sdk sets for {self.name}; "
-                    + (f"pass {argument} instead" if argument else "leave it out"),
-                    provider=self.name,
-                )
-            body[key] = value
+        body = request_fields(fields, request, provider=self.name, refuse=self._refusal)
         return httpx.Request("POST", self.url, headers=self._headers, content=to_json(body))
+
+    def _refusal(self, key: str, value: Any) -> str | None:
+        if key not in _RESERVED:
+            return None
+        argument = _INSTEAD.get(key)
+        return f"extra_body[{key!r}] duplicates a field flux_sdk sets for {self.name}; " + (
+            f"pass {argument} instead" if argument else "leave it out"
+        )
 
     def parse_response(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:
         secrets = (self.api_key,)

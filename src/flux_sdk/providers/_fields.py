@@ -1,0 +1,56 @@
+"""What the built-in hosts' JSON bodies share: the request's arguments under each host's
+own field names, then ``extra_body``, each extra field first checked by the host.
+
+Private: a third-party provider writes its body as a plain dict (docs/custom-providers.md
+shows one); this saves the built-in ones from writing the same loop eight times while
+each keeps its field names, its order on the wire and its own messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flux_sdk._base._errors import InvalidRequestError, warn
+from flux_sdk._base._models import GenerateRequest
+
+__all__ = ["Refusal", "request_fields", "warn_random_seed"]
+
+# A host's check of one extra field: the message that refuses it, or None to send it.
+Refusal = Callable[[str, Any], "str | None"]
+
+
+def _send_all(key: str, value: Any) -> str | None:
+    return None
+
+
+def request_fields(
+    fields: Mapping[str, object],
+    request: GenerateRequest,
+    *,
+    provider: str,
+    refuse: Refusal = _send_all,
+) -> dict[str, Any]:
+    """The body: ``fields`` in the order given, less those that are None (an argument the
+    caller left out is left to the host), then each of ``request.extra_body``'s fields.
+
+    ``refuse(key, value)`` sees each extra field first; a message it returns is raised
+    as an `InvalidRequestError` naming ``provider``, before anything is sent. An extra
+    field it lets through replaces the field of that name in place.
+    """
+    body = {name: value for name, value in fields.items() if value is not None}
+    for key, value in request.extra_body.items():
+        message = refuse(key, value)
+        if message is not None:
+            raise InvalidRequestError(message, provider=provider)
+        body[key] = value
+    return body
+
+
+def warn_random_seed(request: GenerateRequest, model: str) -> None:
+    """Warn that ``model`` (a host's own name for it) draws a random seed for seed=0."""
+    if request.seed == 0:
+        warn(
+            f"{model} treats seed=0 as 'pick a random seed', so this image will not be "
+            "reproducible; use a seed from 1 up"
+        )
