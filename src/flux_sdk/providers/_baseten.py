@@ -25,7 +25,7 @@ from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import ParamRules
 from ._base64 import decode_base64
-from ._fields import request_fields, warn_random_seed
+from ._fields import json_headers, request_fields, warn_random_seed
 from ._wire import (
     check_base_url,
     excerpt,
@@ -107,11 +107,7 @@ class Baseten:
         self.deployment_id = deployment_id
         base = check_base_url(base_url, provider="Baseten", setting="the Baseten base URL")
         self.url = base.copy_with(path=base.path.rstrip("/") + _path(environment, deployment_id))
-        self._headers = {
-            "Authorization": f"Api-Key {self.api_key.get_secret_value()}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
+        self._headers = json_headers("Api-Key", self.api_key)
 
     def __repr__(self) -> str:
         return f"Baseten(url={str(self.url)!r})"

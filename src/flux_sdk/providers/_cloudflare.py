@@ -19,6 +19,7 @@ from flux_sdk._base._errors import ConfigError
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import ParamRules
+from ._fields import json_headers
 from ._wire import check_base_url, resolve_api_key
 from ._workers_ai import answer_image, input_body
 
@@ -83,11 +84,7 @@ class CloudflareWorkersAI:
         )
         path = f"{base.path.rstrip('/')}/accounts/{account_id}/ai/run/{model}"
         self.url = base.copy_with(path=path)
-        self._headers = {
-            "Authorization": f"Bearer {self.api_key.get_secret_value()}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
+        self._headers = json_headers("Bearer", self.api_key)
 
     def __repr__(self) -> str:
         return f"CloudflareWorkersAI(model={self.model!r}, url={str(self.url)!r})"

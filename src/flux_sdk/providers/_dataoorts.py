@@ -13,10 +13,10 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import to_json
 
-from flux_sdk._base._errors import ConfigError
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import ParamRules
+from ._fields import json_headers, model_name
 from ._wire import check_base_url, resolve_api_key
 from ._workers_ai import answer_image, input_body
 
@@ -29,6 +29,9 @@ FLUX_SCHNELL = "black-forest-labs/flux-1-schnell"
 FLUX_RULES = ParamRules(prompt_chars=(2, 2048), steps=(1, 8), size=None)
 # Other models on the same endpoint take height/width 256..2048 and `num_steps` up to 20.
 OTHER_MODEL_RULES = ParamRules(prompt_chars=(2, 2048), steps=(1, 20), size=(256, 2048))
+
+
+_ACCEPT = "application/json, image/png, image/jpeg, image/webp"
 
 
 class Dataoorts:
@@ -51,21 +54,15 @@ class Dataoorts:
         base_url: str | None = None,
     ) -> None:
         self.api_key = resolve_api_key(api_key, "DATAOORTS_API_KEY", "Dataoorts")
-        if not isinstance(model, str) or not model.strip():
-            raise ConfigError("the Dataoorts model must be a non-empty string")
-        self.model = model
+        self.model = model_name(model, "Dataoorts")
         self.rules = FLUX_RULES if model == FLUX_SCHNELL else OTHER_MODEL_RULES
         # FLUX.1 [schnell] reads `steps`; the other image models there read `num_steps`.
         self._steps_field = "steps" if model == FLUX_SCHNELL else "num_steps"
         url = base_url or os.environ.get("DATAOORTS_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = check_base_url(url, provider="Dataoorts", setting="the Dataoorts base URL")
-        # Built once per provider: every request shares the same two headers.
-        self._headers = {
-            "Authorization": f"Bearer {self.api_key.get_secret_value()}",
-            "Content-Type": "application/json",
-            # It answers JSON or the image itself, as the deployment is set up.
-            "Accept": "application/json, image/png, image/jpeg, image/webp",
-        }
+        # Built once per provider; it answers JSON or the image itself, as the deployment
+        # is set up.
+        self._headers = json_headers("Bearer", self.api_key, accept=_ACCEPT)
 
     def __repr__(self) -> str:
         return f"Dataoorts(model={self.model!r}, base_url={str(self.base_url)!r})"

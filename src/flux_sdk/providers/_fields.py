@@ -1,5 +1,6 @@
-"""What the built-in hosts' JSON bodies share: the request's arguments under each host's
-own field names, then ``extra_body``, each extra field first checked by the host.
+"""What the built-in hosts' JSON requests share: the request's arguments under each
+host's own field names, then ``extra_body``, each extra field first checked by the host;
+a model name's check; the three headers of a JSON call.
 
 Private: a third-party provider writes its body as a plain dict (docs/custom-providers.md
 shows one); this saves the built-in ones from writing the same loop eight times while
@@ -11,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flux_sdk._base._errors import InvalidRequestError, warn
+from pydantic import SecretStr
+
+from flux_sdk._base._errors import ConfigError, InvalidRequestError, warn
 from flux_sdk._base._models import GenerateRequest
 
-__all__ = ["Refusal", "request_fields", "warn_random_seed"]
+__all__ = ["Refusal", "json_headers", "model_name", "request_fields", "warn_random_seed"]
 
 # A host's check of one extra field: the message that refuses it, or None to send it.
 Refusal = Callable[[str, Any], "str | None"]
@@ -54,3 +57,22 @@ def warn_random_seed(request: GenerateRequest, model: str) -> None:
             f"{model} treats seed=0 as 'pick a random seed', so this image will not be "
             "reproducible; use a seed from 1 up"
         )
+
+
+def model_name(model: object, provider: str) -> str:
+    """``model``, refused unless it is a non-empty string (the host's id for a model)."""
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError(f"the {provider} model must be a non-empty string")
+    return model
+
+
+def json_headers(
+    scheme: str, api_key: SecretStr, *, accept: str = "application/json"
+) -> dict[str, str]:
+    """A JSON call's headers, in the order they are sent: the key under ``scheme``
+    (``Bearer``, ``Api-Key``), then the body's type and what may come back."""
+    return {
+        "Authorization": f"{scheme} {api_key.get_secret_value()}",
+        "Content-Type": "application/json",
+        "Accept": accept,
+    }

@@ -18,11 +18,10 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import to_json
 
-from flux_sdk._base._errors import ConfigError
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import ParamRules
-from ._fields import request_fields
+from ._fields import json_headers, model_name, request_fields
 from ._images_api import image_from_data, raise_for_error
 from ._wire import check_base_url, resolve_api_key
 
@@ -70,9 +69,7 @@ class Together:
         base_url: str | None = None,
     ) -> None:
         self.api_key = resolve_api_key(api_key, "TOGETHER_API_KEY", "Together")
-        if not isinstance(model, str) or not model.strip():
-            raise ConfigError("the Together model must be a non-empty string")
-        self.model = model
+        self.model = model_name(model, "Together")
         # Schnell's steps are sent even when not given: the API's own default is 20.
         self._default_steps = SCHNELL_STEPS if "schnell" in model.lower() else None
         url = base_url or os.environ.get("TOGETHER_BASE_URL") or DEFAULT_BASE_URL
@@ -88,11 +85,7 @@ class Together:
             )
             path = path[:-3]
         self.url = base.copy_with(path=f"{path}/v1/images/generations")
-        self._headers = {
-            "Authorization": f"Bearer {self.api_key.get_secret_value()}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
+        self._headers = json_headers("Bearer", self.api_key)
 
     def __repr__(self) -> str:
         return f"Together(model={self.model!r}, url={str(self.url)!r})"
