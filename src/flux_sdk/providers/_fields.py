@@ -3,8 +3,8 @@ host's own field names, then ``extra_body``, each extra field first checked by t
 a model name's check; the three headers of a JSON call.
 
 Private: a third-party provider writes its body as a plain dict (docs/custom-providers.md
-shows one); this saves the built-in ones from writing the same loop eight times while
-each keeps its field names, its order on the wire and its own messages.
+shows one); this saves each built-in one from writing the same loop again, while each
+keeps its field names, its order on the wire and its own messages.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from flux_sdk._base._models import GenerateRequest
 __all__ = ["Refusal", "json_headers", "model_name", "request_fields", "warn_random_seed"]
 
 # A host's check of one extra field: the message that refuses it, or None to send it.
-Refusal = Callable[[str, Any], "str | None"]
+Refusal = Callable[[str, Any], str | None]
 
 
 def _send_all(key: str, value: Any) -> str | None:
