@@ -25,7 +25,7 @@ from flux_sdk._base._models import GeneratedImage, GenerateRequest
 from ._base import Accepted, Flow, ParamRules, Step, Wait
 from ._base64 import decode_base64
 from ._fal_wire import check_extra, fal_error, same_origin
-from ._fields import request_fields
+from ._fields import is_model_path, request_fields
 from ._wire import (
     check_base_url,
     json_shape,
@@ -129,7 +129,7 @@ class Fal:
         output_format: str | None = None,
     ) -> None:
         self.api_key = resolve_api_key(api_key, "FAL_KEY", "fal")
-        if not isinstance(model, str) or not _MODEL.fullmatch(model) or ".." in model:
+        if not is_model_path(model, _MODEL):
             raise ConfigError(
                 f"the fal model {model!r} is not an endpoint id such as 'fal-ai/flux/schnell'"
             )

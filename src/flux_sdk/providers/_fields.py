@@ -1,6 +1,6 @@
 """What the built-in hosts' JSON requests share: the request's arguments under each
 host's own field names, then ``extra_body``, each extra field first checked by the host;
-a model name's check; the three headers of a JSON call.
+the checks of a model's name; the three headers of a JSON call.
 
 Private: a third-party provider writes its body as a plain dict (docs/custom-providers.md
 shows one); this saves each built-in one from writing the same loop again, while each
@@ -9,6 +9,7 @@ keeps its field names, its order on the wire and its own messages.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,7 +18,14 @@ from pydantic import SecretStr
 from flux_sdk._base._errors import ConfigError, InvalidRequestError, warn
 from flux_sdk._base._models import GenerateRequest
 
-__all__ = ["Refusal", "json_headers", "model_name", "request_fields", "warn_random_seed"]
+__all__ = [
+    "Refusal",
+    "is_model_path",
+    "json_headers",
+    "model_name",
+    "request_fields",
+    "warn_random_seed",
+]
 
 # A host's check of one extra field: the message that refuses it, or None to send it.
 Refusal = Callable[[str, Any], str | None]
@@ -64,6 +72,12 @@ def model_name(model: object, provider: str) -> str:
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(f"the {provider} model must be a non-empty string")
     return model
+
+
+def is_model_path(model: object, shape: re.Pattern[str]) -> bool:
+    """Whether ``model`` is an id of ``shape`` that stays inside the URL path it is put
+    in (no ``..``), since the key is sent to wherever that path leads."""
+    return isinstance(model, str) and shape.fullmatch(model) is not None and ".." not in model
 
 
 def json_headers(
