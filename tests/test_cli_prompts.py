@@ -157,7 +157,9 @@ def test_failures_are_listed_by_file_line_with_advice_that_can_help(
     assert done.returncode == 1
     lines = done.stderr.splitlines()
     assert lines[-5] == f"failed (by line of {source}):"
-    assert lines[-4].startswith("  line 2: InvalidRequestError: extra_body['seed'] duplicates")
+    assert lines[-4].startswith(
+        "  line 2: InvalidRequestError: dataoorts: extra_body['seed'] duplicates"
+    )
     assert lines[-3].startswith("  line 3: ServerError: dataoorts answered HTTP 503")
     assert lines[-2] == (
         "1 item refused as invalid: fix those lines; running the same command again "

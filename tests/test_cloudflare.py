@@ -177,6 +177,13 @@ def test_raw_image_bytes_are_read_for_other_models() -> None:
     assert image.data == JPEG
 
 
+def test_image_bytes_labelled_json_are_read_as_the_image() -> None:
+    """A gateway that labels the image itself application/json (or drops the type) does
+    not turn a paid image into an 'invalid JSON' failure that is retried and paid again."""
+    assert parse(200, JPEG, "application/json").data == JPEG
+    assert parse(200, JPEG, "").data == JPEG
+
+
 @pytest.mark.parametrize(
     ("status", "body", "error", "retryable", "match"),
     [

@@ -195,6 +195,17 @@ def test_extra_cannot_duplicate_a_core_field(field: str) -> None:
         Dataoorts(KEY).build_request(request)
 
 
+def test_a_duplicated_field_is_refused_naming_the_host_and_the_argument() -> None:
+    """The refusal says which provider refused, and points at the argument generate()
+    takes (steps=..., which Dataoorts sends as num_steps for other models)."""
+    request = GenerateRequest(prompt="a red fox", extra_body={"num_steps": 3})
+    with pytest.raises(
+        InvalidRequestError, match=r"^dataoorts: .*pass steps=\.\.\. instead"
+    ) as info:
+        Dataoorts(KEY, model="some/other-model").build_request(request)
+    assert info.value.provider == "dataoorts"
+
+
 # Configuration
 
 

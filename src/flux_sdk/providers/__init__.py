@@ -12,25 +12,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import _registry, _wire
 from ._base import Accepted, Flow, FlowProvider, ParamRules, Provider, Step, StepKind, Wait
 from ._base64 import decode_base64
 from ._registry import ENTRY_POINT_GROUP, provider, provider_names, register_provider
-from ._wire import (
-    check_base_url,
-    excerpt,
-    image_from_body,
-    is_loopback,
-    json_shape,
-    media_type,
-    optional,
-    parse_json,
-    raise_for_status,
-    redact,
-    request_id,
-    resolve_api_key,
-    retry_after,
-    sniffed_image,
-)
+from ._wire import *  # noqa: F403 (the wire helpers, listed once: in _wire.__all__)
 
 if TYPE_CHECKING:
     from ._baseten import Baseten
@@ -43,18 +29,9 @@ if TYPE_CHECKING:
     from ._replicate import Replicate
     from ._together import Together
 
-# The hosts, by the private module that defines each: loaded on first use.
-_HOSTS = {
-    "Baseten": "._baseten",
-    "CloudflareWorkersAI": "._cloudflare",
-    "Dataoorts": "._dataoorts",
-    "Emulator": "._emulator",
-    "Fal": "._fal",
-    "HuggingFace": "._huggingface",
-    "OpenAIImages": "._openai_images",
-    "Replicate": "._replicate",
-    "Together": "._together",
-}
+# The hosts' classes, by the module that defines each (the registry's table): loaded on
+# first use.
+_HOSTS = {cls: module for module, _, cls in (t.partition(":") for t in _registry.BUILT_IN.values())}
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -75,44 +52,16 @@ __all__ = [
     "StepKind",
     "Together",
     "Wait",
-    "check_base_url",
     "decode_base64",
-    "excerpt",
-    "image_from_body",
-    "is_loopback",
-    "json_shape",
-    "media_type",
-    "optional",
-    "parse_json",
     "provider",
     "provider_names",
-    "raise_for_status",
-    "redact",
     "register_provider",
-    "request_id",
-    "resolve_api_key",
-    "retry_after",
-    "sniffed_image",
 ]
+__all__ += _wire.__all__
 
 
 # What `flux_sdk` does not re-export says it lives here; the rest says `flux_sdk`.
-_ONLY_HERE = {
-    "StepKind",
-    "check_base_url",
-    "excerpt",
-    "image_from_body",
-    "is_loopback",
-    "json_shape",
-    "media_type",
-    "optional",
-    "parse_json",
-    "redact",
-    "request_id",
-    "resolve_api_key",
-    "retry_after",
-    "sniffed_image",
-}
+_ONLY_HERE = {"StepKind", *_wire.__all__}
 
 
 def _public(name: str, obj: Any) -> Any:
@@ -127,7 +76,7 @@ def __getattr__(name: str) -> Any:
     module = _HOSTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    host = _public(name, getattr(importlib.import_module(module, __name__), name))
+    host = _public(name, getattr(importlib.import_module(module), name))
     globals()[name] = host
     return host
 

@@ -18,15 +18,14 @@ from pydantic_core import core_schema, to_json
 
 from flux_sdk._base._errors import (
     ConfigError,
-    InvalidRequestError,
     InvalidResponseError,
     ProviderError,
-    warn,
 )
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import ParamRules
 from ._base64 import decode_base64
+from ._fields import json_headers, request_fields, warn_random_seed
 from ._wire import (
     check_base_url,
     excerpt,
@@ -108,39 +107,21 @@ class Baseten:
         self.deployment_id = deployment_id
         base = check_base_url(base_url, provider="Baseten", setting="the Baseten base URL")
         self.url = base.copy_with(path=base.path.rstrip("/") + _path(environment, deployment_id))
-        self._headers = {
-            "Authorization": f"Api-Key {self.api_key.get_secret_value()}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
+        self._headers = json_headers("Api-Key", self.api_key)
 
     def __repr__(self) -> str:
         return f"Baseten(url={str(self.url)!r})"
 
     def build_request(self, request: GenerateRequest) -> httpx.Request:
-        body: dict[str, Any] = {"prompt": request.prompt}
-        if request.seed is not None:
-            if request.seed == 0:
-                warn(
-                    "Baseten's FLUX.1 [schnell] treats seed=0 as 'pick a random seed', so "
-                    "this image will not be reproducible; use a seed from 1 up"
-                )
-            body["seed"] = request.seed
-        if request.steps is not None:
-            body["num_inference_steps"] = request.steps
-        if request.width is not None:
-            body["width"] = request.width
-        if request.height is not None:
-            body["height"] = request.height
-        for key, value in request.extra_body.items():
-            if key in _RESERVED:
-                raise InvalidRequestError(
-                    f"extra_body[{key!r}] duplicates a field of the request; use the "
-                    f"{'steps' if key == 'num_inference_steps' else key}=... argument instead",
-                    provider=self.name,
-                )
-            _check_extra(key, value)
-            body[key] = value
+        warn_random_seed(request, "Baseten's FLUX.1 [schnell]")
+        fields = {
+            "prompt": request.prompt,
+            "seed": request.seed,
+            "num_inference_steps": request.steps,
+            "width": request.width,
+            "height": request.height,
+        }
+        body = request_fields(fields, request, provider=self.name, refuse=_refusal)
         return httpx.Request("POST", self.url, headers=self._headers, content=to_json(body))
 
     def parse_response(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:
@@ -188,8 +169,14 @@ class Baseten:
         return GeneratedImage.from_data(data, provider=self.name, request=request, request_id=rid)
 
 
-def _check_extra(key: str, value: Any) -> None:
-    """Refuse an extra the model would crash on (a paid 500, retried): see PROVIDERS.md."""
+def _refusal(key: str, value: Any) -> str | None:
+    """Refuse an extra the request sets already, or one the model would crash on (a paid
+    500, retried): see PROVIDERS.md."""
+    if key in _RESERVED:
+        return (
+            f"extra_body[{key!r}] duplicates a field of the request; use the "
+            f"{'steps' if key == 'num_inference_steps' else key}=... argument instead"
+        )
     rule = None
     if key == "prompt2" and not isinstance(value, str):
         rule = "a string (the second, T5 prompt)"
@@ -203,12 +190,12 @@ def _check_extra(key: str, value: Any) -> None:
         isinstance(value, bool) or not isinstance(value, (int, float))
     ):
         rule = "a number (the model uses 0.0 whatever is sent)"
-    if rule is not None:
-        raise InvalidRequestError(
-            f"baseten needs extra_body[{key!r}] to be {rule} (got {value!r:.80}); the model "
-            "would fail on it with a billed HTTP 500",
-            provider="baseten",
-        )
+    if rule is None:
+        return None
+    return (
+        f"baseten needs extra_body[{key!r}] to be {rule} (got {value!r:.80}); the model "
+        "would fail on it with a billed HTTP 500"
+    )
 
 
 def _path(environment: str, deployment_id: str | None) -> str:

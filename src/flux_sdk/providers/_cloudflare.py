@@ -15,12 +15,13 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import to_json
 
-from flux_sdk._base._errors import ConfigError, InvalidRequestError
+from flux_sdk._base._errors import ConfigError
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import ParamRules
-from ._wire import check_base_url, image_from_body, media_type, request_id, resolve_api_key
-from ._workers_ai import envelope_image, raise_for_envelope_status
+from ._fields import json_headers
+from ._wire import check_base_url, resolve_api_key
+from ._workers_ai import answer_image, input_body
 
 __all__ = ["CloudflareWorkersAI"]
 
@@ -33,7 +34,6 @@ FLUX_RULES = ParamRules(prompt_chars=(1, 2048), steps=(1, 8), size=None, seed_su
 # The catalogue's other text-to-image models (SDXL and kin) take seed, width/height
 # 256..2048 and `num_steps` up to 20, and answer raw image bytes.
 OTHER_MODEL_RULES = ParamRules(prompt_chars=(1, 2048), steps=(1, 20), size=(256, 2048))
-_RESERVED = frozenset({"prompt", "steps", "num_steps", "seed", "width", "height"})
 _ACCOUNT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MODEL = re.compile(r"@?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
 
@@ -84,11 +84,7 @@ class CloudflareWorkersAI:
         )
         path = f"{base.path.rstrip('/')}/accounts/{account_id}/ai/run/{model}"
         self.url = base.copy_with(path=path)
-        self._headers = {
-            "Authorization": f"Bearer {self.api_key.get_secret_value()}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
+        self._headers = json_headers("Bearer", self.api_key)
 
     def __repr__(self) -> str:
         return f"CloudflareWorkersAI(model={self.model!r}, url={str(self.url)!r})"
@@ -96,39 +92,21 @@ class CloudflareWorkersAI:
     def build_request(self, request: GenerateRequest) -> httpx.Request:
         # The rules have refused seed and size for FLUX.1 [schnell] already; this body
         # is what its schema allows, and a field it does not know would be refused there.
-        body: dict[str, Any] = {"prompt": request.prompt}
-        if request.steps is not None:
-            body[self._steps_field] = request.steps
-        if request.seed is not None:
-            body["seed"] = request.seed
-        if request.width is not None:
-            body["width"] = request.width
-        if request.height is not None:
-            body["height"] = request.height
-        for key, value in request.extra_body.items():
-            if key in _RESERVED:
-                raise InvalidRequestError(
-                    f"{self.name}: extra_body[{key!r}] duplicates a field of the request; pass "
-                    f"{'steps' if key == 'num_steps' else key}=... instead",
-                    provider=self.name,
-                )
-            if self.model == FLUX_SCHNELL:
-                raise InvalidRequestError(
-                    f"{self.name}'s {FLUX_SCHNELL} takes only a prompt and steps; leave "
-                    f"extra_body[{key!r}] out",
-                    provider=self.name,
-                )
-            body[key] = value
+        body = input_body(
+            request, steps_field=self._steps_field, provider=self.name, refuse=self._refusal
+        )
         return httpx.Request("POST", self.url, headers=self._headers, content=to_json(body))
 
-    def parse_response(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:
-        secrets = (self.api_key,)
-        raise_for_envelope_status(response, provider=self.name, secrets=secrets)
-        if not media_type(response).startswith("application/json"):
-            # The catalogue's other image models answer with the image's bytes.
-            return image_from_body(response, provider=self.name, request=request, secrets=secrets)
-        rid = request_id(response.headers, secrets)
-        data = envelope_image(
-            response, provider=self.name, field="image", secrets=secrets, request_id=rid
+    def _refusal(self, key: str, value: Any) -> str | None:
+        if self.model != FLUX_SCHNELL:
+            return None
+        return (
+            f"{self.name}'s {FLUX_SCHNELL} takes only a prompt and steps; leave "
+            f"extra_body[{key!r}] out"
         )
-        return GeneratedImage.from_data(data, provider=self.name, request=request, request_id=rid)
+
+    def parse_response(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:
+        # The catalogue's other image models answer with the image's bytes.
+        return answer_image(
+            response, provider=self.name, request=request, field="image", secrets=(self.api_key,)
+        )

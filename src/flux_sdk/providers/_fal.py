@@ -25,6 +25,7 @@ from flux_sdk._base._models import GeneratedImage, GenerateRequest
 from ._base import Accepted, Flow, ParamRules, Step, Wait
 from ._base64 import decode_base64
 from ._fal_wire import check_extra, fal_error, same_origin
+from ._fields import is_model_path, request_fields
 from ._wire import (
     check_base_url,
     json_shape,
@@ -128,7 +129,7 @@ class Fal:
         output_format: str | None = None,
     ) -> None:
         self.api_key = resolve_api_key(api_key, "FAL_KEY", "fal")
-        if not isinstance(model, str) or not _MODEL.fullmatch(model) or ".." in model:
+        if not is_model_path(model, _MODEL):
             raise ConfigError(
                 f"the fal model {model!r} is not an endpoint id such as 'fal-ai/flux/schnell'"
             )
@@ -156,23 +157,21 @@ class Fal:
     def body(self, request: GenerateRequest) -> dict[str, Any]:
         """The JSON body fal is sent for ``request`` (one image)."""
         check_extra(request, fixed_format=self.output_format is not None)
-        body: dict[str, Any] = {"prompt": request.prompt}
-        if request.width is not None or request.height is not None:
-            body["image_size"] = {
-                "width": request.width or DEFAULT_SIDE,
-                "height": request.height or DEFAULT_SIDE,
-            }
-        elif "image_size" not in request.extra_body:
-            body["image_size"] = {"width": DEFAULT_SIDE, "height": DEFAULT_SIDE}
-        if request.steps is not None:
-            body["num_inference_steps"] = request.steps
-        if request.seed is not None:
-            body["seed"] = request.seed
-        body["num_images"] = 1
-        if self.output_format is not None:
-            body["output_format"] = self.output_format
-        body.update(request.extra_body)
-        return body
+        size: dict[str, int] | None = {
+            "width": request.width or DEFAULT_SIDE,
+            "height": request.height or DEFAULT_SIDE,
+        }
+        if request.width is None and request.height is None and "image_size" in request.extra_body:
+            size = None  # extra_body's preset or size goes in its place
+        fields = {
+            "prompt": request.prompt,
+            "image_size": size,
+            "num_inference_steps": request.steps,
+            "seed": request.seed,
+            "num_images": 1,
+            "output_format": self.output_format,
+        }
+        return request_fields(fields, request, provider=self.name)
 
     def generate_flow(self, request: GenerateRequest) -> Flow:
         content = to_json(self.body(request))

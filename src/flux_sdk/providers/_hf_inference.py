@@ -21,6 +21,7 @@ from flux_sdk._base._errors import InvalidRequestError, ProviderError, error_for
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import ParamRules
+from ._fields import json_headers
 from ._wire import excerpt, image_from_body, raise_for_status, redact, request_id, retry_after
 
 __all__ = ["RULES", "HFInference", "router_advice", "router_reset"]
@@ -47,11 +48,8 @@ class HFInference:
         self.model = model
         self.url = router.copy_with(path=f"{router.path.rstrip('/')}/hf-inference/models/{model}")
         self._default_steps = SCHNELL_STEPS if "schnell" in model.lower() else None
-        self._headers = {
-            "Authorization": f"Bearer {api_key.get_secret_value()}",
-            "Content-Type": "application/json",
-            "Accept": "image/png",  # the image itself, as huggingface_hub asks for it
-        }
+        # The image itself, as huggingface_hub asks for it.
+        self._headers = json_headers("Bearer", api_key, accept="image/png")
 
     def __repr__(self) -> str:
         return f"HFInference(url={str(self.url)!r})"

@@ -26,6 +26,7 @@ from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import Accepted, Flow, FlowProvider, Provider, Step, single_request_flow
 from ._fal import Fal
+from ._fields import is_model_path
 from ._hf_inference import FLUX_SCHNELL, HFInference, router_advice, router_reset
 from ._openai_images import OpenAIImages
 from ._replicate import Replicate
@@ -102,7 +103,7 @@ class HuggingFace:
                 f"HuggingFace(provider={provider!r}) does not take {', '.join(refused)} "
                 f"(options for it: {allowed})"
             )
-        if not isinstance(model, str) or not _MODEL.fullmatch(model) or ".." in model:
+        if not is_model_path(model, _MODEL):
             raise ConfigError(f"the Hugging Face model must be a Hub id such as {FLUX_SCHNELL!r}")
         self.api_key = resolve_api_key(api_key, "HF_TOKEN", "Hugging Face")
         self.provider = provider

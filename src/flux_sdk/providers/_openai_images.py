@@ -19,6 +19,7 @@ from flux_sdk._base._errors import ConfigError, InvalidRequestError
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import ParamRules
+from ._fields import json_headers, model_name, request_fields
 from ._images_api import image_from_data, raise_for_error
 from ._wire import check_base_url, resolve_api_key
 
@@ -66,11 +67,9 @@ class OpenAIImages:
         if api_key_env is not None and (not isinstance(api_key_env, str) or not api_key_env):
             raise ConfigError("api_key_env must name an environment variable")
         self.api_key = resolve_api_key(api_key, api_key_env or DEFAULT_KEY_ENV, name)
-        if not isinstance(model, str) or not model.strip():
-            raise ConfigError(f"the {name} model must be a non-empty string")
         if not isinstance(rules, ParamRules):
             raise ConfigError(f"rules must be a ParamRules (got {type(rules).__name__})")
-        self.model = model
+        self.model = model_name(model, name)
         self.rules = rules
         url = base_url or os.environ.get(BASE_URL_ENV)
         if not url:
@@ -81,11 +80,7 @@ class OpenAIImages:
         base = check_base_url(url, provider=name, setting=f"the {name} base URL")
         path = base.path.rstrip("/") or "/v1"
         self.url = base.copy_with(path=f"{path}/images/generations")
-        self._headers = {
-            "Authorization": f"Bearer {self.api_key.get_secret_value()}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
+        self._headers = json_headers("Bearer", self.api_key)
 
     def __repr__(self) -> str:
         return f"OpenAIImages(name={self.name!r}, model={self.model!r}, url={str(self.url)!r})"
@@ -105,25 +100,24 @@ class OpenAIImages:
             )
         width = request.width or DEFAULT_SIDE
         height = request.height or DEFAULT_SIDE
-        body: dict[str, Any] = {
+        fields = {
             "model": self.model,
             "prompt": request.prompt,
             "n": 1,
             "size": f"{width}x{height}",
             "response_format": "b64_json",
+            "seed": request.seed,
         }
-        if request.seed is not None:
-            body["seed"] = request.seed
-        for key, value in request.extra_body.items():
-            if key in _RESERVED:
-                argument = _INSTEAD.get(key)
-                raise InvalidRequestError(
-                    f"extra_body[{key!r}] duplicates a field flux_sdk sets for {self.name}; "
-                    + (f"pass {argument} instead" if argument else "leave it out"),
-                    provider=self.name,
-                )
-            body[key] = value
+        body = request_fields(fields, request, provider=self.name, refuse=self._refusal)
         return httpx.Request("POST", self.url, headers=self._headers, content=to_json(body))
+
+    def _refusal(self, key: str, value: Any) -> str | None:
+        if key not in _RESERVED:
+            return None
+        argument = _INSTEAD.get(key)
+        return f"extra_body[{key!r}] duplicates a field flux_sdk sets for {self.name}; " + (
+            f"pass {argument} instead" if argument else "leave it out"
+        )
 
     def parse_response(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:
         secrets = (self.api_key,)

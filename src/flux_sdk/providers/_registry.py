@@ -21,13 +21,15 @@ from flux_sdk._base._errors import ConfigError
 
 from ._base import FlowProvider, Provider
 
-__all__ = ["ENTRY_POINT_GROUP", "provider", "provider_names", "register_provider"]
+__all__ = ["BUILT_IN", "ENTRY_POINT_GROUP", "provider", "provider_names", "register_provider"]
 
 ENTRY_POINT_GROUP = "flux_sdk.providers"
 
 Factory = Callable[..., Any]
 
-_BUILT_IN: dict[str, str] = {
+# Each built-in host: its name, and the class that makes it (also what
+# `flux_sdk.providers` loads lazily by class name).
+BUILT_IN: dict[str, str] = {
     "dataoorts": "flux_sdk.providers._dataoorts:Dataoorts",
     "baseten": "flux_sdk.providers._baseten:Baseten",
     "together": "flux_sdk.providers._together:Together",
@@ -51,7 +53,7 @@ def register_provider(name: str, factory: Factory | str) -> None:
 
 def provider_names() -> list[str]:
     """Every name `provider` accepts: built-in, registered and installed, sorted."""
-    return sorted({*_BUILT_IN, *_entry_points(), *_registered})
+    return sorted({*BUILT_IN, *_entry_points(), *_registered})
 
 
 def provider(name: str, /, **options: Any) -> Provider | FlowProvider:
@@ -74,7 +76,7 @@ def provider(name: str, /, **options: Any) -> Provider | FlowProvider:
 def _factory(name: str) -> Factory:
     target: Factory | str | None = _registered.get(name)
     if target is None:
-        target = _BUILT_IN.get(name)
+        target = BUILT_IN.get(name)
     if target is None:
         point = _entry_points().get(name)
         if point is not None:

@@ -26,6 +26,7 @@ from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import Accepted, Flow, ParamRules, Step, Wait
 from ._base64 import decode_base64
+from ._fields import is_model_path
 from ._replicate_inputs import RULES, prediction_input
 from ._wire import (
     check_base_url,
@@ -93,7 +94,7 @@ class Replicate:
         base_url: str | None = None,
     ) -> None:
         self.api_key = resolve_api_key(api_key, "REPLICATE_API_TOKEN", "Replicate")
-        if not isinstance(model, str) or not _MODEL.fullmatch(model) or ".." in model:
+        if not is_model_path(model, _MODEL):
             raise ConfigError(
                 f"the Replicate model must be 'owner/name' such as {FLUX_SCHNELL!r} "
                 f"(got {model!r}; a ':version' suffix is not supported)"

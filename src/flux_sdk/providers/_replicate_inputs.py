@@ -8,13 +8,15 @@ deterministic even with a seed; and a seed of 0 (like no seed) means a random on
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
-from flux_sdk._base._errors import InvalidRequestError, warn
+from flux_sdk._base._errors import InvalidRequestError
 from flux_sdk._base._models import GenerateRequest
 
 from ._base import ParamRules
+from ._fields import request_fields, warn_random_seed
 
 __all__ = ["ASPECT_RATIOS", "RULES", "ReplicateRules", "aspect_ratio", "prediction_input"]
 
@@ -100,43 +102,40 @@ RULES = ReplicateRules(steps=(1, 4), size=(320, 1536))
 
 def prediction_input(request: GenerateRequest, provider: str) -> dict[str, Any]:
     """The prediction's ``input`` for ``request``: one image, as reproducible as asked."""
-    data: dict[str, Any] = {"prompt": request.prompt, "num_outputs": 1}
     ratio = aspect_ratio(request, provider)
-    if ratio is not None:
-        data["aspect_ratio"] = ratio
-    if request.steps is not None:
-        data["num_inference_steps"] = request.steps
-    if request.seed is not None:
-        if request.seed == 0:
-            warn(
-                "Replicate's flux-schnell treats seed=0 as 'pick a random seed', so this "
-                "image will not be reproducible; use a seed from 1 up"
-            )
-        data["seed"] = request.seed
-        # The fp8 fast path is not deterministic even with a seed; extra_body can
-        # turn it back on.
-        data["go_fast"] = False
-    for key, value in request.extra_body.items():
-        if key in _RESERVED:
-            raise InvalidRequestError(
-                f"{provider}: extra_body[{key!r}] duplicates a field of the request; use the "
-                f"{_RESERVED[key]}=... argument instead",
-                provider=provider,
-            )
-        if key == "num_outputs" and value != 1:
-            raise InvalidRequestError(
-                f"{provider}: flux_sdk asks for one image per call; leave "
-                "extra_body['num_outputs'] out and call generate again for more",
-                provider=provider,
-            )
-        if key in _CHOICES and value not in _CHOICES[key]:
-            raise InvalidRequestError(
-                f"{provider} needs extra_body[{key!r}] to be one of "
-                f"{', '.join(_CHOICES[key])} (got {value!r})",
-                provider=provider,
-            )
-        data[key] = value
-    return data
+    warn_random_seed(request, "Replicate's flux-schnell")
+    fields = {
+        "prompt": request.prompt,
+        "num_outputs": 1,
+        "aspect_ratio": ratio,
+        "num_inference_steps": request.steps,
+        "seed": request.seed,
+        # The fp8 fast path is not deterministic even with a seed; extra_body can turn
+        # it back on.
+        "go_fast": None if request.seed is None else False,
+    }
+    return request_fields(
+        fields, request, provider=provider, refuse=functools.partial(_refusal, provider)
+    )
+
+
+def _refusal(provider: str, key: str, value: Any) -> str | None:
+    if key in _RESERVED:
+        return (
+            f"{provider}: extra_body[{key!r}] duplicates a field of the request; use the "
+            f"{_RESERVED[key]}=... argument instead"
+        )
+    if key == "num_outputs" and value != 1:
+        return (
+            f"{provider}: flux_sdk asks for one image per call; leave "
+            "extra_body['num_outputs'] out and call generate again for more"
+        )
+    if key in _CHOICES and value not in _CHOICES[key]:
+        return (
+            f"{provider} needs extra_body[{key!r}] to be one of "
+            f"{', '.join(_CHOICES[key])} (got {value!r})"
+        )
+    return None
 
 
 def _megapixels(request: GenerateRequest, provider: str) -> str:

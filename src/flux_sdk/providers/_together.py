@@ -18,10 +18,10 @@ import httpx
 from pydantic import SecretStr
 from pydantic_core import to_json
 
-from flux_sdk._base._errors import ConfigError, InvalidRequestError
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base import ParamRules
+from ._fields import json_headers, model_name, request_fields
 from ._images_api import image_from_data, raise_for_error
 from ._wire import check_base_url, resolve_api_key
 
@@ -33,9 +33,16 @@ FLUX_SCHNELL = "black-forest-labs/FLUX.1-schnell"
 # no maximum side is published, so the common FLUX range is used.
 RULES = ParamRules(steps=(1, 50), size=(64, 2048), size_multiple=8)
 SCHNELL_STEPS = 4
-_RESERVED = frozenset(
-    {"model", "prompt", "steps", "seed", "width", "height", "n", "response_format"}
-)
+_ARGUMENTS = frozenset({"prompt", "steps", "seed", "width", "height"})
+# The other fields flux_sdk sets: one image, as base64.
+_FIXED = frozenset({"model", "n", "response_format"})
+
+
+def _refusal(key: str, value: Any) -> str | None:
+    if key not in _ARGUMENTS and key not in _FIXED:
+        return None
+    instead = f"pass {key}=... instead" if key in _ARGUMENTS else "leave it out"
+    return f"extra_body[{key!r}] duplicates a field flux_sdk sets for Together; {instead}"
 
 
 class Together:
@@ -62,9 +69,7 @@ class Together:
         base_url: str | None = None,
     ) -> None:
         self.api_key = resolve_api_key(api_key, "TOGETHER_API_KEY", "Together")
-        if not isinstance(model, str) or not model.strip():
-            raise ConfigError("the Together model must be a non-empty string")
-        self.model = model
+        self.model = model_name(model, "Together")
         # Schnell's steps are sent even when not given: the API's own default is 20.
         self._default_steps = SCHNELL_STEPS if "schnell" in model.lower() else None
         url = base_url or os.environ.get("TOGETHER_BASE_URL") or DEFAULT_BASE_URL
@@ -80,40 +85,23 @@ class Together:
             )
             path = path[:-3]
         self.url = base.copy_with(path=f"{path}/v1/images/generations")
-        self._headers = {
-            "Authorization": f"Bearer {self.api_key.get_secret_value()}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
+        self._headers = json_headers("Bearer", self.api_key)
 
     def __repr__(self) -> str:
         return f"Together(model={self.model!r}, url={str(self.url)!r})"
 
     def build_request(self, request: GenerateRequest) -> httpx.Request:
-        body: dict[str, Any] = {"model": self.model, "prompt": request.prompt}
-        steps = request.steps if request.steps is not None else self._default_steps
-        if steps is not None:
-            body["steps"] = steps
-        if request.seed is not None:
-            body["seed"] = request.seed
-        if request.width is not None:
-            body["width"] = request.width
-        if request.height is not None:
-            body["height"] = request.height
-        body["n"] = 1
-        body["response_format"] = "base64"
-        for key, value in request.extra_body.items():
-            if key in _RESERVED:
-                raise InvalidRequestError(
-                    f"extra_body[{key!r}] duplicates a field flux_sdk sets for Together; "
-                    + (
-                        f"pass {key}=... instead"
-                        if key in ("prompt", "steps", "seed", "width", "height")
-                        else "leave it out"
-                    ),
-                    provider=self.name,
-                )
-            body[key] = value
+        fields = {
+            "model": self.model,
+            "prompt": request.prompt,
+            "steps": request.steps if request.steps is not None else self._default_steps,
+            "seed": request.seed,
+            "width": request.width,
+            "height": request.height,
+            "n": 1,
+            "response_format": "base64",
+        }
+        body = request_fields(fields, request, provider=self.name, refuse=_refusal)
         return httpx.Request("POST", self.url, headers=self._headers, content=to_json(body))
 
     def parse_response(self, request: GenerateRequest, response: httpx.Response) -> GeneratedImage:

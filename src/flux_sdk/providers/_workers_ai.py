@@ -1,6 +1,8 @@
-"""The Cloudflare Workers AI answer envelope, shared by Cloudflare and Dataoorts.
+"""The Cloudflare Workers AI wire format, shared by Cloudflare and Dataoorts.
 
-Both hosts answer ``{"success", "errors": [{"code", "message"}], "messages", "result"}``
+Both hosts read the same text-to-image input (``prompt``, ``steps`` for FLUX.1
+[schnell] or ``num_steps`` for the other models, ``seed``, ``width``, ``height``). Both
+answer ``{"success", "errors": [{"code", "message"}], "messages", "result"}``
 and report failures with Workers AI's error codes, so both read them here: an error
 status keeps its meaning except where a code says otherwise (3036, a spent daily
 allocation, is a 429 that no retry can fix today), and ``success: false`` on a 2xx is
@@ -16,11 +18,31 @@ from pydantic import SecretStr
 from pydantic_core import ValidationError, core_schema
 
 from flux_sdk._base._errors import InvalidResponseError, ProviderError, QuotaExceeded
+from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
 from ._base64 import LIFTED, decode_base64, lift_base64
-from ._wire import excerpt, json_shape, optional, parse_json, raise_for_status, redact
+from ._fields import Refusal, request_fields
+from ._wire import (
+    excerpt,
+    image_from_body,
+    json_shape,
+    media_type,
+    optional,
+    parse_json,
+    raise_for_status,
+    redact,
+    request_id,
+    sniffed_image,
+)
 
-__all__ = ["QUOTA_SPENT", "TRANSIENT_CODES", "envelope_image", "raise_for_envelope_status"]
+__all__ = [
+    "QUOTA_SPENT",
+    "TRANSIENT_CODES",
+    "answer_image",
+    "envelope_image",
+    "input_body",
+    "raise_for_envelope_status",
+]
 
 # Failures that pass: 3007 timeout, 3008 aborted (both HTTP 408), 3040 out of capacity (429).
 TRANSIENT_CODES = frozenset({3007, 3008, 3040})
@@ -44,6 +66,55 @@ _ENVELOPE = json_shape(
         "errors": optional(core_schema.list_schema(core_schema.any_schema())),
     }
 )
+
+
+_INPUT_FIELDS = frozenset({"prompt", "steps", "num_steps", "seed", "width", "height"})
+
+
+def input_body(
+    request: GenerateRequest, *, steps_field: str, provider: str, refuse: Refusal | None = None
+) -> dict[str, Any]:
+    """The model's input for ``request``, its steps sent as ``steps_field``; an extra
+    field that duplicates one of the request's is refused, then ``refuse`` sees the rest."""
+
+    def refusal(key: str, value: Any) -> str | None:
+        if key in _INPUT_FIELDS:
+            return (
+                f"{provider}: extra_body[{key!r}] duplicates a field of the request; pass "
+                f"{'steps' if key == 'num_steps' else key}=... instead"
+            )
+        return None if refuse is None else refuse(key, value)
+
+    fields = {
+        "prompt": request.prompt,
+        steps_field: request.steps,
+        "seed": request.seed,
+        "width": request.width,
+        "height": request.height,
+    }
+    return request_fields(fields, request, provider=provider, refuse=refusal)
+
+
+def answer_image(
+    response: httpx.Response,
+    *,
+    provider: str,
+    request: GenerateRequest,
+    field: str | tuple[str, ...],
+    secrets: tuple[SecretStr, ...],
+    key_env: str | None = None,
+) -> GeneratedImage:
+    """The image of an answer: its bytes when they are one (some models answer raw image
+    bytes, some deployments label them JSON), else the envelope's ``result.<field>``."""
+    raise_for_envelope_status(response, provider=provider, secrets=secrets, key_env=key_env)
+    image = sniffed_image(response, provider=provider, request=request, secrets=secrets)
+    if image is not None:
+        return image
+    if not media_type(response).startswith("application/json"):
+        return image_from_body(response, provider=provider, request=request, secrets=secrets)
+    rid = request_id(response.headers, secrets)
+    data = envelope_image(response, provider=provider, field=field, secrets=secrets, request_id=rid)
+    return GeneratedImage.from_data(data, provider=provider, request=request, request_id=rid)
 
 
 def raise_for_envelope_status(
