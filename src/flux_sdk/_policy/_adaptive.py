@@ -64,8 +64,8 @@ class AdaptiveLimit(ConcurrencyLimit):
     The default of `FluxClient` when no ``max_concurrency`` is given; pass one to set
     your own ceiling and start, ``max_concurrency=AdaptiveLimit(max=64)``, or to share
     one limit between clients. ``limit`` is the current value (it can be set, within
-    the bounds), ``ceiling`` the most it may reach, ``in_flight`` the requests holding
-    a slot. ``clock`` (seconds, ``time.monotonic`` by default) times the requests.
+    the bounds), ``ceiling`` the most it may reach, ``in_flight`` the requests (and queue
+    jobs) holding a slot. ``clock`` (seconds, ``time.monotonic`` by default) times the requests.
     """
 
     def __init__(
