@@ -73,7 +73,7 @@ async def gated(call: Call, limit: object, gate: anyio.Semaphore) -> AsyncIterat
     try:
         yield
     finally:
-        held = call.held
+        held = getattr(call, "held", None)
         first = None if held is None else held.get(id(limit))
         if held is None or first is None:
             gate.release()
