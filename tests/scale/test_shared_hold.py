@@ -58,6 +58,15 @@ async def test_a_shared_limit_of_2_runs_at_most_2_jobs_at_the_host(
     time = Time()
     app = emulator(time)
     limit = SharedLimit(redis_url, f"t-{uuid.uuid4().hex}", concurrency=2, rate=1000)
+    reserved = 0  # rate slots taken: one per request still, a held job's polls too
+    real_eval = limit._eval
+
+    async def counting(name: str, keys: list[str], args: list[Any]) -> Any:
+        nonlocal reserved
+        reserved += name == "reserve"
+        return await real_eval(name, keys, args)
+
+    limit._eval = counting  # type: ignore[method-assign]
     with serve(app) as url:
         retry = Retry(3, sleep=time.sleep)
         async with (
@@ -71,6 +80,9 @@ async def test_a_shared_limit_of_2_runs_at_most_2_jobs_at_the_host(
     assert app.stats[host].billed == 6
     assert app.load[host].max_in_service == 2
     assert limit.in_flight == 0
+    sent = flux.ledger.total.attempts
+    assert sent > 6 * 3  # submits, polls, downloads
+    assert reserved == sent
 
 
 async def test_a_held_lease_is_renewed_past_lease_seconds_and_freed_at_the_end(
