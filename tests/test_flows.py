@@ -139,12 +139,16 @@ async def test_a_queue_job_runs_submit_waits_polls_and_download(
     assert events[-1].kind == "success"
 
 
-async def test_a_wait_holds_no_concurrency_slot(router: respx.MockRouter, clock: Clock) -> None:
-    """Poll intervals are spent outside the concurrency limit."""
+async def test_a_queue_job_holds_its_slot_through_its_waits(
+    router: respx.MockRouter, clock: Clock
+) -> None:
+    """A queue host counts jobs: the slot the submit took is held between polls (and
+    the polls, with every slot held, do not wait for another), then freed."""
     host(router, polls=[status("QUEUED"), DONE])
     async with client(clock, max_concurrency=1) as flux:
         await flux.generate("a lighthouse")
-    assert clock.busy_during_waits == [0, 0]
+        assert flux.concurrency.in_flight == 0
+    assert clock.busy_during_waits == [1, 1]
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from flux_sdk._base._events import EventHook, FluxEvent
 from flux_sdk._base._models import GenerateRequest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     import httpx
     from pydantic import JsonValue
@@ -72,6 +72,7 @@ class Call:
         "deadline",
         "errors",
         "failover",
+        "held",
         "hosts",
         "job",
         "max_retries",
@@ -115,6 +116,9 @@ class Call:
         # Set by the router on a hedge: asked once, when its first request is about to be
         # sent (its slot held), whether the hedge may still be paid for.
         self.admit: Callable[[], bool] | None = None
+        # A queue job's concurrency slots, by their limit's id: each limit's release,
+        # called (with whether the flow ended with its image) when the flow ends.
+        self.held: dict[int, Callable[[bool], Awaitable[None]]] | None = None
         # What this call spends (set by the client): budgets, the ledger, traces.
         self.meter: Metering | None = None
         # The URL of the first request: the provider's own host, for download checks.

@@ -21,12 +21,15 @@ Netflix's concurrency-limits do, in its own small form:
   slot (the AIMD of TCP's congestion avoidance).
 
 Only a ``"generate"`` request's time is taken as a latency sample: a queue host's
-submit or poll says nothing of the model's speed (they still count as answers).
+submit or poll says nothing of the model's speed. A queue job holds its slot from its
+submit until its flow ends (see `_hold`) and counts as one answer, untimed, when it
+ends with its image; its polls count for nothing.
 """
 
 from __future__ import annotations
 
 import builtins  # the class's own min and max arguments shadow the builtins
+import functools
 import math
 import time
 from collections import deque
@@ -41,6 +44,7 @@ from flux_sdk._base._options import check_callable, check_positive_int
 from flux_sdk._pipeline._call import Call
 from flux_sdk._pipeline._middleware import AttemptNext
 
+from ._hold import holding, keep
 from ._limits import ConcurrencyLimit
 
 __all__ = ["DEFAULT_CEILING", "DEFAULT_START", "AdaptiveLimit"]
@@ -60,8 +64,8 @@ class AdaptiveLimit(ConcurrencyLimit):
     The default of `FluxClient` when no ``max_concurrency`` is given; pass one to set
     your own ceiling and start, ``max_concurrency=AdaptiveLimit(max=64)``, or to share
     one limit between clients. ``limit`` is the current value (it can be set, within
-    the bounds), ``ceiling`` the most it may reach, ``in_flight`` the requests holding
-    a slot. ``clock`` (seconds, ``time.monotonic`` by default) times the requests.
+    the bounds), ``ceiling`` the most it may reach, ``in_flight`` the requests (and queue
+    jobs) holding a slot. ``clock`` (seconds, ``time.monotonic`` by default) times the requests.
     """
 
     def __init__(
@@ -253,7 +257,10 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._new_window()
 
     async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
+        if holding(call, self):  # a held job's poll or download: it says nothing here
+            return await call_next(call)
         await self.acquire()
+        kept = False
         try:
             call.concurrency = int(self._value)
             epoch = self._epoch
@@ -263,9 +270,19 @@ class AdaptiveLimit(ConcurrencyLimit):
             if status in _REFUSED:
                 self.on_refused()
             elif 200 <= status < 300:
-                step = call.step
-                timed = step is None or step.kind == "generate"
-                self.on_answer(self._clock() - start if timed else None, epoch)
+                kept = keep(call, self, response, functools.partial(self._job_ended, epoch))
+                if not kept:
+                    step = call.step
+                    timed = step is None or step.kind == "generate"
+                    self.on_answer(self._clock() - start if timed else None, epoch)
             return response
         finally:
-            self.release()
+            if not kept:
+                self.release()
+
+    async def _job_ended(self, epoch: int, ok: bool) -> None:
+        """A held queue job ended: one answer if it made its image (untimed: a job's
+        time is mostly poll intervals), then its slot is free."""
+        if ok:
+            self.on_answer(None, epoch)
+        self.release()

@@ -1,9 +1,11 @@
 """Limits on the requests a client sends: how many at once, and how many per second.
 
 Both are per-attempt middleware (see `_middleware`): the client puts them inside the
-retries, so every HTTP request counts, a flow's poll as much as a submit, and a backoff
-sleep or a poll interval holds no slot. One instance can be shared by several clients
-to bound them together.
+retries, so every HTTP request counts against a rate, a flow's poll as much as a submit,
+and a backoff sleep holds no slot. A concurrency slot is one request's, except on a
+queue host, which counts jobs: there a job keeps the slot its submit took until its
+flow ends, poll intervals included (see `_hold`). One instance can be shared by several
+clients to bound them together.
 """
 
 from __future__ import annotations
@@ -20,15 +22,19 @@ from flux_sdk._base._options import check_callable, check_non_negative, check_po
 from flux_sdk._pipeline._call import Call
 from flux_sdk._pipeline._middleware import AttemptNext
 
+from ._hold import holding, keep
+
 __all__ = ["CombinedLimit", "ConcurrencyLimit", "RateLimit"]
 
 
 class ConcurrencyLimit:
-    """Bounds how many requests are in flight at once.
+    """Bounds how many requests (and queue jobs) are in flight at once.
 
     Think of a sack holding ``limit`` tokens: a request takes one before it is sent and
     puts it back when its answer has been read, so the ten-thousandth coroutine of an
-    ``asyncio.gather`` simply waits its turn.
+    ``asyncio.gather`` simply waits its turn. A queue host's job keeps the token its
+    accepted submit took until the job's result is in (or it failed or was cancelled):
+    its polls and download take none.
     """
 
     def __init__(self, limit: int) -> None:
@@ -37,7 +43,7 @@ class ConcurrencyLimit:
 
     @property
     def in_flight(self) -> int:
-        """Requests holding a token right now."""
+        """Requests and queue jobs holding a token right now."""
         return self.limit - self._semaphore.value
 
     @property
@@ -50,9 +56,22 @@ class ConcurrencyLimit:
         return f"ConcurrencyLimit({self.limit}, in_flight={self.in_flight})"
 
     async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
-        async with self._semaphore:
-            call.concurrency = self.limit
+        if holding(call, self):  # a held job's poll or download: its token is taken
             return await call_next(call)
+        semaphore = self._semaphore
+        await semaphore.acquire()
+        kept = False
+        try:
+            call.concurrency = self.limit
+            response = await call_next(call)
+            kept = keep(call, self, response, self._give_back)
+            return response
+        finally:
+            if not kept:
+                semaphore.release()
+
+    async def _give_back(self, ok: bool) -> None:
+        self._semaphore.release()
 
 
 def _semaphore(limit: int) -> anyio.Semaphore:

@@ -2,12 +2,13 @@
 
 Concurrency is a sorted set of leases scored by their expiry: a request takes one
 atomically (a Lua script) before it is sent, renews it while it runs and gives it back
-when its answer is read, so a process that dies frees its slots within
-``lease_seconds``. A waiter blocks on a Redis list that a release pushes to (or until
-the earliest lease expires), not in a polling loop. The rate is a token bucket in
-virtual time (GCRA) evaluated in one script that returns how long to sleep. A 429 seen
-by any process halves the shared rate and holds every process back for its
-Retry-After; successes win the rate back, as `RateLimit` does in one process.
+when its answer is read (a queue job's, when the job ends), so a process that dies
+frees its slots within ``lease_seconds``. A waiter blocks on a Redis list that a
+release pushes to (or until the earliest lease expires), not in a polling loop. The
+rate is a token bucket in virtual time (GCRA) evaluated in one script that returns how
+long to sleep. A 429 seen by any process halves the shared rate and holds every process
+back for its Retry-After; successes win the rate back, as `RateLimit` does in one
+process.
 
 It runs on asyncio (redis-py's ``redis.asyncio``); see `SharedLimit` for trio.
 """
@@ -37,6 +38,7 @@ from ._redis_client import Unavailable as _Unavailable
 from ._redis_client import open_client, run_script
 from ._redis_url import safe_text as _safe_text
 from ._redis_url import safe_url as _safe_url
+from ._shared_hold import gated, holding, keep, renewed, shared_held_step
 
 if TYPE_CHECKING:
     import asyncio
@@ -60,9 +62,10 @@ class SharedLimit:
     ``concurrency=``), ``rate_limit=shared``, or a `Route`'s. One object enforces all
     it was given, so pass it once. Every process must use the same settings for a name.
 
-    - ``concurrency``: requests in flight across all processes. Each holds a lease that
-      expires after ``lease_seconds`` unless renewed; a live process renews it while
-      its request runs, a dead one's slots come back when it expires.
+    - ``concurrency``: requests (a queue host's jobs) in flight across all processes.
+      Each holds a lease that expires after ``lease_seconds`` unless renewed; a live
+      process renews it while its request (or job) runs, a dead one's slots come back
+      when it expires.
     - ``rate`` and ``burst``: requests per second across all processes.
     - ``on_unavailable``: Redis unreachable at first use raises `ConfigError`
       (``"fail"``), or falls back to local limits of the same numbers in each process
@@ -169,6 +172,8 @@ class SharedLimit:
         await self.aclose()
 
     async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
+        if holding(call, self) or holding(call, self._local_concurrency):  # a held job's
+            return await shared_held_step(self, call, call_next)  # poll: the rate only
         client = await self._connect()
         if client is None:
             return await self._run_locally(call, call_next)
@@ -176,7 +181,7 @@ class SharedLimit:
             return await self._shared(client, call, call_next)
         # A process never holds more than `concurrency` leases, so no more of its
         # requests than that wait in Redis (each holds a connection while it waits).
-        async with self._gate:
+        async with gated(call, self, self._gate):
             return await self._shared(client, call, call_next)
 
     async def _shared(self, client: Redis, call: Call, call_next: AttemptNext) -> httpx.Response:
@@ -194,20 +199,14 @@ class SharedLimit:
             if lease is not None:
                 await self._release(lease)
             raise
-        import asyncio  # here, not at the top: a client on trio never loads it
-
-        self.in_flight += 1
-        renewing = None if lease is None else asyncio.ensure_future(self._renew(lease))
+        end = renewed(self, lease)  # counted in flight, renewed until `end` is awaited
         try:
             response = await call_next(call)
-        finally:
-            self.in_flight -= 1
-            if renewing is not None:
-                renewing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewing
-            if lease is not None:
-                await self._release(lease)
+        except BaseException:
+            await end(False)
+            raise
+        if lease is None or not keep(call, self, response, end):  # a job keeps its lease
+            await end(False)
         await self._quietly(self._learn(response))
         return response
 

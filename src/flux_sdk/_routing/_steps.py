@@ -3,9 +3,11 @@
 This is the innermost per-call layer. It takes the provider's flow (a one-request
 provider is a flow of one ``"generate"`` step), sends each `Step` as one attempt through
 the per-attempt chain (rate limit, concurrency limit, your per-attempt middleware, the
-I/O), retries it as its kind allows, sleeps through each `Wait` holding no slot, and,
-once a job was `Accepted`, cancels it on the host if the call is cancelled or runs out
-of time.
+I/O), retries it as its kind allows, sleeps through each `Wait`, and, once a job was
+`Accepted`, cancels it on the host if the call is cancelled or runs out of time. A
+queue job's concurrency slot is held from its accepted submit until the flow ends (a
+queue host counts jobs, not requests; see `_policy._hold`): the runner frees it here,
+on every way out, after the host was asked to cancel a job given up on.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from flux_sdk._base._options import check_seconds
 from flux_sdk._pipeline._call import Call
 from flux_sdk._pipeline._middleware import AttemptNext
 from flux_sdk._policy._breaker import CircuitOpen
+from flux_sdk._policy._hold import Held, release_held
 from flux_sdk._policy._retry import Retry
 from flux_sdk._transport._downloads import MAX_REDIRECTS, check_download, redirected
 from flux_sdk._transport._http import Http
@@ -127,9 +130,12 @@ class StepRunner:
         except anyio.get_cancelled_exc_class() as exc:
             ended = exc
             if call.job is not None and call.job.cancel is not None:
+                # The job's slot stays held until the host was asked to cancel it.
+                held, call.held = call.held, None
                 background = call.background
-                if background is None or not background.spawn(self._cancel, call, call.job.cancel):
-                    await self._cancel(call, call.job.cancel)
+                cancel = functools.partial(self._cancel, call, call.job.cancel, held)
+                if background is None or not background.spawn(cancel):
+                    await cancel()
             raise
         except FluxError as exc:
             ended = exc
@@ -143,6 +149,8 @@ class StepRunner:
             flow.close()
             if meter is not None:  # a queue job is charged once it has ended
                 meter.flow_ended(call, ended)
+            if call.held:
+                await release_held(call, ended is None)
         if not isinstance(image, GeneratedImage):
             raise _bug(call)(f"its flow returned {type(image).__name__}, not a GeneratedImage")
         if new_call:
@@ -216,19 +224,24 @@ class StepRunner:
             retryable=False,
         )
 
-    async def _cancel(self, call: Call, request: httpx.Request) -> None:
-        """Best effort, shielded and bounded: the caller has already given up."""
-        self.http.prepare(request, call.timeout)
-        with anyio.move_on_after(CANCEL_TIMEOUT, shield=True):
-            call.attempts += 1
-            start = time.perf_counter()
-            try:
-                response = await self.http.send(request, call.provider_name)
-            except FluxError as exc:
-                logger.info("could not cancel the %s job: %s", call.provider_name, exc)
-                _attempted(call, "cancel", start, None, exc)
-                return
-            _attempted(call, "cancel", start, response.status_code, None)
+    async def _cancel(self, call: Call, request: httpx.Request, held: Held | None) -> None:
+        """Best effort, shielded and bounded: the caller has already given up. Then
+        the job's slots (``held``) are freed."""
+        try:
+            self.http.prepare(request, call.timeout)
+            with anyio.move_on_after(CANCEL_TIMEOUT, shield=True):
+                call.attempts += 1
+                start = time.perf_counter()
+                try:
+                    response = await self.http.send(request, call.provider_name)
+                except FluxError as exc:
+                    logger.info("could not cancel the %s job: %s", call.provider_name, exc)
+                    _attempted(call, "cancel", start, None, exc)
+                    return
+                _attempted(call, "cancel", start, response.status_code, None)
+        finally:
+            call.held = held
+            await release_held(call, False)
 
 
 def _attempted(

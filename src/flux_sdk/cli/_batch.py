@@ -14,13 +14,14 @@ from flux_sdk import (
     GenerateRequest,
     InvalidRequestError,
 )
-from flux_sdk._batching._batch import MANIFEST
+from flux_sdk._batching._shards import manifest_name
 from flux_sdk._spend._ledger import Ledger, usd
 
 from ._console import note
 from ._progress import Progress, duration
 from ._prompts import Prompts, read_prompts
 from ._providers import Chosen, choose_provider, error_line, explain_fallback, open_client
+from ._shard import by_index, shard_total
 
 __all__ = ["run_batch"]
 
@@ -53,7 +54,7 @@ def run_batch(args: argparse.Namespace) -> int:
     mode = args.progress
     if mode == "auto":
         mode = "bar" if _is_terminal() else "lines"
-    progress = Progress(sys.stderr, mode, total=len(prompts.requests))
+    progress = Progress(sys.stderr, mode, total=shard_total(len(prompts.requests), args.shard))
     try:
         outcome, ledger = anyio.run(_run, args, chosen, prompts.requests, progress)
     except KeyboardInterrupt:
@@ -73,7 +74,7 @@ def run_batch(args: argparse.Namespace) -> int:
     note(
         f"{p.done} done, {p.skipped} skipped (already there), {p.failed} failed, "
         f"{p.retries} retries, in {duration(p.elapsed)}; manifest: "
-        f"{Path(args.out_dir) / MANIFEST}"
+        f"{Path(args.out_dir) / manifest_name(args.shard)}"
     )
     note(ledger.summary() + ("" if args.budget is None else f" (budget {usd(args.budget)})"))
     not_run = [r for r in outcome if isinstance(r, BudgetExceeded) and r.attempts == 0]
@@ -101,8 +102,9 @@ async def _run(
             on_progress=progress,
             max_retries=args.max_retries,
             budget=args.budget,
+            shard=args.shard,
         )
-    return list(results), client.ledger
+    return by_index(list(results), len(requests), args.shard), client.ledger
 
 
 def _report_failures(outcome: list[object], prompts: Prompts, source: str, chosen: Chosen) -> int:

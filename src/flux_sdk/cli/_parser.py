@@ -9,6 +9,8 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
+from ._shard import add_shard_option
+
 if TYPE_CHECKING:
     from typing import TypeAlias
 
@@ -265,6 +267,7 @@ def _batch(commands: _Commands, choices: list[str]) -> None:
         help="spend at most this much (maybe-billed attempts counted); the batch stops "
         "before an attempt that could pass it, and a re-run with a higher budget goes on",
     )
+    add_shard_option(batch)
     _connection(batch, choices)
     batch.add_argument(
         "--progress",

@@ -140,10 +140,11 @@ class Fal:
             await self._poll(settings, scope, job, headers, send)
         elif found[3] == "/cancel":
             _allow(method, "PUT")
-            await self._cancel(job, headers, send)
-            if self.name in settings.load:
+            ended = job.done  # decided first; the replica is freed before the answer goes
+            if not ended and self.name in settings.load:
                 settings.load[self.name].cancel_job(job.id)
-                _settle(settings, job)
+            await self._cancel(job, ended, headers, send)
+            _settle(settings, job)
         else:
             _allow(method, "GET")
             await self._fetch(settings, scope, job, headers, send)
@@ -179,8 +180,8 @@ class Fal:
             answer["error_type"] = None if failure is None else failure[2]
         await send_json(send, 200, answer, headers)
 
-    async def _cancel(self, job: Job, headers: Mapping[str, str], send: Send) -> None:
-        if job.done:
+    async def _cancel(self, job: Job, ended: bool, headers: Mapping[str, str], send: Send) -> None:
+        if ended:
             await send_json(send, 400, {"status": "ALREADY_COMPLETED"}, headers)
             return
         job.cancelled = True

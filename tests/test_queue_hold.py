@@ -1,0 +1,195 @@
+"""A queue route's concurrency limit counts jobs: a slot is held from submit to result.
+
+fal and Replicate charge a worker per job, not per request, so a limit of 2 must mean
+2 jobs at the host, however long they wait between polls. The emulators run on a real
+loopback socket with a `Capacity` on a test clock that moves only when the client's
+injected sleep is asked to wait; the host's own ``max_in_service`` (read from
+``GET /_emulator/stats``) is the most jobs it ever ran at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from flux_sdk import (
+    AdaptiveLimit,
+    ConcurrencyLimit,
+    Fal,
+    FluxClient,
+    FluxEvent,
+    Replicate,
+    Retry,
+    Route,
+)
+from flux_sdk.emulator import DEFAULT_API_KEY, Capacity, EmulatorApp
+
+from ._server import serve
+
+pytestmark = pytest.mark.anyio
+
+JOB_SECONDS = 1.0
+
+
+class Time:
+    """The emulator's clock and the client's sleep: a wait moves time on at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.frozen = False  # waits then last until the test ends them
+        self.waiting = anyio.Event()
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waiting.set()
+        if self.frozen:
+            await anyio.sleep_forever()
+        self.now += seconds
+        await anyio.lowlevel.checkpoint()
+
+
+@pytest.fixture
+def time() -> Time:
+    return Time()
+
+
+@pytest.fixture
+def host(time: Time) -> Iterator[tuple[EmulatorApp, str]]:
+    """fal and Replicate with room for 6 jobs at once: only the client can hold them to 2."""
+    capacity = Capacity(replicas=6, median=JOB_SECONDS, clock=time)
+    app = EmulatorApp(default_size=32, capacity={"fal": capacity, "replicate": capacity})
+    with serve(app) as url:
+        yield app, url
+
+
+def fal(url: str) -> Fal:
+    return Fal(DEFAULT_API_KEY, base_url=url)
+
+
+def replicate(url: str) -> Replicate:
+    return Replicate(DEFAULT_API_KEY, base_url=url, wait=None, poll_interval=0.1)
+
+
+PROVIDERS: dict[str, Callable[[str], Fal | Replicate]] = {"fal": fal, "replicate": replicate}
+
+
+async def stats(url: str) -> dict[str, Any]:
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(f"{url}/_emulator/stats")
+    hosts: dict[str, Any] = answer.json()["hosts"]
+    return hosts
+
+
+def limit_of(kind: str) -> ConcurrencyLimit:
+    return ConcurrencyLimit(2) if kind == "fixed" else AdaptiveLimit(max=2)
+
+
+@pytest.mark.parametrize("kind", ["fixed", "adaptive"])
+@pytest.mark.parametrize("name", ["fal", "replicate"])
+async def test_a_limit_of_2_runs_at_most_2_jobs_at_the_host(
+    host: tuple[EmulatorApp, str], time: Time, name: str, kind: str
+) -> None:
+    _, url = host
+    limit = limit_of(kind)
+    busy: list[int] = []
+
+    async def sleep(seconds: float) -> None:
+        busy.append(limit.in_flight)  # a job waiting between polls is in flight
+        await time.sleep(seconds)
+
+    provider = PROVIDERS[name](url)
+    async with FluxClient(provider, max_concurrency=limit, max_retries=Retry(3, sleep=sleep)) as f:
+        images = await f.generate_images("a fox", 6)
+    assert len(images) == 6
+    seen = (await stats(url))[name]
+    assert seen["billed"] == 6
+    assert seen["max_in_service"] == 2  # never more than the limit, and all of it used
+    assert max(busy) == 2
+    assert limit.in_flight == 0
+
+
+async def test_routes_hold_their_own_jobs_and_balance_on_them(
+    host: tuple[EmulatorApp, str], time: Time
+) -> None:
+    """Each route's limit holds its jobs; a held job is load, so the router spreads the
+    batch over both routes instead of queueing behind one."""
+    _, url = host
+    routes = [Route(fal(url), max_concurrency=2), Route(replicate(url), max_concurrency=2)]
+    loads: list[list[int]] = []
+    flux = FluxClient(routes, routing="balanced", max_retries=Retry(3, sleep=time.sleep))
+
+    async def sleep(seconds: float) -> None:
+        loads.append([route.in_flight for route in flux.routes])
+        await time.sleep(seconds)
+
+    flux.retry.sleep = sleep
+    async with flux:
+        images = await flux.generate_images("a fox", 8)
+    assert len(images) == 8
+    seen = await stats(url)
+    assert seen["fal"]["max_in_service"] <= 2
+    assert seen["replicate"]["max_in_service"] <= 2
+    assert seen["fal"]["billed"] + seen["replicate"]["billed"] == 8
+    assert [2, 2] in loads  # four jobs at once: both routes full
+    assert flux.concurrency.in_flight == 0
+
+
+@pytest.mark.parametrize("kind", ["fixed", "adaptive"])
+@pytest.mark.parametrize("name", ["fal", "replicate"])
+async def test_a_cancelled_job_frees_its_slot_after_its_cancel_reached_the_host(
+    host: tuple[EmulatorApp, str], time: Time, name: str, kind: str
+) -> None:
+    app, url = host
+    limit = ConcurrencyLimit(1) if kind == "fixed" else AdaptiveLimit(max=1)
+    events: list[FluxEvent] = []
+    time.frozen = True
+    provider = PROVIDERS[name](url)
+    retry = Retry(3, sleep=time.sleep)
+    async with FluxClient(
+        provider, max_concurrency=limit, max_retries=retry, on_event=events.append
+    ) as flux:
+        async with anyio.create_task_group() as group:
+            group.start_soon(flux.generate, "stuck")
+            await time.waiting.wait()  # accepted, waiting between polls: held
+            assert limit.in_flight == 1
+            assert app.load[name].in_service == 1
+            group.cancel_scope.cancel()
+        assert limit.in_flight == 0
+        assert app.load[name].in_service == 0  # the host was told to cancel it
+        assert [e.step for e in events if e.kind == "attempt"][-1] == "cancel"
+        time.frozen = False
+        with anyio.fail_after(30):  # the slot is free: the next job runs
+            image = await flux.generate("next")
+    assert image.provider == provider.name
+    assert limit.in_flight == 0
+
+
+async def test_a_held_job_is_one_answer_to_an_adaptive_limit_not_one_per_poll(
+    host: tuple[EmulatorApp, str], time: Time
+) -> None:
+    """Starting at 1, the second job waits for the first (the host never runs two),
+    and the first, ending with every slot held, grows the limit by one: its ten polls,
+    answered while it held the only slot, count for nothing."""
+    _, url = host
+    limit = AdaptiveLimit(max=64, start=1)
+    polls: list[FluxEvent] = []
+
+    def on_event(event: FluxEvent) -> None:
+        if event.kind == "attempt" and event.step == "poll":
+            polls.append(event)
+
+    provider = replicate(url)
+    retry = Retry(3, sleep=time.sleep)
+    async with FluxClient(
+        provider, max_concurrency=limit, max_retries=retry, on_event=on_event
+    ) as flux:
+        await flux.generate_images("a fox", 2)
+    assert (await stats(url))["replicate"]["max_in_service"] == 1
+    assert len(polls) >= 2 * 9
+    assert limit.limit == 2
