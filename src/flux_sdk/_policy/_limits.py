@@ -20,7 +20,7 @@ from flux_sdk._base._options import check_callable, check_non_negative, check_po
 from flux_sdk._pipeline._call import Call
 from flux_sdk._pipeline._middleware import AttemptNext
 
-__all__ = ["CombinedLimit", "ConcurrencyLimit", "RateLimit"]
+__all__ = ["CombinedLimit", "ConcurrencyLimit", "RateLimit", "run_within"]
 
 
 class ConcurrencyLimit:
@@ -181,3 +181,23 @@ class CombinedLimit(ConcurrencyLimit):
 
     async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
         return await call_next(call)
+
+
+async def run_within(
+    concurrency: ConcurrencyLimit | None,
+    rate: RateLimit | None,
+    call: Call,
+    call_next: AttemptNext,
+) -> httpx.Response:
+    """``call_next`` within a rate limit, then a concurrency limit (either may be None):
+    how `SharedLimit` runs on its per-process fallback."""
+    send = call_next
+    if concurrency is not None:
+        limit, inner = concurrency, send
+
+        async def send(call: Call) -> httpx.Response:
+            return await limit(call, inner)
+
+    if rate is not None:
+        return await rate(call, send)
+    return await send(call)
