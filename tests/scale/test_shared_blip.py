@@ -18,6 +18,7 @@ import pytest
 
 from flux_sdk import FluxError, SharedLimit, TransportError
 from flux_sdk._policy import _shared
+from tests._server import serve
 
 from .conftest import free_port, redis_on
 
@@ -151,6 +152,11 @@ async def test_a_redis_blip_fails_no_call_and_keeps_the_limit(
     assert host.failed == 0, f"{host.failed} calls failed"
     assert host.waiters_ran == SIZE
     assert host.most <= SIZE, f"{host.most} in flight after the restart, over {SIZE}"
+    said = [record.getMessage() for record in caplog.records if record.name == "flux_sdk"]
+    lost = [line for line in said if "lost Redis" in line]
+    assert 1 <= len(lost) <= 2, lost  # a line for each process, not one for each call
+    assert "calls wait up to 60 s (or their deadline) for it to come back" in lost[0]
+    assert any("answers again" in line for line in said)
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
@@ -192,6 +198,71 @@ async def test_redis_lost_for_good(
         else:
             await limit(_Call(), send)  # type: ignore[arg-type]
             assert ran == 2
-            assert "using local limits" in caplog.text
+            assert re.search(
+                rf"SharedLimit 'gone' lost Redis at redis://\*\*\*@127\.0\.0\.1:{port}/0 "
+                r"\(ConnectionError: .+\); using local limits for 30 s",
+                caplog.text,
+            )
     assert f"SharedLimit 'gone' lost Redis at redis://***@127.0.0.1:{port}/0" in caplog.text
     assert "pw-not-shown" not in caplog.text
+
+
+def test_a_redis_blip_across_two_processes(tmp_path: Path) -> None:
+    """The issue's case with real processes and a real host: A holds all 4 slots, B's
+    4 calls wait in Redis; Redis is killed and restarted empty."""
+    import asyncio
+    import socket
+    import threading
+
+    import redis.asyncio
+
+    from flux_sdk.emulator import Capacity
+
+    from ._host import counting_emulator
+    from .test_shared_processes import summary, wait_until, workers
+
+    answer = threading.Event()  # the host answers nothing until the test says so
+
+    async def served(seconds: float) -> None:
+        while not answer.is_set():  # noqa: ASYNC110 - set from the test's thread
+            await anyio.sleep(0.01)
+
+    host = counting_emulator(Capacity(replicas=8, median=0, sleep=served))
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    name = f"procs-{uuid.uuid4().hex}"
+    key = "{flux_sdk:" + name + "}:leases"
+    one = {"redis_url": url, "name": name, "concurrency": SIZE, "lease_seconds": 9.0,
+           "n": SIZE, "deadline": 40}  # fmt: skip
+
+    async def ask(*command: Any) -> Any:
+        async with redis.asyncio.Redis.from_url(url) as check:
+            return await check.execute_command(*command)
+
+    def blocked() -> int:
+        return sum(b"cmd=blpop" in line for line in asyncio.run(ask("CLIENT", "LIST")).split())
+
+    with contextlib.ExitStack() as stack:
+        first = stack.enter_context(redis_on(port, tmp_path))
+        base = stack.enter_context(serve(host))
+        (a,) = stack.enter_context(workers([{**one, "url": base}]))
+        wait_until(lambda: host.in_flight == SIZE, "A's calls in flight")
+        (b,) = stack.enter_context(workers([{**one, "url": base}]))
+        wait_until(lambda: blocked() >= SIZE, "B's calls waiting in Redis")
+        first.kill()  # Redis is killed...
+        first.wait(timeout=10)
+        stack.enter_context(redis_on(port, tmp_path))  # ...and comes back empty
+        mine = f"{socket.gethostname()}:{a.pid}:".encode()
+
+        def settled() -> bool:  # A's leases counted again, or B got in
+            leases = asyncio.run(ask("ZRANGE", key, 0, -1))
+            return host.in_flight > SIZE or sum(x.startswith(mine) for x in leases) == SIZE
+
+        wait_until(settled, "A's leases back in Redis")
+        answer.set()
+        results = [summary(proc) for proc in (a, b)]
+    print(f"\nblip, two processes: most in flight at the host {host.max_in_flight} "
+          f"(shared concurrency {SIZE}); {results}")  # fmt: skip
+    assert [r["ok"] for r in results] == [SIZE, SIZE], results
+    assert host.statuses == {200: 2 * SIZE}
+    assert host.max_in_flight <= SIZE
