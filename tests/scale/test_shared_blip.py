@@ -235,12 +235,17 @@ def test_a_redis_blip_across_two_processes(tmp_path: Path) -> None:
     one = {"redis_url": url, "name": name, "concurrency": SIZE, "lease_seconds": 9.0,
            "n": SIZE, "deadline": 40}  # fmt: skip
 
-    async def ask(*command: Any) -> Any:
+    async def clients() -> list[dict[str, Any]]:
         async with redis.asyncio.Redis.from_url(url) as check:
-            return await check.execute_command(*command)
+            return await check.client_list()
+
+    async def leases() -> list[bytes]:
+        async with redis.asyncio.Redis.from_url(url) as check:
+            found: list[bytes] = await check.zrange(key, 0, -1)  # type: ignore[assignment]
+            return found
 
     def blocked() -> int:
-        return sum(b"cmd=blpop" in line for line in asyncio.run(ask("CLIENT", "LIST")).split())
+        return sum(client["cmd"] == "blpop" for client in asyncio.run(clients()))
 
     with contextlib.ExitStack() as stack:
         first = stack.enter_context(redis_on(port, tmp_path))
@@ -255,8 +260,8 @@ def test_a_redis_blip_across_two_processes(tmp_path: Path) -> None:
         mine = f"{socket.gethostname()}:{a.pid}:".encode()
 
         def settled() -> bool:  # A's leases counted again, or B got in
-            leases = asyncio.run(ask("ZRANGE", key, 0, -1))
-            return host.in_flight > SIZE or sum(x.startswith(mine) for x in leases) == SIZE
+            held = sum(lease.startswith(mine) for lease in asyncio.run(leases()))
+            return host.in_flight > SIZE or held == SIZE
 
         wait_until(settled, "A's leases back in Redis")
         answer.set()
@@ -266,3 +271,29 @@ def test_a_redis_blip_across_two_processes(tmp_path: Path) -> None:
     assert [r["ok"] for r in results] == [SIZE, SIZE], results
     assert host.statuses == {200: 2 * SIZE}
     assert host.max_in_flight <= SIZE
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_redis_that_lost_the_keys_waits_for_the_held_leases(redis_url: str) -> None:
+    """The scripts' part, without a restart: the limit's keys deleted (as a restart or an
+    eviction would) while A holds the only slot."""
+    import redis.asyncio
+
+    name = f"epoch-{uuid.uuid4().hex}"
+    a, b, fresh = (SharedLimit(redis_url, name, concurrency=1) for _ in range(3))
+    keys = ["{flux_sdk:" + name + "}:" + part for part in ("leases", "epoch")]
+    lease_us = 30_000_000
+    async with a, b, fresh, redis.asyncio.Redis.from_url(redis_url) as check:
+        for limit in (a, b, fresh):
+            await limit._connect()
+        assert await a._lease_script("acquire", [1, lease_us, "a"]) == 0  # a first use
+        assert await b._lease_script("acquire", [1, lease_us, "b"]) > 0  # A holds it
+        await check.delete(*keys)  # Redis forgets: B must not take A's slot
+        wait_us = await b._lease_script("acquire", [1, lease_us, "b"])
+        assert wait_us > 10_000_000  # held off a renewal period and a second (11 s)
+        assert await a._lease_script("renew", [lease_us, "a"]) == 1  # A puts its lease back
+        assert await check.zrange(keys[0], 0, -1) == [b"a"]
+        assert await b._lease_script("acquire", [1, lease_us, "b"]) > 0
+        await check.delete(*keys)
+        # A process that never saw the keys cannot tell a restart from a first use.
+        assert await fresh._lease_script("acquire", [1, lease_us, "c"]) == 0
