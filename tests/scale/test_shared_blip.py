@@ -297,3 +297,26 @@ async def test_a_redis_that_lost_the_keys_waits_for_the_held_leases(redis_url: s
         await check.delete(*keys)
         # A process that never saw the keys cannot tell a restart from a first use.
         assert await fresh._lease_script("acquire", [1, lease_us, "c"]) == 0
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_wait_for_redis_ends_with_the_calls_deadline(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flux_sdk import FluxClient, RequestTimeout, Together
+    from flux_sdk.emulator import Capacity
+
+    from ._host import KEY, PATH, counting_emulator
+
+    port, host = free_port(), counting_emulator(Capacity(median=0))
+    limit = SharedLimit(f"redis://127.0.0.1:{port}/0", f"t-{uuid.uuid4().hex}", concurrency=1)
+    with serve(host) as url:
+        provider = Together(KEY, base_url=url + PATH)
+        async with FluxClient(provider, max_concurrency=limit) as flux:
+            with redis_on(port, tmp_path):
+                await flux.generate("a fox", width=64, height=64)
+            with pytest.raises(RequestTimeout, match=r"0\.5 s deadline") as caught:
+                await flux.generate("a fox", width=64, height=64, deadline=0.5)
+    assert caught.value.billed == "no"
+    assert host.statuses == {200: 1}  # the second call sent nothing
+    assert "lost Redis" in caplog.text
