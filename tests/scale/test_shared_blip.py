@@ -320,3 +320,20 @@ async def test_the_wait_for_redis_ends_with_the_calls_deadline(
     assert caught.value.billed == "no"
     assert host.statuses == {200: 1}  # the second call sent nothing
     assert "lost Redis" in caplog.text
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_an_epoch_key_lost_alone_holds_no_lease_off(redis_url: str) -> None:
+    """Evicted by itself (the leases still there), the marker is no sign of a restart."""
+    import redis.asyncio
+
+    name = f"epoch-{uuid.uuid4().hex}"
+    a, b = (SharedLimit(redis_url, name, concurrency=2) for _ in range(2))
+    async with a, b, redis.asyncio.Redis.from_url(redis_url) as check:
+        for limit in (a, b):
+            await limit._connect()
+        assert await a._lease_script("acquire", [2, 30_000_000, "a"]) == 0
+        assert await b._lease_script("acquire", [2, 30_000_000, "b0"]) == 0
+        await b._release("b0")
+        await check.delete("{flux_sdk:" + name + "}:epoch")
+        assert await b._lease_script("acquire", [2, 30_000_000, "b"]) == 0

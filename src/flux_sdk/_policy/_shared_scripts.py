@@ -18,13 +18,15 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 # Redis restarted empty (or lost the keys) while processes held leases: they put theirs
 # back at their next renewal, so for one renewal period no new lease is given. The epoch
 # key marks a Redis that has seen this limit; a caller that saw it before (known=1) and
-# finds it gone opens that window (recover_us) and holds it in the key.
+# finds it gone with the leases opens that window (recover_us) and holds it in the key.
 # KEYS: leases, epoch. ARGV: ..., known, recover_us (the last two of each script below).
 _EPOCH = """
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
   epoch = 0
-  if ARGV[#ARGV - 1] == '1' then epoch = now + tonumber(ARGV[#ARGV]) end
+  if ARGV[#ARGV - 1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
+    epoch = now + tonumber(ARGV[#ARGV])
+  end
   redis.call('SET', KEYS[2], string.format('%.0f', epoch))
 end
 local recovering = tonumber(epoch) - now
