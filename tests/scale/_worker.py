@@ -31,6 +31,7 @@ async def main(settings: dict[str, Any]) -> None:
         max_concurrency=limit if limit.concurrency is not None else 16,
         rate_limit=limit if limit.concurrency is None else None,
         max_retries=settings.get("max_retries", 0),
+        deadline=settings.get("deadline"),
     ) as flux:
 
         async def one(k: int) -> None:

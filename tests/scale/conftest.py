@@ -43,15 +43,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def redis_on(port: int, directory: Path) -> Iterator[subprocess.Popen[bytes]]:
+def redis_on(port: int, directory: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
     """A redis-server on loopback ``port``, no persistence, killed on exit (a test may
-    kill it earlier and start another on the same port)."""
+    kill it earlier and start another on the same port); ``extra`` are more of its
+    arguments (``"--requirepass", "pw"``)."""
     binary = shutil.which("redis-server")
     if binary is None:
         missing("no redis-server on PATH (apt-get install -y redis-server)")
     assert binary is not None
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(directory)]  # fmt: skip
+            "--appendonly", "no", "--dir", str(directory), *extra]  # fmt: skip
     server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 10

@@ -24,7 +24,7 @@ from flux_sdk._pipeline._middleware import AttemptNext
 
 from ._hold import holding, keep
 
-__all__ = ["CombinedLimit", "ConcurrencyLimit", "RateLimit"]
+__all__ = ["CombinedLimit", "ConcurrencyLimit", "RateLimit", "run_within"]
 
 
 class ConcurrencyLimit:
@@ -200,3 +200,23 @@ class CombinedLimit(ConcurrencyLimit):
 
     async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
         return await call_next(call)
+
+
+async def run_within(
+    concurrency: ConcurrencyLimit | None,
+    rate: RateLimit | None,
+    call: Call,
+    call_next: AttemptNext,
+) -> httpx.Response:
+    """``call_next`` within a rate limit, then a concurrency limit (either may be None):
+    how `SharedLimit` runs on its per-process fallback."""
+    send = call_next
+    if concurrency is not None:
+        limit, inner = concurrency, send
+
+        async def send(call: Call) -> httpx.Response:
+            return await limit(call, inner)
+
+    if rate is not None:
+        return await rate(call, send)
+    return await send(call)

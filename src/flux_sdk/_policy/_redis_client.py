@@ -34,8 +34,17 @@ async def open_client(url: str, socket_timeout: float) -> tuple[Redis, dict[str,
         raise ConfigError(
             "SharedLimit needs the redis package: pip install 'flux-sdk[redis]'"
         ) from None
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    # One retry, at once and on a new connection, for a pooled connection that died with
+    # a restarted Redis; no more. redis-py's default (ten, with backoff, for ~5 s) hid a
+    # Redis that was down from SharedLimit, which waits for it itself, and says so.
     client = redis.asyncio.Redis.from_url(
-        url, socket_connect_timeout=5, socket_timeout=socket_timeout
+        url,
+        socket_connect_timeout=5,
+        socket_timeout=socket_timeout,
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
     )
     try:
         await client.ping()

@@ -26,17 +26,17 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import httpx
 
-from flux_sdk._base._errors import ConfigError, TransportError
+from flux_sdk._base._errors import ConfigError
 from flux_sdk._base._loops import running_trio
 from flux_sdk._base._options import check_positive_int, check_seconds
 from flux_sdk._pipeline._call import Call
 from flux_sdk._pipeline._middleware import AttemptNext
 from flux_sdk.providers._wire import retry_after
 
-from ._limits import ConcurrencyLimit, RateLimit
+from ._limits import ConcurrencyLimit, RateLimit, run_within
 from ._redis_client import Unavailable as _Unavailable
 from ._redis_client import open_client, run_script
-from ._redis_url import safe_text as _safe_text
+from ._redis_outage import Outage
 from ._redis_url import safe_url as _safe_url
 from ._shared_hold import gated, holding, keep, renewed, shared_held_step
 
@@ -53,6 +53,7 @@ _RETRY_REDIS = 30.0  # after falling back to local limits, try Redis again this 
 _SOCKET_TIMEOUT = 10.0  # no Redis answer within this: Redis is lost
 _BLOCK = 5.0  # the longest a waiter blocks on Redis at once (within the socket timeout)
 _WAIT_FOR_REDIS = 60.0  # a call waits this long at most for a lost Redis to come back
+_RENEW_RETRY = 0.5  # a renewal that failed is tried again this soon
 
 
 class SharedLimit:
@@ -72,8 +73,9 @@ class SharedLimit:
       (``"local"``; N processes may then send N times as much), trying Redis again
       every 30 s. Losing Redis later, under ``"fail"``, a request waits for it to come
       back (up to 60 s or its deadline; a log line says so) and then raises a retryable
-      `TransportError`; leases held meanwhile are put back, so a Redis restarted empty
-      still counts them.
+      `TransportError`. A Redis restarted empty gives no new lease for
+      ``lease_seconds / 3 + 1`` s while every process puts back the leases it holds,
+      so the restart lets no more than ``concurrency`` in flight.
 
     asyncio only: redis-py's client is asyncio's, and no maintained Redis client for
     trio was found (redtrio and redio were last released in 2022), so on trio the first
@@ -124,7 +126,7 @@ class SharedLimit:
         self.current_rate = self.rate  # as last read from Redis
         self.in_flight = 0  # this process's requests holding a lease or a slot
         tag = "{flux_sdk:" + name + "}"  # one hash slot, so a cluster runs the scripts too
-        self._keys = {part: f"{tag}:{part}" for part in ("leases", "freed", "slot", "rate")}
+        self._keys = {k: f"{tag}:{k}" for k in ("leases", "freed", "slot", "rate", "epoch")}
         self._prefix = f"{socket.gethostname()}:{os.getpid()}:"
         self._client: Redis | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -134,6 +136,8 @@ class SharedLimit:
         self._gate = None if concurrency is None else anyio.Semaphore(concurrency)
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._held: set[str] = set()  # this process's leases, re-registered after a blip
+        self._known = False  # this process has seen this limit's keys in Redis
+        self._outage = Outage(name, self.url, redis_url)
 
     @property
     def limit(self) -> int:
@@ -176,7 +180,7 @@ class SharedLimit:
             return await shared_held_step(self, call, call_next)  # poll: the rate only
         client = await self._connect()
         if client is None:
-            return await self._run_locally(call, call_next)
+            return await run_within(self._local_concurrency, self._local_rate, call, call_next)
         if self._gate is None:
             return await self._shared(client, call, call_next)
         # A process never holds more than `concurrency` leases, so no more of its
@@ -240,7 +244,7 @@ class SharedLimit:
         except _Unavailable as exc:
             message = (
                 f"SharedLimit {self.name!r} cannot reach Redis at {self.url} "
-                f"({type(exc.cause).__name__}: {_safe_text(exc.cause, self._redis_url)})"
+                f"({self._outage.reason(exc)})"
             )
             if self.on_unavailable == "local":
                 _log.warning("%s; using local limits in this process for now", message)
@@ -254,7 +258,18 @@ class SharedLimit:
         return client
 
     async def _eval(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return await run_script(self._scripts[name], keys, args)
+        answer = await run_script(self._scripts[name], keys, args)
+        self._outage.back()
+        return answer
+
+    async def _lease_script(self, name: str, args: list[Any]) -> Any:
+        """``acquire`` or ``renew``, told what they need to see that Redis restarted
+        empty and hold new leases off while live processes put theirs back."""
+        recover_us = round((self.lease_seconds / 3 + 2 * _RENEW_RETRY) * 1e6)
+        keys = [self._keys["leases"], self._keys["epoch"]]
+        answer = await self._eval(name, keys, [*args, int(self._known), recover_us])
+        self._known = True
+        return answer
 
     async def _acquire(self, client: Redis, lease: str) -> None:
         """Take ``lease``, waiting for a release or for the earliest lease to expire."""
@@ -262,13 +277,11 @@ class SharedLimit:
 
         lease_us = round(self.lease_seconds * 1e6)
         while True:
-            wait_us = await self._eval(
-                "acquire", [self._keys["leases"]], [self.concurrency, lease_us, lease]
-            )
+            wait_us = await self._lease_script("acquire", [self.concurrency, lease_us, lease])
             if wait_us == 0:
                 return
-            # Woken by a release, or when the earliest lease expires (a dead process's),
-            # or at the latest within the socket timeout.
+            # Woken by a release, when the earliest lease expires (a dead process's) or a
+            # restarted Redis's wait for the held leases ends, or within the socket timeout.
             timeout = max(0.001, min(int(wait_us) / 1e6, self.lease_seconds, _BLOCK))
             try:
                 await client.blpop([self._keys["freed"]], timeout=timeout)
@@ -291,15 +304,11 @@ class SharedLimit:
                 return
             except _Unavailable as exc:
                 now = anyio.current_time()
-                if since is None:
-                    since = now
-                    _log.warning(
-                        "SharedLimit %r lost Redis at %s (%s); waiting up to %g s (or the "
-                        "call's deadline) for it to come back",
-                        self.name, self.url, _safe_text(exc.cause, self._redis_url),
-                        _WAIT_FOR_REDIS,
-                    )  # fmt: skip
-                if self.on_unavailable == "local" or now - since >= _WAIT_FOR_REDIS:
+                since = now if since is None else since
+                if self.on_unavailable == "local":
+                    raise
+                self._outage.lost(exc, _WAIT_FOR_REDIS)
+                if now - since >= _WAIT_FOR_REDIS:
                     raise
                 await anyio.sleep(min(1.0, 0.05 * 2 ** min(int(now - since), 5)))
                 await self._quietly(self._reregister())
@@ -308,7 +317,7 @@ class SharedLimit:
         """Put this process's held leases back (a Redis restarted empty forgot them)."""
         lease_us = round(self.lease_seconds * 1e6)
         for lease in list(self._held):
-            await self._eval("renew", [self._keys["leases"]], [lease_us, lease])
+            await self._lease_script("renew", [lease_us, lease])
 
     async def _release(self, lease: str) -> None:
         self._held.discard(lease)
@@ -319,13 +328,21 @@ class SharedLimit:
         )
 
     async def _renew(self, lease: str) -> None:
+        """Renew ``lease`` every third of its life, and soon after a failure: a Redis
+        restarted empty has it back before it gives new leases (`_lease_script`)."""
         import asyncio
 
-        lease_us = round(self.lease_seconds * 1e6)
+        lease_us, every = round(self.lease_seconds * 1e6), self.lease_seconds / 3
+        pause = every
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            with contextlib.suppress(_Unavailable):  # not shielded: cancelling ends it
-                await self._eval("renew", [self._keys["leases"]], [lease_us, lease])
+            await asyncio.sleep(pause)
+            try:  # not shielded: cancelling ends it
+                await self._lease_script("renew", [lease_us, lease])
+                pause = every
+            except _Unavailable as exc:
+                if self.on_unavailable == "fail":
+                    self._outage.lost(exc, _WAIT_FOR_REDIS)
+                pause = min(every, _RENEW_RETRY)
 
     async def _wait_for_slot(self) -> None:
         assert self.rate is not None
@@ -370,30 +387,13 @@ class SharedLimit:
     # --- without Redis ---------------------------------------------------------------
 
     async def _lost(self, exc: _Unavailable, call: Call, call_next: AttemptNext) -> httpx.Response:
-        reason = f"{type(exc.cause).__name__}: {_safe_text(exc.cause, self._redis_url)}"
         if self.on_unavailable == "local":
-            _log.warning(
-                "SharedLimit %r lost Redis at %s (%s); using local limits for %g s",
-                self.name, self.url, reason, _RETRY_REDIS,
-            )  # fmt: skip
-            self._local_until = anyio.current_time() + _RETRY_REDIS
-            self._client = None
-            return await self._run_locally(call, call_next)
-        raise TransportError(
-            f"SharedLimit {self.name!r} lost Redis at {self.url} ({reason}) and it did "
-            f"not come back within {_WAIT_FOR_REDIS:g} s; the request was not sent. "
-            'Check Redis, or pass on_unavailable="local"',
-            provider=call.provider_name,
-        ) from None
-
-    async def _run_locally(self, call: Call, call_next: AttemptNext) -> httpx.Response:
-        send = call_next
-        if self._local_concurrency is not None:
-            limit, inner = self._local_concurrency, send
-
-            async def send(call: Call) -> httpx.Response:
-                return await limit(call, inner)
-
-        if self._local_rate is not None:
-            return await self._local_rate(call, send)
-        return await send(call)
+            if anyio.current_time() >= self._local_until:  # said once, not by each call
+                _log.warning(
+                    "SharedLimit %r lost Redis at %s (%s); using local limits for %g s",
+                    self.name, self.url, self._outage.reason(exc), _RETRY_REDIS,
+                )  # fmt: skip
+                self._local_until = anyio.current_time() + _RETRY_REDIS
+                self._client = None
+            return await run_within(self._local_concurrency, self._local_rate, call, call_next)
+        raise self._outage.gone(exc, call.provider_name, _WAIT_FOR_REDIS) from None

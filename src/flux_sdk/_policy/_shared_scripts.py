@@ -15,11 +15,35 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 """
 
-# KEYS: leases (sorted set: lease id -> expiry). ARGV: limit, lease_us, lease id.
-# 0 when the lease was taken; else the microseconds until the earliest lease expires.
+# Redis restarted empty (or lost the keys) while processes held leases: they put theirs
+# back at their next renewal, so for one renewal period no new lease is given. The epoch
+# key marks a Redis that has seen this limit; a caller that saw it before (known=1) and
+# finds it gone with the leases opens that window (recover_us) and holds it in the key.
+# KEYS: leases, epoch. ARGV: ..., known, recover_us (the last two of each script below).
+_EPOCH = """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = 0
+  if ARGV[#ARGV - 1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
+    epoch = now + tonumber(ARGV[#ARGV])
+  end
+  redis.call('SET', KEYS[2], string.format('%.0f', epoch))
+end
+local recovering = tonumber(epoch) - now
+"""
+
+# KEYS: leases (sorted set: lease id -> expiry), epoch. ARGV: limit, lease_us, lease id,
+# known, recover_us. 0 when the lease was taken (or was already held: a retried script);
+# else the microseconds until the earliest lease expires or the window above ends.
 ACQUIRE = (
     _NOW
+    + _EPOCH
     + """
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
+  redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[3])
+  return 0
+end
+if recovering > 0 then return math.max(1, math.floor(recovering)) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
   redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[3])
@@ -30,10 +54,12 @@ return math.max(1, tonumber(first[2]) - now)
 """
 )
 
-# KEYS: leases. ARGV: lease_us, lease id. Extends the lease, or puts it back when Redis
-# lost it (restarted empty): a request still running keeps counting against the limit.
+# KEYS: leases, epoch. ARGV: lease_us, lease id, known, recover_us. Extends the lease, or
+# puts it back when Redis lost it (restarted empty): a request still running keeps
+# counting against the limit.
 RENEW = (
     _NOW
+    + _EPOCH
     + """
 return redis.call('ZADD', KEYS[1], 'CH', string.format('%.0f', now + tonumber(ARGV[1])),
                   ARGV[2])
