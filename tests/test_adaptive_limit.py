@@ -28,6 +28,7 @@ from flux_sdk import (
     Route,
 )
 from flux_sdk._policy._limits import CombinedLimit
+from flux_sdk._transport._timing import HOST_TIME
 
 from .test_middleware import OK_JSON
 
@@ -242,6 +243,78 @@ async def test_it_does_not_grow_while_the_caller_uses_few_slots() -> None:
     assert limit.limit == 8
     await _steady(limit, 8, latency=0.1)  # now every slot is busy: slow start goes on
     assert limit.limit == 16
+
+
+async def test_slow_start_counts_a_limit_as_used_with_an_eighth_of_it_free() -> None:
+    """At hundreds of answers a second a batch's next request has not always taken the
+    freed slot when the next answer comes: with 15 of 16 busy, slow start still grows."""
+    limit = AdaptiveLimit(max=256, start=16, clock=Tick())
+
+    async def answers(count: int, free: int) -> None:
+        for _ in range(count):  # a caller that keeps all but ``free`` slots busy
+            while limit.in_flight < limit.limit - free:
+                await limit.acquire()
+            limit.on_answer(0.1)
+            limit.release()
+        while limit.in_flight:
+            limit.release()
+
+    await answers(16, free=1)
+    assert limit.limit == 32  # doubled in one round trip, as with every slot busy
+    await answers(16, free=8)  # a quarter free: a caller that needs fewer, no growth
+    assert limit.limit == 32
+
+
+def _timed_call() -> Call:
+    call = Call.__new__(Call)  # only the fields AdaptiveLimit reads
+    call.step = None
+    call.concurrency = None
+    return call
+
+
+async def test_latency_is_the_hosts_time_from_the_write_to_the_answer() -> None:
+    """Where the connection records the host's time (``HOST_TIME``), the time before the
+    request was written (the client's own work) is not taken for the host queueing:
+    only the host's part is judged. Here the slots are held for no time at all."""
+    host_time = 0.1
+    limit = AdaptiveLimit(max=1000, start=10, clock=Tick())  # never moves
+
+    async def answer(call: Call) -> httpx.Response:
+        response = httpx.Response(200, json=OK_JSON)
+        response.extensions[HOST_TIME] = (100.0, 100.0 + host_time)
+        return response
+
+    async def answers(count: int) -> None:
+        async with anyio.create_task_group() as group:
+            for _ in range(count):
+                group.start_soon(limit, _timed_call(), answer)
+
+    await answers(10)  # a first window: the base is the host's 0.1 s
+    grown = limit.limit
+    host_time = 0.3  # the host three times slower: it queues
+    for _ in range(3):
+        await answers(grown)
+    assert limit.limit < grown  # cut, though no slot was held for any time
+
+
+async def test_without_the_hosts_time_the_slot_time_is_the_latency() -> None:
+    """A connection that cannot tell (httpx's today) leaves ``HOST_TIME`` out: the time
+    from taking the slot to the answer is judged instead."""
+    tick = Tick()
+    limit = AdaptiveLimit(max=1000, start=10, clock=tick)
+    service = 0.1
+
+    async def answer(call: Call) -> httpx.Response:
+        tick.now += service  # one answer at a time: each holds its slot for ``service``
+        return httpx.Response(200, json=OK_JSON)
+
+    for _ in range(10):
+        await limit(_timed_call(), answer)
+    grown = limit.limit
+    service = 0.3
+    for _ in range(3 * grown):
+        await limit(_timed_call(), answer)
+    assert limit.limit < grown
 
 
 async def test_waiters_are_served_in_order_as_the_limit_moves() -> None:

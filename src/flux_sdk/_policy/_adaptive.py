@@ -5,7 +5,7 @@ answers 429. This one learns the number from what the host does, the way TCP Veg
 Netflix's concurrency-limits do, in its own small form:
 
 - **Slow start.** While the host keeps up, every answer received with all slots busy
-  adds one slot, so the limit doubles each round trip.
+  (all but an eighth: see `_nearly`) adds one slot, so the limit doubles each round trip.
 - **Latency guard.** Answers are grouped in windows of about one limit's worth. The
   lowest window mean is the host's latency with nothing queued (a Vegas "base RTT"); a
   window more than 20% above it means requests have started to queue at the host, so
@@ -21,7 +21,9 @@ Netflix's concurrency-limits do, in its own small form:
   slot (the AIMD of TCP's congestion avoidance).
 
 Only a ``"generate"`` request's time is taken as a latency sample: a queue host's
-submit or poll says nothing of the model's speed (they still count as answers).
+submit or poll says nothing of the model's speed (they still count as answers). The
+sample is the host's time, from when the request was written to when its answer began,
+where the connection records it (see `AdaptiveLimit._latency`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from flux_sdk._base._errors import ConfigError
 from flux_sdk._base._options import check_callable, check_positive_int
 from flux_sdk._pipeline._call import Call
 from flux_sdk._pipeline._middleware import AttemptNext
+from flux_sdk._transport._timing import HOST_TIME
 
 from ._limits import ConcurrencyLimit
 
@@ -52,6 +55,15 @@ _HOLD = 1.2  # window latency over the base latency above which the limit stops 
 _CUT = 1.5  # ... above which it is cut
 _DRIFT = 1 / 256  # how fast the base latency follows a host that became slower for good
 _REFUSED = frozenset({429, 503})
+
+
+def _nearly(limit: int) -> int:
+    """In flight at an answer for the limit to count as used: all but an eighth. Between
+    one answer and the request that takes its slot the client does its own work (the
+    image's checks, the next item), so at hundreds of answers a second a batch that
+    uses every slot is seen with one or two free at most answers; counting only a
+    full house there made slow start grow far slower than doubling."""
+    return limit - limit // 8
 
 
 class AdaptiveLimit(ConcurrencyLimit):
@@ -209,7 +221,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         before the slot is released); ``epoch`` is `epoch` when it was sent."""
         if epoch is not None and epoch != self._epoch:
             return  # sent before the latest cut
-        saturated = self._in_flight >= int(self._value)
+        saturated = self._in_flight >= _nearly(int(self._value))
         if self._slow_start and saturated:
             self._set(self._value + 1)
         self._count += 1
@@ -252,6 +264,22 @@ class AdaptiveLimit(ConcurrencyLimit):
             self._set(self._value + 1)
         self._new_window()
 
+    def _latency(self, response: httpx.Response, start: float) -> float:
+        """The host's time for a request: from when it was written to when its answer
+        began, where the connection records it (`HOST_TIME`), else from when it took
+        its slot.
+
+        The slot's time also counts what the client did before and after the host's
+        part: building and writing the request, waiting for a busy event loop, reading
+        the body. At hundreds of answers a second that grows with the load on the
+        client's own CPU, which the latency guard would read as the host queueing.
+        """
+        host_time = response.extensions.get(HOST_TIME)
+        if host_time is not None:
+            written, answered = host_time
+            return float(answered - written)
+        return self._clock() - start
+
     async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
         await self.acquire()
         try:
@@ -265,7 +293,7 @@ class AdaptiveLimit(ConcurrencyLimit):
             elif 200 <= status < 300:
                 step = call.step
                 timed = step is None or step.kind == "generate"
-                self.on_answer(self._clock() - start if timed else None, epoch)
+                self.on_answer(self._latency(response, start) if timed else None, epoch)
             return response
         finally:
             self.release()
