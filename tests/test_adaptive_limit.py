@@ -219,21 +219,49 @@ async def _steady(limit: AdaptiveLimit, answers: int, latency: float, busy: int 
         limit.release()
 
 
-async def test_rising_latency_stops_growth_then_cuts() -> None:
+async def test_rising_latency_ends_slow_start_at_what_the_host_serves_then_cuts() -> None:
     tick = Tick()
     limit = AdaptiveLimit(max=1000, start=10, clock=tick)
     await _steady(limit, 10, latency=0.1)  # slow start: every answer adds a slot
     assert limit.limit == 20
-    await _steady(limit, 20, latency=0.13)  # 30% slower: queueing; slow start ends
-    assert limit.limit == 40  # (after this window's answers, each with every slot busy)
-    await _steady(limit, 40, latency=0.13)  # still queueing: hold
-    assert limit.limit == 40
-    await _steady(limit, 40, latency=0.2)  # twice as slow: cut by the backoff
+    # 30% slower: requests wait. Of the 40 in flight at the window's end about 40 x 0.1
+    # / 0.128 (the latest latencies' mean) are served: slow start ends at that x 1.2.
+    await _steady(limit, 20, latency=0.13)
     assert limit.limit == 36
-    await _steady(limit, 36, latency=0.1)  # back to normal: one more per window
-    assert limit.limit == 37
-    await _steady(limit, sum(range(37, 42)), latency=0.1)  # five windows, 37 to 41 long
-    assert limit.limit == 42
+    await _steady(limit, 36, latency=0.13)  # still queueing: hold
+    assert limit.limit == 36
+    await _steady(limit, 36, latency=0.2)  # twice as slow: cut by the backoff
+    assert limit.limit == 32
+    await _steady(limit, 32, latency=0.1)  # back to normal: one more per window
+    assert limit.limit == 33
+    await _steady(limit, sum(range(33, 38)), latency=0.1)  # five windows, 33 to 37 long
+    assert limit.limit == 38
+
+
+async def test_slow_start_stops_growing_while_answers_come_back_slow() -> None:
+    """A window is judged a round trip late; meanwhile requests held up inside a busy
+    client (or queued at the host) show in each answer's time at once. Growing then
+    would only lengthen that line, which reaches the host as one burst of 429s."""
+    limit = AdaptiveLimit(max=1000, start=16, clock=Tick())
+    await _steady(limit, 16, latency=0.1)  # one window at the base: 16 -> 32
+    assert limit.limit == 32
+    await _steady(limit, 8, latency=0.4)  # the latest answers four times slower
+    grown = limit.limit
+    assert grown < 32 + 8  # growth stopped within these eight answers
+    await _steady(limit, 8, latency=0.4)
+    assert limit.limit == grown  # and stays stopped while they are slow
+
+
+async def test_slow_start_ends_at_what_a_busy_client_gets_served() -> None:
+    """Answers twice as slow as the base with 64 in flight: about 32 are being served,
+    the rest wait in a line (at the host or inside the client). Slow start ends near
+    32 x 1.2 rather than holding 64, so the line cannot reach the host all at once."""
+    limit = AdaptiveLimit(max=1000, start=16, clock=Tick())
+    await _steady(limit, 16, latency=0.1)
+    await _steady(limit, 32, latency=0.1)
+    assert limit.limit == 64
+    await _steady(limit, 64, latency=0.2)
+    assert 32 <= limit.limit <= 44, limit.limit
 
 
 async def test_it_does_not_grow_while_the_caller_uses_few_slots() -> None:

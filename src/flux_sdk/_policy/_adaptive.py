@@ -54,6 +54,9 @@ _MIN_WINDOW = 8  # samples: fewer make a window's mean too noisy to judge
 _HOLD = 1.2  # window latency over the base latency above which the limit stops growing
 _CUT = 1.5  # ... above which it is cut
 _DRIFT = 1 / 256  # how fast the base latency follows a host that became slower for good
+_HEADROOM = 1.2  # the limit slow start ends at, over what the host serves (`_overshot`)
+_RECENT = 1 / 8  # the weight of each answer in the latest latencies' moving mean
+_GATE = 1.3  # their mean over the base latency above which slow start stops growing
 _REFUSED = frozenset({429, 503})
 
 
@@ -127,6 +130,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._total = 0.0
         self._saturated = False
         self._window_size = start
+        self._recent: float | None = None  # moving mean of the latest latencies
 
     # The slots
 
@@ -222,7 +226,10 @@ class AdaptiveLimit(ConcurrencyLimit):
         if epoch is not None and epoch != self._epoch:
             return  # sent before the latest cut
         saturated = self._in_flight >= _nearly(int(self._value))
-        if self._slow_start and saturated:
+        if latency is not None:
+            recent = self._recent
+            self._recent = latency if recent is None else recent + (latency - recent) * _RECENT
+        if self._slow_start and saturated and self._keeping_up():
             self._set(self._value + 1)
         self._count += 1
         self._saturated = self._saturated or saturated
@@ -249,6 +256,9 @@ class AdaptiveLimit(ConcurrencyLimit):
             else:
                 self._base += (rtt - self._base) * _DRIFT
             ratio = rtt / self._base if self._base > 0 else 1.0
+        if ratio > _HOLD and self._slow_start:
+            self._overshot()
+            return
         if ratio > _CUT:
             self._slow_start = False
             floor = self._good * self.backoff
@@ -263,6 +273,29 @@ class AdaptiveLimit(ConcurrencyLimit):
         elif self._saturated and not self._slow_start:
             self._set(self._value + 1)
         self._new_window()
+
+    def _overshot(self) -> None:
+        """Slow start's window came back slower than the base: requests now wait, at the
+        host or in a line inside a busy client. Of those in flight, about base / latest
+        latency are being served (Little's law); slow start ends with the limit at that
+        with `_HEADROOM`: the host full with a short queue, and no line inside the
+        client that could reach the host at once, as a burst of 429s, when it frees up.
+        """
+        self._slow_start = False
+        base, recent = self._base, self._recent
+        if base and recent and recent > base:
+            served = self._in_flight * base / recent
+            self._set(builtins.min(self._value, builtins.max(float(self.min), _HEADROOM * served)))
+        self._cut()
+
+    def _keeping_up(self) -> bool:
+        """Whether the latest answers came about as fast as the base: slow start grows only
+        then. A window is judged once it ends, a round trip late; meanwhile requests
+        held up inside a busy client (their slot taken, not yet sent or not yet read)
+        show at once in each answer's time, and growing then only lengthens that line,
+        which reaches the host as one burst of 429s when the client frees up."""
+        base, recent = self._base, self._recent
+        return base is None or recent is None or recent <= _GATE * base
 
     def _latency(self, response: httpx.Response, start: float) -> float:
         """The host's time for a request: from when it was written to when its answer
