@@ -6,6 +6,9 @@ Netflix's concurrency-limits do, in its own small form:
 
 - **Slow start.** While the host keeps up, every answer received with all slots busy
   (all but an eighth: see `_nearly`) adds one slot, so the limit doubles each round trip.
+  It pauses while the latest answers' moving mean latency is over 1.3x the base (see
+  `_keeping_up`), and ends at the first window over 1.2x, with the limit at what the
+  host is serving then, plus a fifth (see `_overshot`).
 - **Latency guard.** Answers are grouped in windows of about one limit's worth. The
   lowest window mean is the host's latency with nothing queued (a Vegas "base RTT"); a
   window more than 20% above it means requests have started to queue at the host, so
