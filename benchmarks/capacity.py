@@ -153,8 +153,9 @@ def start_server(replicas: int, median: float) -> tuple[subprocess.Popen[bytes],
 # The clients: each runs the whole batch and returns (429s received, failures).
 
 # The client's limit every 5 ms of the latest flux_sdk run: (monotonic time, limit, in
-# flight), and when its 429s came (monotonic: the server's clock too).
-LIMITS: list[tuple[float, int, int]] = []
+# flight, and for an AdaptiveLimit its latest latencies' mean and base latency), and
+# when its 429s came (monotonic: the server's clock too).
+LIMITS: list[tuple[Any, ...]] = []
 REFUSALS: list[float] = []
 
 Run = Callable[[str, list[str], int], Awaitable[tuple[int, int]]]
@@ -189,9 +190,11 @@ async def flux_default(
 
 
 async def sample(limit: Any) -> None:
-    """Every 5 ms, the client's limit and its requests in flight, into `LIMITS`."""
+    """Every 5 ms, the client's limit and its requests in flight, into `LIMITS`; for an
+    AdaptiveLimit also what it judges by (private: this is its own benchmark)."""
     while True:
-        LIMITS.append((time.monotonic(), limit.limit, limit.in_flight))
+        state = (getattr(limit, "_recent", None), getattr(limit, "_base", None))
+        LIMITS.append((time.monotonic(), limit.limit, limit.in_flight, *state))
         await asyncio.sleep(0.005)
 
 

@@ -232,10 +232,10 @@ async def test_rising_latency_ends_slow_start_at_what_the_host_serves_then_cuts(
     assert limit.limit == 36
     await _steady(limit, 36, latency=0.2)  # twice as slow: cut by the backoff
     assert limit.limit == 32
-    await _steady(limit, 32, latency=0.1)  # back to normal: one more per window
+    await _steady(limit, 32, latency=0.1)  # back to normal: one more, and no 429 came,
     assert limit.limit == 33
-    await _steady(limit, sum(range(33, 38)), latency=0.1)  # five windows, 33 to 37 long
-    assert limit.limit == 38
+    await _steady(limit, 33, latency=0.1)  # so slow start goes on (see the next tests)
+    assert limit.limit == 66
 
 
 async def test_slow_start_stops_growing_while_answers_come_back_slow() -> None:
@@ -262,6 +262,28 @@ async def test_slow_start_ends_at_what_a_busy_client_gets_served() -> None:
     assert limit.limit == 64
     await _steady(limit, 64, latency=0.2)
     assert 32 <= limit.limit <= 44, limit.limit
+
+
+async def test_slow_start_goes_on_once_latency_is_normal_again_unless_refused() -> None:
+    """Slow answers from a client short of CPU for a while end slow start low; once
+    answers are back to the base, it goes on doubling, until a 429 shows the host's
+    own limit."""
+    limit = AdaptiveLimit(max=1000, start=16, clock=Tick())
+    await _steady(limit, 16, latency=0.1)
+    await _steady(limit, 32, latency=0.1)
+    await _steady(limit, 64, latency=0.2)  # slow: slow start ends at about 38
+    low = limit.limit
+    await _steady(limit, low, latency=0.1)  # normal again: one window, then doubling
+    await _steady(limit, low + 1, latency=0.1)
+    assert limit.limit >= 2 * low
+    for _ in range(limit.limit):
+        await limit.acquire()
+    limit.on_refused()  # the host's own limit: growth is additive from here
+    while limit.in_flight:
+        limit.release()
+    refused = limit.limit
+    await _steady(limit, 3 * refused, latency=0.1)
+    assert refused < limit.limit <= refused + 3
 
 
 async def test_it_does_not_grow_while_the_caller_uses_few_slots() -> None:

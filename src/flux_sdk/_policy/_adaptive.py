@@ -134,6 +134,9 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._saturated = False
         self._window_size = start
         self._recent: float | None = None  # moving mean of the latest latencies
+        # Slow start may start again once latency is back to normal, until a refusal
+        # shows where the host's own limit is (see `_overshot`).
+        self._resumable = False
 
     # The slots
 
@@ -209,7 +212,7 @@ class AdaptiveLimit(ConcurrencyLimit):
             self._set(builtins.min(self._value, self._in_flight) * 0.5)
             self._cut()
             return
-        self._slow_start = False
+        self._slow_start = self._resumable = False
         now = self._clock()
         if self._rtt is None or now - self._last_cut >= self._rtt:
             self._last_cut = now
@@ -274,6 +277,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         if ratio > _HOLD:
             self._slow_start = False
         elif self._saturated and not self._slow_start:
+            self._slow_start = self._resumable
             self._set(self._value + 1)
         self._new_window()
 
@@ -283,8 +287,11 @@ class AdaptiveLimit(ConcurrencyLimit):
         latency are being served (Little's law); slow start ends with the limit at that
         with `_HEADROOM`: the host full with a short queue, and no line inside the
         client that could reach the host at once, as a burst of 429s, when it frees up.
+        A client that was short of CPU for a while gets it back: slow start goes on
+        from there once a window's latency is normal again, unless a 429 came since.
         """
         self._slow_start = False
+        self._resumable = True
         base, recent = self._base, self._recent
         if base and recent and recent > base:
             served = self._in_flight * base / recent
