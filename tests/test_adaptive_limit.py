@@ -224,18 +224,19 @@ async def test_rising_latency_ends_slow_start_at_what_the_host_serves_then_cuts(
     limit = AdaptiveLimit(max=1000, start=10, clock=tick)
     await _steady(limit, 10, latency=0.1)  # slow start: every answer adds a slot
     assert limit.limit == 20
-    # 30% slower: requests wait. Of the 40 in flight at the window's end about 40 x 0.1
-    # / 0.128 (the latest latencies' mean) are served: slow start ends at that x 1.2.
+    # 30% slower: requests wait. Slow start pauses within a few answers (the latest
+    # answers' mean over 1.2x the base) and ends with the window: of the ~29 then in
+    # flight about 29 x 0.1 / 0.128 (that mean) are served, and the limit is that x 1.2.
     await _steady(limit, 20, latency=0.13)
-    assert limit.limit == 36
-    await _steady(limit, 36, latency=0.13)  # still queueing: hold
-    assert limit.limit == 36
-    await _steady(limit, 36, latency=0.2)  # twice as slow: cut by the backoff
-    assert limit.limit == 32
-    await _steady(limit, 32, latency=0.1)  # back to normal: one more, and no 429 came,
-    assert limit.limit == 33
-    await _steady(limit, 33, latency=0.1)  # so slow start goes on (see the next tests)
-    assert limit.limit == 66
+    assert limit.limit == 26
+    await _steady(limit, 26, latency=0.13)  # still queueing: hold
+    assert limit.limit == 26
+    await _steady(limit, 26, latency=0.2)  # twice as slow: cut by the backoff
+    assert limit.limit == 23
+    await _steady(limit, 23, latency=0.1)  # back to normal: one more, and no 429 came,
+    assert limit.limit == 24
+    await _steady(limit, 24, latency=0.1)  # so slow start goes on (see the next tests)
+    assert limit.limit == 48
 
 
 async def test_slow_start_stops_growing_while_answers_come_back_slow() -> None:

@@ -6,7 +6,7 @@ Netflix's concurrency-limits do, in its own small form:
 
 - **Slow start.** While the host keeps up, every answer received with all slots busy
   (all but an eighth: see `_nearly`) adds one slot, so the limit doubles each round trip.
-  It pauses while the latest answers' moving mean latency is over 1.3x the base (see
+  It pauses while the latest answers' moving mean latency is over 1.2x the base (see
   `_keeping_up`), and ends at the first window over 1.2x, with the limit at what the
   host is serving then, plus a fifth (see `_overshot`).
 - **Latency guard.** Answers are grouped in windows of about one limit's worth. The
@@ -59,7 +59,7 @@ _CUT = 1.5  # ... above which it is cut
 _DRIFT = 1 / 256  # how fast the base latency follows a host that became slower for good
 _HEADROOM = 1.2  # the limit slow start ends at, over what the host serves (`_overshot`)
 _RECENT = 1 / 8  # the weight of each answer in the latest latencies' moving mean
-_GATE = 1.3  # their mean over the base latency above which slow start stops growing
+_GATE = 1.2  # their mean over the base latency above which slow start pauses
 _REFUSED = frozenset({429, 503})
 
 
