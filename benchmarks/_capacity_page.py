@@ -6,6 +6,8 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+from _page import machine
+
 CAPACITIES = (48, 96, 192)
 ROUNDS = 25  # the clients that can fill the host get at least this many rounds of it
 # The clients that find or are told the capacity; the others keep a limit of 16.
@@ -113,6 +115,7 @@ def plot(results: list[dict[str, Any]], img: Path) -> list[str]:
     ax.axhline(GOAL, color="grey", linewidth=0.8, linestyle="--", label=f"goal: {GOAL}x")
     ax.set_xscale("log")
     ax.set_xticks(shown, [str(c) for c in shown])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%gx"))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -200,6 +203,8 @@ def section(results: list[dict[str, Any]], command: str, note: str) -> str:
         "the last round's slowest answers would be most of what is measured).",
         f"From one run: `{command}` (`nox -s capacity`). {note}",
         "",
+        *machine(),
+        "",
         "| client | "
         + " | ".join(f"{c} replicas, {medians[c] * 1000:.0f} ms" for c in shown)
         + " |",
@@ -259,15 +264,19 @@ def section(results: list[dict[str, Any]], command: str, note: str) -> str:
         "Python client and one Python server, sharing 2 cores with other jobs, do their",
         "part (its replicas' use between ramp and tail). The defaults, which must find the",
         f"capacity, took {against} its time. What they add is the ramp: slow start from 16",
-        "doubles once a round trip, so reaching 192 replicas takes about four round trips",
-        "of 768 ms, some 8% of a 25-round batch, which is why 192 misses the goal. A start",
+        "doubles once a round trip (about 2, 3 and 4 of them to reach 48, 96 and 192",
+        "replicas), and its last doubling overshoots the host's queue, so a few requests",
+        "are refused and wait out their `Retry-After` of 0.5 s, a tenth of the batch at 48.",
+        "At 192 the ramp is four round trips of 768 ms, some 8% of a 25-round batch. A start",
         "higher than 16, or a faster slow start, would buy that back only by sending more",
         "requests at once than a small host queues: each refusal beyond the retry budget's",
         "ten tokens is an item lost (`RetryBudget`). For the same reason slow start pauses",
         "while answers come back slow and ends at what the host is serving (`AdaptiveLimit`):",
         "a client short of CPU (the client CPU column) holds requests it has not sent yet,",
         "and they used to reach the host all at once, as a burst of 429s, when the CPU came",
-        "back.",
+        "back. A long tail or a low use between ramp and tail is the machine's load",
+        "(see the load average above): both processes are held back and the host's",
+        "replicas idle with the client's limit far above them (the timeline plot).",
         "",
         "![Completion time against capacity](img/capacity-completion.png)",
         "",
