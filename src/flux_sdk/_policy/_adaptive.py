@@ -21,7 +21,8 @@ Netflix's concurrency-limits do, in its own small form:
   that round trip only keep the limit below what is in flight, so a refusal's freed
   slot is not handed straight back to the host.
 - **Additive increase.** Otherwise, once slow start is over, each full window adds one
-  slot (the AIMD of TCP's congestion avoidance).
+  slot (the AIMD of TCP's congestion avoidance). If slow start ended on latency alone,
+  with no 429 since, a full window of normal latency starts it again.
 
 Only a ``"generate"`` request's time is taken as a latency sample: a queue host's
 submit or poll says nothing of the model's speed (they still count as answers). The
