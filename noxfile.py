@@ -160,9 +160,10 @@ def bench_routing(session: nox.Session) -> None:
 
 @nox.session
 def capacity(session: nox.Session) -> None:
-    """A batch against hosts of hidden capacity (4, 24, 96 replicas): completion time and
-    429s per client; writes its section of docs/benchmarks.md and docs/img/capacity-*.png.
-    About 8 minutes; ``nox -s capacity -- --quick`` is a smoke test."""
+    """A batch against hosts of hidden capacity (48, 96, 192 replicas): completion time,
+    429s and where the time went per client; writes its section of docs/benchmarks.md
+    and docs/img/capacity-*.png. About 8 minutes; ``nox -s capacity -- --quick`` is a
+    smoke test."""
     session.install("-e", ".", *_group("bench"))
     session.run("python", "benchmarks/capacity.py", *session.posargs)
 

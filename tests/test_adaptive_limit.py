@@ -28,6 +28,7 @@ from flux_sdk import (
     Route,
 )
 from flux_sdk._policy._limits import CombinedLimit
+from flux_sdk._transport._timing import HOST_TIME
 
 from .test_middleware import OK_JSON
 
@@ -218,21 +219,72 @@ async def _steady(limit: AdaptiveLimit, answers: int, latency: float, busy: int 
         limit.release()
 
 
-async def test_rising_latency_stops_growth_then_cuts() -> None:
+async def test_rising_latency_ends_slow_start_at_what_the_host_serves_then_cuts() -> None:
     tick = Tick()
     limit = AdaptiveLimit(max=1000, start=10, clock=tick)
     await _steady(limit, 10, latency=0.1)  # slow start: every answer adds a slot
     assert limit.limit == 20
-    await _steady(limit, 20, latency=0.13)  # 30% slower: queueing; slow start ends
-    assert limit.limit == 40  # (after this window's answers, each with every slot busy)
-    await _steady(limit, 40, latency=0.13)  # still queueing: hold
-    assert limit.limit == 40
-    await _steady(limit, 40, latency=0.2)  # twice as slow: cut by the backoff
-    assert limit.limit == 36
-    await _steady(limit, 36, latency=0.1)  # back to normal: one more per window
-    assert limit.limit == 37
-    await _steady(limit, sum(range(37, 42)), latency=0.1)  # five windows, 37 to 41 long
-    assert limit.limit == 42
+    # 30% slower: requests wait. Slow start pauses within a few answers (the latest
+    # answers' mean over 1.2x the base) and ends with the window: of the ~29 then in
+    # flight about 29 x 0.1 / 0.128 (that mean) are served, and the limit is that x 1.2.
+    await _steady(limit, 20, latency=0.13)
+    assert limit.limit == 26
+    await _steady(limit, 26, latency=0.13)  # still queueing: hold
+    assert limit.limit == 26
+    await _steady(limit, 26, latency=0.2)  # twice as slow: cut by the backoff
+    assert limit.limit == 23
+    await _steady(limit, 23, latency=0.1)  # back to normal: one more, and no 429 came,
+    assert limit.limit == 24
+    await _steady(limit, 24, latency=0.1)  # so slow start goes on (see the next tests)
+    assert limit.limit == 48
+
+
+async def test_slow_start_stops_growing_while_answers_come_back_slow() -> None:
+    """A window is judged a round trip late; meanwhile requests held up inside a busy
+    client (or queued at the host) show in each answer's time at once. Growing then
+    would only lengthen that line, which reaches the host as one burst of 429s."""
+    limit = AdaptiveLimit(max=1000, start=16, clock=Tick())
+    await _steady(limit, 16, latency=0.1)  # one window at the base: 16 -> 32
+    assert limit.limit == 32
+    await _steady(limit, 8, latency=0.4)  # the latest answers four times slower
+    grown = limit.limit
+    assert grown < 32 + 8  # growth stopped within these eight answers
+    await _steady(limit, 8, latency=0.4)
+    assert limit.limit == grown  # and stays stopped while they are slow
+
+
+async def test_slow_start_ends_at_what_a_busy_client_gets_served() -> None:
+    """Answers twice as slow as the base with 64 in flight: about 32 are being served,
+    the rest wait in a line (at the host or inside the client). Slow start ends near
+    32 x 1.2 rather than holding 64, so the line cannot reach the host all at once."""
+    limit = AdaptiveLimit(max=1000, start=16, clock=Tick())
+    await _steady(limit, 16, latency=0.1)
+    await _steady(limit, 32, latency=0.1)
+    assert limit.limit == 64
+    await _steady(limit, 64, latency=0.2)
+    assert 32 <= limit.limit <= 44, limit.limit
+
+
+async def test_slow_start_goes_on_once_latency_is_normal_again_unless_refused() -> None:
+    """Slow answers from a client short of CPU for a while end slow start low; once
+    answers are back to the base, it goes on doubling, until a 429 shows the host's
+    own limit."""
+    limit = AdaptiveLimit(max=1000, start=16, clock=Tick())
+    await _steady(limit, 16, latency=0.1)
+    await _steady(limit, 32, latency=0.1)
+    await _steady(limit, 64, latency=0.2)  # slow: slow start ends at about 38
+    low = limit.limit
+    await _steady(limit, low, latency=0.1)  # normal again: one window, then doubling
+    await _steady(limit, low + 1, latency=0.1)
+    assert limit.limit >= 2 * low
+    for _ in range(limit.limit):
+        await limit.acquire()
+    limit.on_refused()  # the host's own limit: growth is additive from here
+    while limit.in_flight:
+        limit.release()
+    refused = limit.limit
+    await _steady(limit, 3 * refused, latency=0.1)
+    assert refused < limit.limit <= refused + 3
 
 
 async def test_it_does_not_grow_while_the_caller_uses_few_slots() -> None:
@@ -242,6 +294,78 @@ async def test_it_does_not_grow_while_the_caller_uses_few_slots() -> None:
     assert limit.limit == 8
     await _steady(limit, 8, latency=0.1)  # now every slot is busy: slow start goes on
     assert limit.limit == 16
+
+
+async def test_slow_start_counts_a_limit_as_used_with_an_eighth_of_it_free() -> None:
+    """At hundreds of answers a second a batch's next request has not always taken the
+    freed slot when the next answer comes: with 15 of 16 busy, slow start still grows."""
+    limit = AdaptiveLimit(max=256, start=16, clock=Tick())
+
+    async def answers(count: int, free: int) -> None:
+        for _ in range(count):  # a caller that keeps all but ``free`` slots busy
+            while limit.in_flight < limit.limit - free:
+                await limit.acquire()
+            limit.on_answer(0.1)
+            limit.release()
+        while limit.in_flight:
+            limit.release()
+
+    await answers(16, free=1)
+    assert limit.limit == 32  # doubled in one round trip, as with every slot busy
+    await answers(16, free=8)  # a quarter free: a caller that needs fewer, no growth
+    assert limit.limit == 32
+
+
+def _timed_call() -> Call:
+    call = Call.__new__(Call)  # only the fields AdaptiveLimit reads
+    call.step = None
+    call.concurrency = None
+    return call
+
+
+async def test_latency_is_the_hosts_time_from_the_write_to_the_answer() -> None:
+    """Where the connection records the host's time (``HOST_TIME``), the time before the
+    request was written (the client's own work) is not taken for the host queueing:
+    only the host's part is judged. Here the slots are held for no time at all."""
+    host_time = 0.1
+    limit = AdaptiveLimit(max=1000, start=10, clock=Tick())  # never moves
+
+    async def answer(call: Call) -> httpx.Response:
+        response = httpx.Response(200, json=OK_JSON)
+        response.extensions[HOST_TIME] = (100.0, 100.0 + host_time)
+        return response
+
+    async def answers(count: int) -> None:
+        async with anyio.create_task_group() as group:
+            for _ in range(count):
+                group.start_soon(limit, _timed_call(), answer)
+
+    await answers(10)  # a first window: the base is the host's 0.1 s
+    grown = limit.limit
+    host_time = 0.3  # the host three times slower: it queues
+    for _ in range(3):
+        await answers(grown)
+    assert limit.limit < grown  # cut, though no slot was held for any time
+
+
+async def test_without_the_hosts_time_the_slot_time_is_the_latency() -> None:
+    """A connection that cannot tell (httpx's today) leaves ``HOST_TIME`` out: the time
+    from taking the slot to the answer is judged instead."""
+    tick = Tick()
+    limit = AdaptiveLimit(max=1000, start=10, clock=tick)
+    service = 0.1
+
+    async def answer(call: Call) -> httpx.Response:
+        tick.now += service  # one answer at a time: each holds its slot for ``service``
+        return httpx.Response(200, json=OK_JSON)
+
+    for _ in range(10):
+        await limit(_timed_call(), answer)
+    grown = limit.limit
+    service = 0.3
+    for _ in range(3 * grown):
+        await limit(_timed_call(), answer)
+    assert limit.limit < grown
 
 
 async def test_waiters_are_served_in_order_as_the_limit_moves() -> None:

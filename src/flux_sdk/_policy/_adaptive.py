@@ -5,7 +5,10 @@ answers 429. This one learns the number from what the host does, the way TCP Veg
 Netflix's concurrency-limits do, in its own small form:
 
 - **Slow start.** While the host keeps up, every answer received with all slots busy
-  adds one slot, so the limit doubles each round trip.
+  (all but an eighth: see `_nearly`) adds one slot, so the limit doubles each round trip.
+  It pauses while the latest answers' moving mean latency is over 1.2x the base (see
+  `_keeping_up`), and ends at the first window over 1.2x, with the limit at what the
+  host is serving then, plus a fifth (see `_overshot`).
 - **Latency guard.** Answers are grouped in windows of about one limit's worth. The
   lowest window mean is the host's latency with nothing queued (a Vegas "base RTT"); a
   window more than 20% above it means requests have started to queue at the host, so
@@ -18,12 +21,15 @@ Netflix's concurrency-limits do, in its own small form:
   that round trip only keep the limit below what is in flight, so a refusal's freed
   slot is not handed straight back to the host.
 - **Additive increase.** Otherwise, once slow start is over, each full window adds one
-  slot (the AIMD of TCP's congestion avoidance).
+  slot (the AIMD of TCP's congestion avoidance). If slow start ended on latency alone,
+  with no 429 since, a full window of normal latency starts it again.
 
 Only a ``"generate"`` request's time is taken as a latency sample: a queue host's
-submit or poll says nothing of the model's speed. A queue job holds its slot from its
-submit until its flow ends (see `_hold`) and counts as one answer, untimed, when it
-ends with its image; its polls count for nothing.
+submit or poll says nothing of the model's speed. The sample is the host's time, from
+when the request was written to when its answer began, where the connection records it
+(see `AdaptiveLimit._latency`). A queue job holds its slot from its submit until its
+flow ends (see `_hold`) and counts as one answer, untimed, when it ends with its image;
+its polls count for nothing.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from flux_sdk._base._errors import ConfigError
 from flux_sdk._base._options import check_callable, check_positive_int
 from flux_sdk._pipeline._call import Call
 from flux_sdk._pipeline._middleware import AttemptNext
+from flux_sdk._transport._timing import HOST_TIME
 
 from ._hold import holding, keep
 from ._limits import ConcurrencyLimit
@@ -55,7 +62,19 @@ _MIN_WINDOW = 8  # samples: fewer make a window's mean too noisy to judge
 _HOLD = 1.2  # window latency over the base latency above which the limit stops growing
 _CUT = 1.5  # ... above which it is cut
 _DRIFT = 1 / 256  # how fast the base latency follows a host that became slower for good
+_HEADROOM = 1.2  # the limit slow start ends at, over what the host serves (`_overshot`)
+_RECENT = 1 / 8  # the weight of each answer in the latest latencies' moving mean
+_GATE = 1.2  # their mean over the base latency above which slow start pauses
 _REFUSED = frozenset({429, 503})
+
+
+def _nearly(limit: int) -> int:
+    """In flight at an answer for the limit to count as used: all but an eighth. Between
+    one answer and the request that takes its slot the client does its own work (the
+    image's checks, the next item), so at hundreds of answers a second a batch that
+    uses every slot is seen with one or two free at most answers; counting only a
+    full house there made slow start grow far slower than doubling."""
+    return limit - limit // 8
 
 
 class AdaptiveLimit(ConcurrencyLimit):
@@ -119,6 +138,10 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._total = 0.0
         self._saturated = False
         self._window_size = start
+        self._recent: float | None = None  # moving mean of the latest latencies
+        # Slow start may start again once latency is back to normal, until a refusal
+        # shows where the host's own limit is (see `_overshot`).
+        self._resumable = False
 
     # The slots
 
@@ -194,7 +217,7 @@ class AdaptiveLimit(ConcurrencyLimit):
             self._set(builtins.min(self._value, self._in_flight) * 0.5)
             self._cut()
             return
-        self._slow_start = False
+        self._slow_start = self._resumable = False
         now = self._clock()
         if self._rtt is None or now - self._last_cut >= self._rtt:
             self._last_cut = now
@@ -213,8 +236,11 @@ class AdaptiveLimit(ConcurrencyLimit):
         before the slot is released); ``epoch`` is `epoch` when it was sent."""
         if epoch is not None and epoch != self._epoch:
             return  # sent before the latest cut
-        saturated = self._in_flight >= int(self._value)
-        if self._slow_start and saturated:
+        saturated = self._in_flight >= _nearly(int(self._value))
+        if latency is not None:
+            recent = self._recent
+            self._recent = latency if recent is None else recent + (latency - recent) * _RECENT
+        if self._slow_start and saturated and self._keeping_up():
             self._set(self._value + 1)
         self._count += 1
         self._saturated = self._saturated or saturated
@@ -241,6 +267,9 @@ class AdaptiveLimit(ConcurrencyLimit):
             else:
                 self._base += (rtt - self._base) * _DRIFT
             ratio = rtt / self._base if self._base > 0 else 1.0
+        if ratio > _HOLD and self._slow_start:
+            self._overshot()
+            return
         if ratio > _CUT:
             self._slow_start = False
             floor = self._good * self.backoff
@@ -253,8 +282,51 @@ class AdaptiveLimit(ConcurrencyLimit):
         if ratio > _HOLD:
             self._slow_start = False
         elif self._saturated and not self._slow_start:
+            self._slow_start = self._resumable
             self._set(self._value + 1)
         self._new_window()
+
+    def _overshot(self) -> None:
+        """Slow start's window came back slower than the base: requests now wait, at the
+        host or in a line inside a busy client. Of those in flight, about base / latest
+        latency are being served (Little's law); slow start ends with the limit at that
+        with `_HEADROOM`: the host full with a short queue, and no line inside the
+        client that could reach the host at once, as a burst of 429s, when it frees up.
+        A client that was short of CPU for a while gets it back: slow start goes on
+        from there once a window's latency is normal again, unless a 429 came since.
+        """
+        self._slow_start = False
+        self._resumable = True
+        base, recent = self._base, self._recent
+        if base and recent and recent > base:
+            served = self._in_flight * base / recent
+            self._set(builtins.min(self._value, builtins.max(float(self.min), _HEADROOM * served)))
+        self._cut()
+
+    def _keeping_up(self) -> bool:
+        """Whether the latest answers came about as fast as the base: slow start grows only
+        then. A window is judged once it ends, a round trip late; meanwhile requests
+        held up inside a busy client (their slot taken, not yet sent or not yet read)
+        show at once in each answer's time, and growing then only lengthens that line,
+        which reaches the host as one burst of 429s when the client frees up."""
+        base, recent = self._base, self._recent
+        return base is None or recent is None or recent <= _GATE * base
+
+    def _latency(self, response: httpx.Response, start: float) -> float:
+        """The host's time for a request: from when it was written to when its answer
+        began, where the connection records it (`HOST_TIME`), else from when it took
+        its slot.
+
+        The slot's time also counts what the client did before and after the host's
+        part: building and writing the request, waiting for a busy event loop, reading
+        the body. At hundreds of answers a second that grows with the load on the
+        client's own CPU, which the latency guard would read as the host queueing.
+        """
+        host_time = response.extensions.get(HOST_TIME)
+        if host_time is not None:
+            written, answered = host_time
+            return float(answered - written)
+        return self._clock() - start
 
     async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
         if holding(call, self):  # a held job's poll or download: it says nothing here
@@ -274,7 +346,7 @@ class AdaptiveLimit(ConcurrencyLimit):
                 if not kept:
                     step = call.step
                     timed = step is None or step.kind == "generate"
-                    self.on_answer(self._clock() - start if timed else None, epoch)
+                    self.on_answer(self._latency(response, start) if timed else None, epoch)
             return response
         finally:
             if not kept:
