@@ -92,12 +92,14 @@ def compare(url: str, rounds: int, count: int, warmup: int, log: Any) -> dict[st
     """Run the rounds; log each, and return every figure (milliseconds of CPU per image)."""
     processes = {client: start(client, url, count, warmup) for client in CLIENTS}
     per_image: dict[str, list[float]] = {client: [] for client in CLIENTS}
+    faults: dict[str, list[float]] = {client: [] for client in CLIENTS}
     try:
         for turn in range(rounds):
             order = CLIENTS if turn % 2 == 0 else CLIENTS[::-1]
             for client in order:
                 result = one_round(processes[client])
                 per_image[client].append(result["cpu"] / count * 1000)
+                faults[client].append(result["minor_faults"] / count)
             floor, flux = (per_image[c][-1] for c in CLIENTS)
             log(
                 f"  round {turn + 1:2}: floor {floor:6.2f} ms  flux_sdk {flux:6.2f} ms  "
@@ -114,6 +116,7 @@ def compare(url: str, rounds: int, count: int, warmup: int, log: Any) -> dict[st
         "images_per_round": count,
         "warmup": warmup,
         "ms_per_image": per_image,
+        "faults_per_image": faults,
         "ratios": ratios,
         "median_ratio": statistics.median(ratios),
         "ratio_spread": spread(ratios),
@@ -131,6 +134,10 @@ def summary(figures: dict[str, Any]) -> list[str]:
         f"rounds of {figures['images_per_round']} images after {figures['warmup']} warm-up:",
         f"  floor (issue 26) {floor:.2f} ms (spread {figures['spread']['floor_issue']:.0%}), "
         f"flux_sdk {flux:.2f} ms (spread {figures['spread']['flux_sdk']:.0%})",
+        "  minor page faults per image, median: "
+        + ", ".join(
+            f"{c} {statistics.median(figures['faults_per_image'][c]):.0f}" for c in CLIENTS
+        ),
         f"  ratio: median {median:.2f}x, spread {ratio_spread:.0%}, "
         f"range {min(figures['ratios']):.2f}x-{max(figures['ratios']):.2f}x",
         f"goal: median at most {GOAL}x with a spread under {SPREAD_GOAL:.0%}: "
@@ -177,7 +184,7 @@ def run(args: Any, command: str, emulator: Any, log: Any) -> int:
     from _marked import write_marked
 
     rounds = args.rounds or (4 if args.quick else 16)
-    count, warmup = (32, 16) if args.quick else (64, 32)
+    count, warmup = (32, 16) if args.quick else (160, 32)
     workload = next(w for w in WORKLOADS if w.key == "2mib")
     load = os.getloadavg()[0]
     with emulator(workload) as (url, _, body):

@@ -203,6 +203,7 @@ class Connection:
     async def aclose(self) -> None:
         self.drop()
         self.is_closed = True
+        self.spares.clear()  # shared by the client's connections, which all close now
         if self.fallback is not None:
             await self.fallback.aclose()
 
