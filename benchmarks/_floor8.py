@@ -43,7 +43,7 @@ KEEP_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_"
 WHERE = [
     "Where flux_sdk's CPU goes (cProfile at concurrency 8): flux_sdk's own HTTP/1.1",
     "connections write a request in one `send` and receive a body of known length",
-    "with `recv_into` straight into one buffer, about 11 receives per image; the",
+    "with `recv_into` straight into one buffer, a few receives per image; the",
     "largest parts are those receives (the kernel's copy, as for the floor), one copy",
     "of the body out of the buffer (~0.2 ms), `pybase64` and httpx's request and",
     "response objects. What made rounds wander was page faults: a fresh 2.8 MB",
@@ -229,8 +229,7 @@ def section(figures: dict[str, Any], command: str, when: str, load: float) -> st
             "",
             *(f"- {line.strip()}" for line in summary(figures)),
             "",
-            *WHERE,
-            "",
+            *([] if kept else [*WHERE, ""]),
             "| round | floor, ms | " + " | ".join(f"{LABELS[c]}, ms" for c in ALL[1:]) + " |",
             "|---:|---:|" + "---:|" * (len(ALL) - 1),
             *rows,
