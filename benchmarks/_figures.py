@@ -17,6 +17,7 @@ API_KEY = "emulator-key"
 CLIENTS = ("floor", "httpx", "aiohttp", "openai", "flux_sdk", "flux_aiohttp", "flux_trio")
 LABELS = {
     "floor": "floor (hand-written)",
+    "floor_issue": "floor (issue 26)",
     "flux_trio": "flux_sdk on trio",
     "httpx": "raw httpx",
     "aiohttp": "raw aiohttp",

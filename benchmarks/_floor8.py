@@ -1,13 +1,15 @@
 """flux_sdk against issue 26's floor at concurrency 8, in interleaved rounds (bench.py --floor8).
 
-Both clients run in warm processes of their own, side by side against one emulator
-serving 2 MiB images (about 2.8 MB of JSON, each image written to a file). Each process
-does its warm-up batch first; then the parent asks them for one round at a time, taking
-turns and swapping who goes first every round, so the machine's drift falls on both
-alike and they never run at once. A round's figure is its process CPU time per image,
-read the same way in both (``_worker.rounds``): the ratio of one round is flux_sdk's
-over the floor's in the same pair of rounds. Reported: the median ratio over rounds
-and its spread (interquartile range over the median), with each client's own spread.
+Both clients (and raw httpx and openai-python, for reference) run in warm processes of
+their own, side by side against one emulator serving 2 MiB images (about 2.8 MB of
+JSON, each image written to a file). Each process does its warm-up batch first; then
+the parent asks them for one round at a time, taking turns (the floor and flux_sdk back
+to back, who goes first swapping every round), so the machine's drift falls on all
+alike and they never run at once. A
+round's figure is its process CPU time per image, read the same way in all
+(``_worker.rounds``): the ratio of one round is a client's over the floor's in the same
+turn. Reported: the median ratio over rounds and its spread (interquartile range over
+the median), with each client's own spread and page faults per image.
 """
 
 from __future__ import annotations
@@ -21,27 +23,37 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from _figures import WORKLOADS
+from _figures import LABELS, WORKLOADS
 
 HERE = Path(__file__).resolve().parent
-CLIENTS = ("floor_issue", "flux_sdk")
+CLIENTS = ("floor_issue", "flux_sdk")  # the pair the goal compares
+ALL = (*CLIENTS, "httpx", "openai")  # and two references, in the same rounds
 CONCURRENCY = 8
 GOAL, SPREAD_GOAL = 1.3, 0.15
+# --keep-memory: glibc serves large blocks from its heap and never gives freed memory
+# back, so no client pays page faults for memory it freed an image ago. Without it, the
+# floor's figure follows its page faults from round to round (StreamReader grows its
+# buffer as each body arrives): 2.5 ms with none, 3.9 ms with ~400 per image.
+KEEP_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 
 
-# From `python benchmarks/profile_client.py flux_sdk 2mib 8 --count 160` (cProfile), 2026-12.
+# From `python benchmarks/profile_client.py flux_sdk 2mib 8 --count 640 --cpu` and
+# this comparison with page faults per image, 2026-12 (see the module docstring of
+# flux_sdk/_transport/_http11.py and _http11_io.py).
 WHERE = [
-    "Where flux_sdk's extra CPU goes (cProfile at concurrency 8): about half of it is",
-    "reading the body through httpcore: h11 copies every piece into its receive buffer",
-    "and out again, httpx and httpcore pass each piece through their iterators and an",
-    "anyio cancel scope (about 11 reads per image at 1 MiB a read), and the pieces are",
-    "then joined into the body (one more 2.8 MB copy, with its page faults). The",
-    "request goes out in two writes (headers, body). The provider's in-place read,",
-    "`pybase64` and the PNG structure check are small. The rounds wander with the",
-    "machine's load for both clients alike (each client's own spread is about that",
-    "of the ratio); the floor's figure moves as much as flux_sdk's. Closing the gap",
-    "to 1.3x needs an HTTP/1.1 path of flux_sdk's own under the default client",
-    "(reading into one buffer of Content-Length); not done.",
+    "Where flux_sdk's CPU goes (cProfile at concurrency 8): flux_sdk's own HTTP/1.1",
+    "connections write a request in one `send` and receive a body of known length",
+    "with `recv_into` straight into one buffer, a few receives per image; the",
+    "largest parts are those receives (the kernel's copy, as for the floor), one copy",
+    "of the body out of the buffer (~0.2 ms), `pybase64` and httpx's request and",
+    "response objects. What made rounds wander was page faults: a fresh 2.8 MB",
+    "buffer per answer costs about 700 faults as it is first written, and the",
+    "allocator hands back touched memory or not depending on what else was freed.",
+    "With a fresh `bytearray` per answer flux_sdk took 6.1 ms and 1,340 faults per",
+    "image; with receive buffers kept between answers, about 3 ms and none. The",
+    "floor's own figure still wanders with its page faults (StreamReader grows its",
+    "buffer as the body arrives), and with the machine's load. GC is not a cause:",
+    "gen 0 collections cost under 1 ms per round of 64 images, and no gen 2 ran.",
 ]
 
 
@@ -53,7 +65,9 @@ def spread(values: list[float]) -> float:
     return (high - low) / statistics.median(values)
 
 
-def start(client: str, url: str, count: int, warmup: int) -> subprocess.Popen[str]:
+def start(
+    client: str, url: str, count: int, warmup: int, keep_memory: bool
+) -> subprocess.Popen[str]:
     spec = {
         "client": client,
         "url": url,
@@ -69,6 +83,7 @@ def start(client: str, url: str, count: int, warmup: int) -> subprocess.Popen[st
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, **(KEEP_MEMORY if keep_memory else {})},
     )
     assert process.stdout is not None
     if process.stdout.readline().strip() != "warm":
@@ -88,33 +103,51 @@ def one_round(process: subprocess.Popen[str]) -> dict[str, float]:
     return result
 
 
-def compare(url: str, rounds: int, count: int, warmup: int, log: Any) -> dict[str, Any]:
+def compare(
+    url: str, rounds: int, count: int, warmup: int, log: Any, keep_memory: bool = False
+) -> dict[str, Any]:
     """Run the rounds; log each, and return every figure (milliseconds of CPU per image)."""
-    processes = {client: start(client, url, count, warmup) for client in CLIENTS}
-    per_image: dict[str, list[float]] = {client: [] for client in CLIENTS}
+    processes = {client: start(client, url, count, warmup, keep_memory) for client in ALL}
+    per_image: dict[str, list[float]] = {client: [] for client in ALL}
+    faults: dict[str, list[float]] = {client: [] for client in ALL}
     try:
         for turn in range(rounds):
-            order = CLIENTS if turn % 2 == 0 else CLIENTS[::-1]
-            for client in order:
+            # The pair compared runs back to back (drift between their rounds is what
+            # makes a ratio wander), who goes first swapping every round; the references
+            # run before the pair in one round and after it in the next.
+            pair = CLIENTS if turn % 2 == 0 else CLIENTS[::-1]
+            others = ALL[len(CLIENTS) :] if turn % 4 < 2 else ALL[: len(CLIENTS) - 1 : -1]
+            for client in (*pair, *others) if turn % 2 == 0 else (*others, *pair):
                 result = one_round(processes[client])
                 per_image[client].append(result["cpu"] / count * 1000)
-            floor, flux = (per_image[c][-1] for c in CLIENTS)
+                faults[client].append(result["minor_faults"] / count)
+            floor = per_image["floor_issue"][-1]
             log(
-                f"  round {turn + 1:2}: floor {floor:6.2f} ms  flux_sdk {flux:6.2f} ms  "
-                f"{flux / floor:5.2f}x"
+                f"  round {turn + 1:2}: floor {floor:6.2f} ms  "
+                + "  ".join(
+                    f"{LABELS[c]} {per_image[c][-1]:6.2f} ms ({per_image[c][-1] / floor:4.2f}x)"
+                    for c in ALL[1:]
+                )
             )
     finally:
         for process in processes.values():
             assert process.stdin is not None
             process.stdin.close()
             process.wait(timeout=60)
-    ratios = [b / a for a, b in zip(*(per_image[c] for c in CLIENTS), strict=True)]
+    against = {
+        client: [b / a for a, b in zip(per_image["floor_issue"], per_image[client], strict=True)]
+        for client in ALL[1:]
+    }
+    ratios = against["flux_sdk"]
     return {
         "rounds": rounds,
+        "keep_memory": keep_memory,
         "images_per_round": count,
         "warmup": warmup,
         "ms_per_image": per_image,
+        "faults_per_image": faults,
         "ratios": ratios,
+        "against_floor": against,
         "median_ratio": statistics.median(ratios),
         "ratio_spread": spread(ratios),
         "spread": {client: spread(values) for client, values in per_image.items()},
@@ -125,13 +158,26 @@ def compare(url: str, rounds: int, count: int, warmup: int, log: Any) -> dict[st
 def summary(figures: dict[str, Any]) -> list[str]:
     median, ratio_spread = figures["median_ratio"], figures["ratio_spread"]
     met = median <= GOAL and ratio_spread < SPREAD_GOAL
-    floor, flux = (figures["median_ms"][c] for c in CLIENTS)
-    return [
+    lines = [
         f"CPU per 2 MiB image at concurrency {CONCURRENCY}, {figures['rounds']} interleaved "
         f"rounds of {figures['images_per_round']} images after {figures['warmup']} warm-up:",
-        f"  floor (issue 26) {floor:.2f} ms (spread {figures['spread']['floor_issue']:.0%}), "
-        f"flux_sdk {flux:.2f} ms (spread {figures['spread']['flux_sdk']:.0%})",
-        f"  ratio: median {median:.2f}x, spread {ratio_spread:.0%}, "
+    ]
+    for client in ALL:
+        ms, faults = figures["median_ms"][client], figures["faults_per_image"][client]
+        text = (
+            f"  {LABELS[client]} {ms:.2f} ms (spread {figures['spread'][client]:.0%}, "
+            f"{statistics.median(faults):.0f} page faults per image)"
+        )
+        ratios = figures["against_floor"].get(client)
+        if ratios:
+            text += (
+                f": {statistics.median(ratios):.2f}x the floor (median of rounds, "
+                f"spread {spread(ratios):.0%})"
+            )
+        lines.append(text)
+    return [
+        *lines,
+        f"  flux_sdk over the floor: median {median:.2f}x, spread {ratio_spread:.0%}, "
         f"range {min(figures['ratios']):.2f}x-{max(figures['ratios']):.2f}x",
         f"goal: median at most {GOAL}x with a spread under {SPREAD_GOAL:.0%}: "
         + ("met" if met else "missed"),
@@ -141,31 +187,51 @@ def summary(figures: dict[str, Any]) -> list[str]:
 def section(figures: dict[str, Any], command: str, when: str, load: float) -> str:
     """The page's ``floor8`` section: the figures of one run, the command and the load."""
     ms = figures["ms_per_image"]
+    kept = figures.get("keep_memory")
+    title = ", glibc keeping freed memory" if kept else ""
+    how = (
+        [
+            "Here every client ran with `MALLOC_MMAP_THRESHOLD_=32MiB` and",
+            "`MALLOC_TRIM_THRESHOLD_=1TiB` (`--keep-memory`): glibc serves large blocks",
+            "from its heap and keeps what is freed, so no client pays page faults for",
+            "memory it freed an image ago. The run without it is the section above.",
+        ]
+        if kept
+        else []
+    )
     rows = [
-        f"| {turn + 1} | {a:.2f} | {b:.2f} | {b / a:.2f}x |"
-        for turn, (a, b) in enumerate(zip(ms["floor_issue"], ms["flux_sdk"], strict=True))
+        "| "
+        + " | ".join(
+            [str(turn + 1), f"{ms['floor_issue'][turn]:.2f}"]
+            + [f"{ms[c][turn]:.2f} ({ms[c][turn] / ms['floor_issue'][turn]:.2f}x)" for c in ALL[1:]]
+        )
+        + " |"
+        for turn in range(figures["rounds"])
     ]
     return "\n".join(
         [
-            "## CPU per 2 MiB image at concurrency 8, interleaved rounds (issue 26)",
+            f"## CPU per 2 MiB image at concurrency 8, interleaved rounds (issue 26){title}",
             "",
             "The issue's floor (8 asyncio streams from `asyncio.open_connection`, a",
             "hand-written HTTP/1.1 POST, headers read line by line, `readexactly` of",
             "Content-Length, `pydantic_core.from_json`, `pybase64.b64decode(...,",
-            "validate=True)`) against `FluxClient(Dataoorts(...), max_concurrency=8)`.",
+            "validate=True)`) against `FluxClient(Dataoorts(...), max_concurrency=8)`,",
+            "with raw httpx and openai-python (as in the tables above) for reference.",
             "Each runs in a warm process of its own (one warm-up batch first), then they",
-            "take turns, one round each, who goes first swapping every round; a round's",
+            "take turns, one round each: the floor and flux_sdk back to back, who goes",
+            "first swapping every round, the references before or after them. A round's",
             "figure is its process CPU time over its images, every image written to a",
-            "file the same way for both. Spread: the interquartile range over the median.",
+            "file the same way for all. A ratio is a client's round over the floor's",
+            "round of the same turn. Spread: the interquartile range over the median.",
+            *how,
             f"From one run, `{command}`, {when}, load average {load:.2f} at its start:",
             "**noisy**, on a 2-core machine shared with other jobs.",
             "",
             *(f"- {line.strip()}" for line in summary(figures)),
             "",
-            *WHERE,
-            "",
-            "| round | floor, ms | flux_sdk, ms | ratio |",
-            "|---:|---:|---:|---:|",
+            *([] if kept else [*WHERE, ""]),
+            "| round | floor, ms | " + " | ".join(f"{LABELS[c]}, ms" for c in ALL[1:]) + " |",
+            "|---:|---:|" + "---:|" * (len(ALL) - 1),
             *rows,
         ]
     )
@@ -177,18 +243,19 @@ def run(args: Any, command: str, emulator: Any, log: Any) -> int:
     from _marked import write_marked
 
     rounds = args.rounds or (4 if args.quick else 16)
-    count, warmup = (32, 16) if args.quick else (64, 32)
+    count, warmup = (32, 16) if args.quick else (160, 32)
     workload = next(w for w in WORKLOADS if w.key == "2mib")
     load = os.getloadavg()[0]
     with emulator(workload) as (url, _, body):
         log(f"{workload.title}: {url}, {body:,} bytes per answer, load {load:.2f}")
-        figures = compare(url, rounds, count, warmup, log)
+        figures = compare(url, rounds, count, warmup, log, args.keep_memory)
     for line in summary(figures):
         log(line)
     if not args.quick:
         when = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
         text = section(figures, command, when, load)
-        write_marked(args.output or HERE.parent / "docs" / "benchmarks.md", "floor8", text)
+        name = "floor8-kept" if args.keep_memory else "floor8"
+        write_marked(args.output or HERE.parent / "docs" / "benchmarks.md", name, text)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
     return 0

@@ -28,6 +28,7 @@ interpreters. The page goes to docs/benchmarks.md.
                                           # to a temporary file unless --output is given
     python benchmarks/bench.py --floor8 [--quick]  # only flux_sdk against issue 26's floor
                                           # at concurrency 8 in interleaved rounds (_floor8.py)
+    python benchmarks/bench.py --floor8 --keep-memory  # the same, page faults taken out
 """
 
 from __future__ import annotations
@@ -263,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         "--floor8", action="store_true", help="only flux_sdk against issue 26's floor at c=8"
     )
     parser.add_argument("--rounds", type=int, help="--floor8's rounds (default 16, quick 4)")
+    parser.add_argument(
+        "--keep-memory",
+        action="store_true",
+        help="with --floor8: glibc keeps freed memory in every client (no page faults)",
+    )
     args = parser.parse_args(argv)
     command = " ".join(
         ["python benchmarks/bench.py", *(argv if argv is not None else sys.argv[1:])]

@@ -34,7 +34,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flux_sdk import FluxClient
@@ -188,13 +188,27 @@ def pool_state(client: FluxClient) -> dict[str, int]:
     per request it ever had in flight at once). Reads httpcore's pools, so it fails
     loudly, rather than passing, if a new httpx or httpcore moves them.
     """
+    from flux_sdk._transport._http11 import Connection
+
     state = {"clients": 0, "requests": 0, "connections": 0, "idle": 0, "closed": 0, "busy": 0}
-    for http in client._http._connections.clients:
-        pool = http._transport._pool  # type: ignore[attr-defined]
+    clients: list[Any] = []
+    for sender in client._http._connections.clients:
+        if isinstance(sender, Connection):  # a lean connection: its socket, then its fallback
+            state["clients"] += 1
+            state["requests"] += sender.busy
+            state["connections"] += sender.sock is not None
+            state["idle"] += sender.sock is not None and not sender.busy
+            state["busy"] += sender.busy
+            if sender.fallback is not None:
+                clients.append(sender.fallback)
+        else:
+            clients.append(sender)
+    for http in clients:
+        pool = http._transport._pool
         connections = list(pool.connections)
         idle = sum(1 for c in connections if c.is_idle() and not c.is_closed())
         closed = sum(1 for c in connections if c.is_closed())
-        state["clients"] += 1
+        state["clients"] += http not in client._http._connections.clients
         state["requests"] += len(pool._requests)
         state["connections"] += len(connections)
         state["idle"] += idle

@@ -123,3 +123,27 @@ def test_without_opentelemetry_nothing_is_imported() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_the_tracer_is_made_once_the_application_has_imported_opentelemetry() -> None:
+    """Installed but not yet imported: a first call costs no import (nothing could be
+    traced anyway, no provider being set); once the application imports it, calls are
+    traced. A fresh interpreter, so that nothing else has imported it already."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, anyio, flux_sdk\n"
+        "async def main():\n"
+        "    async with flux_sdk.FluxClient(flux_sdk.Emulator()) as client:\n"
+        "        await client.generate('a fox')\n"
+        "        print('opentelemetry' in sys.modules, client._tracer._tracer is None)\n"
+        "        import opentelemetry.trace\n"
+        "        await client.generate('a fox')\n"
+        "        print(type(client._tracer._tracer).__module__)\n"
+        "anyio.run(main)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["False", "True", "flux_sdk._spend._otel"]

@@ -1,4 +1,4 @@
-"""Connections: one single-connection httpx client per request in flight.
+"""Connections: one single-connection client per request in flight.
 
 httpcore 1.0's pool walks every connection, and every queued request, each time a
 request starts or ends, and when several requests are queued it hands them all the same
@@ -6,12 +6,14 @@ idle connection, so all but one go round again. Its cost per request grows with 
 pool: 88 us with 1 connection, 835 us with 16, 7.2 ms with 256 (httpcore 1.0, profiled
 in 2026-11 with small answers, see docs/benchmarks.md). The concurrency limit already
 decides how many requests run at once, so instead of one pool of N connections the
-client keeps up to N pools of one, and a request takes a free one for as long as it
-runs: each pool then only ever sees its own request.
+client keeps up to N connections of its own, and a request takes a free one for as long
+as it runs: each then only ever sees its own request.
 
-httpcore also reads a body 64 KiB at a time, and every read goes through h11, an anyio
-cancel scope and httpx's iterators in Python: ~86 rounds for one 2.8 MB answer. Those
-clients read through `larger_reads`, which asks for up to 1 MiB a read; the event loop
+Each is a lean HTTP/1.1 connection (`_http11.Connection`) where that can stand in for
+httpx (see `lean_or`), and otherwise a single-connection httpx client. httpcore reads
+a body 64 KiB at a time, and every read goes through h11, an anyio cancel scope and
+httpx's iterators in Python: ~86 rounds for one 2.8 MB answer. Those httpx clients read
+through `larger_reads`, which asks for up to 1 MiB a read; the event loop
 hands over what it has (256 KiB at most on asyncio), so a 2 MiB image takes ~11 rounds.
 
 Loading the CA certificates takes ~20 ms, as long as importing httpx itself; `reading_client`
@@ -24,18 +26,52 @@ from __future__ import annotations
 import ipaddress
 import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+
+from . import _http11
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     import httpcore
 
-__all__ = ["Connections", "LazyTls", "is_loopback", "larger_reads", "reading_client"]
+__all__ = [
+    "Connections",
+    "LazyTls",
+    "Sender",
+    "is_loopback",
+    "larger_reads",
+    "lean_or",
+    "reading_client",
+]
 
 READ_SIZE = 1024 * 1024
+
+
+class Sender(Protocol):
+    """What `Http` sends through: an httpx client, or a lean `_http11.Connection`."""
+
+    @property
+    def is_closed(self) -> bool: ...
+
+    async def send(
+        self, request: httpx.Request, *, stream: bool = ..., follow_redirects: bool = ...
+    ) -> httpx.Response: ...
+
+    async def aclose(self) -> None: ...
+
+
+def lean_or(
+    make: Callable[[], httpx.AsyncClient], tls: LazyTls, timeout: httpx.Timeout
+) -> Callable[[], Sender]:
+    """A maker of lean connections, each falling back on a client from ``make`` for what
+    it does not send itself; ``make`` itself where lean connections cannot be used."""
+    if not _http11.usable():
+        return make
+    spares = _http11.Spares()
+    return lambda: _http11.Connection(tls.context, make, spares, timeout)
 
 
 class Connections:
@@ -48,18 +84,18 @@ class Connections:
 
     def __init__(
         self,
-        make: Callable[[], httpx.AsyncClient] | None = None,
+        make: Callable[[], Sender] | None = None,
         *,
-        shared: httpx.AsyncClient | None = None,
+        shared: Sender | None = None,
     ) -> None:
         if (make is None) == (shared is None):
             raise ValueError("pass either make or shared")
         self._make = make
         self.shared = shared
-        self.clients: list[httpx.AsyncClient] = [] if shared is None else [shared]
-        self._free: list[httpx.AsyncClient] = []
+        self.clients: list[Sender] = [] if shared is None else [shared]
+        self._free: list[Sender] = []
 
-    def take(self) -> httpx.AsyncClient:
+    def take(self) -> Sender:
         if self.shared is not None:
             return self.shared
         if self._free:
@@ -69,7 +105,7 @@ class Connections:
         self.clients.append(client)
         return client
 
-    def give(self, client: httpx.AsyncClient) -> None:
+    def give(self, client: Sender) -> None:
         if self.shared is None and not client.is_closed:
             self._free.append(client)
 

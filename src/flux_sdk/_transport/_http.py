@@ -22,8 +22,9 @@ from flux_sdk._base._errors import (
 )
 from flux_sdk._version import __version__
 
-from ._connections import Connections, LazyTls, reading_client
+from ._connections import Connections, LazyTls, Sender, lean_or, reading_client
 from ._decoding import accepted_encodings, inflate, inflaters
+from ._http11 import KEEPALIVE_EXPIRY
 from ._logfilter import FILTER as LOG_FILTER
 from ._redact import redact, redact_exception, secrets_of
 
@@ -41,7 +42,9 @@ _OUR_HEADERS = httpx.Headers({"User-Agent": f"flux-sdk-python/{__version__}"})
 # An idle connection is dropped after 4 s: servers commonly close theirs after 5 s
 # (uvicorn's default, and httpx's own expiry), and a request sent on a connection the
 # server is closing at that moment fails although the server never saw it.
-_ONE_CONNECTION = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=4.0)
+_ONE_CONNECTION = httpx.Limits(
+    max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_EXPIRY
+)
 # Failures before any byte of the request left: sending it again cannot do anything twice.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -108,8 +111,14 @@ class Http:
             LOG_FILTER.hold(secrets)
         # Only a body larger than a socket's buffers can be cut off by a server that
         # refuses it before reading; the hook costs ~15 us a request, so small ones skip it.
+        # A request without a body (a poll, a download) has nothing to be refused, and
+        # a trace hook would send it through httpx rather than a lean connection.
         size = request.headers.get("content-length")
-        watch = None if size is not None and int(size) <= _WATCHED_BODY else _Watch(request)
+        if size is None:
+            watched = "transfer-encoding" in request.headers  # a streamed body
+        else:
+            watched = int(size) > _WATCHED_BODY
+        watch = _Watch(request) if watched else None
         http = self._connections.take()
         try:
             try:
@@ -193,16 +202,17 @@ class _Borrowed(httpx.AsyncBaseTransport):
         return await self._transport.handle_async_request(request)
 
 
-def _single_connection_clients(timeout: httpx.Timeout) -> Callable[[], httpx.AsyncClient]:
-    """A maker of the clients `Connections` hands out: one connection each, one TLS
-    context between them (loading the CA certificates costs ~20 ms, so only the first
-    TLS handshake loads them)."""
+def _single_connection_clients(timeout: httpx.Timeout) -> Callable[[], Sender]:
+    """A maker of the connections `Connections` hands out (lean ones where they can
+    stand in for httpx, see `lean_or`), one connection each, one TLS context between
+    them (loading the CA certificates costs ~20 ms, so only the first TLS handshake
+    loads them)."""
     tls = LazyTls()
 
     def make() -> httpx.AsyncClient:
         return reading_client(tls, timeout=timeout, limits=_ONE_CONNECTION, headers=_OUR_HEADERS)
 
-    return make
+    return lean_or(make, tls, timeout)
 
 
 class _Watch:
