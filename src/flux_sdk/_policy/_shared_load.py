@@ -26,8 +26,9 @@ __all__ = ["SharedLoad"]
 _log = logging.getLogger("flux_sdk")
 _EVERY = 0.05  # seconds between reads (per route and process)
 _STALE = 2.0  # a process that published nothing for this long has no calls counted
-_TIMEOUT = 0.5  # the longest one read may hold up the call that makes it
-_BACK_OFF = 10.0  # after a failed read, counts stay local this long
+_TIMEOUT = 1.0  # the longest one read may hold up the call that makes it
+_BACK_OFF = 1.0  # after a failed read, the next one is tried this much later
+_FORGET = 10.0  # without a good read for this long, the others' calls count as none
 
 # KEYS: counts (hash: process -> calls), seen (sorted set: process -> last time), leases.
 # ARGV: this process, its calls, stale_us. Returns {the others' calls, leases held}.
@@ -63,6 +64,7 @@ class SharedLoad:
         tag = "{flux_sdk:" + limit.name + "}"
         self._keys = [f"{tag}:calls", f"{tag}:seen", limit._keys["leases"]]
         self._next = -math.inf  # the earliest time of the next read
+        self._read_at = -math.inf  # the time of the last good read
         self._reading = False
         self._script: tuple[Any, Any] | None = None  # (client, its registered script)
 
@@ -70,31 +72,37 @@ class SharedLoad:
         return not self._reading and anyio.current_time() >= self._next
 
     async def refresh(self, mine: int) -> None:
-        """Publish ``mine`` (this process's calls there) and read the others'; on any
-        failure forget the others' (local counts only) and wait before trying again."""
+        """Publish ``mine`` (this process's calls there) and read the others'. On a
+        failure the last figure stands (for `_FORGET` s at most), tried again later."""
         if not self.stale():
             return
         self._reading = True
         self._next = anyio.current_time() + _EVERY
         try:
+            # Connecting is the limit's own first step (the call makes it next anyway),
+            # so it is not timed here; one read is.
+            client = await self.limit._connect()
+            if client is None:  # the limit runs on local limits for now
+                self.others = 0
+                return
             with anyio.move_on_after(_TIMEOUT) as scope:
-                others, leases = await self._read(mine)
+                others, leases = await self._read(client, mine)
             if scope.cancelled_caught:
-                raise TimeoutError(f"no answer within {_TIMEOUT} s")
+                raise TimeoutError(f"no answer within {_TIMEOUT:g} s")
             # Processes that publish nothing (a client that does not route) still hold
             # leases: count those beyond this process's own.
-            self.others = max(int(others), int(leases) - self.limit.in_flight)
+            self.others = max(others, leases - self.limit.in_flight)
+            self._read_at = anyio.current_time()
         except Exception as exc:  # balancing must never fail a call
             _log.debug("SharedLimit %r: others' calls not read (%r)", self.limit.name, exc)
-            self.others = 0
-            self._next = anyio.current_time() + _BACK_OFF
+            now = anyio.current_time()
+            if now - self._read_at >= _FORGET:
+                self.others = 0
+            self._next = now + _BACK_OFF
         finally:
             self._reading = False
 
-    async def _read(self, mine: int) -> tuple[int, int]:
-        client = await self.limit._connect()
-        if client is None:  # the limit runs on local limits for now
-            return 0, 0
+    async def _read(self, client: Any, mine: int) -> tuple[int, int]:
         if self._script is None or self._script[0] is not client:
             self._script = (client, client.register_script(PUBLISH))
         args: list[str | int] = [self._me, mine, round(_STALE * 1e6)]
