@@ -31,6 +31,7 @@ __all__ = ["Live", "build_routes"]
 
 _LATENCIES = 200  # recent successful call times kept per route
 _DECAY = 2.0  # seconds: how fast a route's service time forgets a slow call (peak-EWMA)
+_now = time.perf_counter  # the clock of the estimates (a test's own, in tests)
 
 
 class Live:
@@ -60,7 +61,7 @@ class Live:
         # When each running call first got its slot here (by id), to time its service.
         self.admitted: dict[int, float] = {} if admitted is None else admitted
         self._service: float | None = None  # peak-EWMA of the seconds a call holds a slot
-        self._stamp = time.perf_counter()
+        self._stamp = _now()
 
     def state(self) -> RouteState:
         ordered = sorted(self.latencies)
@@ -98,7 +99,7 @@ class Live:
     def observe(self, seconds: float) -> None:
         """A call held a slot here ``seconds``: a slower one than the estimate counts at
         once, a faster one in a time-weighted average (peak-EWMA)."""
-        now = time.perf_counter()
+        now = _now()
         if self._service is None or seconds >= self._service:
             self._service = seconds
         else:
@@ -112,7 +113,7 @@ class Live:
         left alone after a slow answer is tried again), or None before any."""
         if self._service is None:
             return None
-        return self._service * math.exp(-(time.perf_counter() - self._stamp) / _DECAY)
+        return self._service * math.exp(-(_now() - self._stamp) / _DECAY)
 
 
 def build_routes(
