@@ -162,7 +162,9 @@ class Tail:
     failed: int
 
 
-async def tail_run(label: str, hedge: Hedge | None, calls: int, workers: int) -> Tail:
+async def tail_run(
+    label: str, hedge: Hedge | None, calls: int, workers: int, **options: Any
+) -> Tail:
     slow = capacity(64, TAIL_MEDIAN, spread=0.1, tail=0.1, tail_factor=10, seed=1)
     hosts = Hosts([slow, capacity(64, TAIL_MEDIAN, spread=0.1, seed=2)])
     latencies: list[float] = []
@@ -173,7 +175,7 @@ async def tail_run(label: str, hedge: Hedge | None, calls: int, workers: int) ->
         hedges += event.kind == "hedge"
 
     with hosts.running():
-        async with FluxClient(hosts.providers(), hedge=hedge, on_event=note) as client:
+        async with FluxClient(hosts.providers(), hedge=hedge, on_event=note, **options) as client:
             todo = iter(prompts(calls))
 
             async def worker() -> None:
