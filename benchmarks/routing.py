@@ -162,7 +162,9 @@ class Tail:
     failed: int
 
 
-async def tail_run(label: str, hedge: Hedge | None, calls: int, workers: int) -> Tail:
+async def tail_run(
+    label: str, hedge: Hedge | None, calls: int, workers: int, **options: Any
+) -> Tail:
     slow = capacity(64, TAIL_MEDIAN, spread=0.1, tail=0.1, tail_factor=10, seed=1)
     hosts = Hosts([slow, capacity(64, TAIL_MEDIAN, spread=0.1, seed=2)])
     latencies: list[float] = []
@@ -173,7 +175,7 @@ async def tail_run(label: str, hedge: Hedge | None, calls: int, workers: int) ->
         hedges += event.kind == "hedge"
 
     with hosts.running():
-        async with FluxClient(hosts.providers(), hedge=hedge, on_event=note) as client:
+        async with FluxClient(hosts.providers(), hedge=hedge, on_event=note, **options) as client:
             todo = iter(prompts(calls))
 
             async def worker() -> None:
@@ -393,15 +395,19 @@ async def run(quick: bool) -> tuple[list[Outage], list[Tail], list[Throughput]]:
         print(outages[-1], file=sys.stderr)
     tail_calls = 200 if quick else 1000
     tails = []
-    for label, hedge in (
-        ("off", None),
-        ("`Hedge(percentile=90)`", Hedge(percentile=90)),
-        ("`Hedge(percentile=85, max_extra=0.2, burst=10)`", hedged(85, 0.2, 10)),
-        ("`Hedge(percentile=75, max_extra=0.3, burst=10)`", hedged(75, 0.3, 10)),
+    balanced = {"routing": "balanced"}
+    for label, hedge, more in (
+        ("off", None, {}),
+        ("`Hedge(percentile=90)`", Hedge(percentile=90), {}),
+        ("`Hedge(percentile=85, max_extra=0.2, burst=10)`", hedged(85, 0.2, 10), {}),
+        ("`Hedge(percentile=75, max_extra=0.3, burst=10)`", hedged(75, 0.3, 10), {}),
         # Near the median with a tight burst: hedges start early and are rationed.
-        ("`Hedge(percentile=55, max_extra=0.1, burst=2)`", hedged(55, 0.1, 2)),
+        ("`Hedge(percentile=55, max_extra=0.1, burst=2)`", hedged(55, 0.1, 2), {}),
+        # Latency-aware balancing: the slow host gets fewer calls in the first place.
+        ('off, `routing="balanced"`', None, balanced),
+        ('`Hedge(percentile=85)`, `routing="balanced"`', Hedge(percentile=85), balanced),
     ):
-        tails.append(await tail_run(label, hedge, tail_calls, WORKERS))
+        tails.append(await tail_run(label, hedge, tail_calls, WORKERS, **more))
         print(tails[-1], file=sys.stderr)
     batch_calls = 200 if quick else 800
     batches = []

@@ -30,6 +30,7 @@ from flux_sdk import (
     ServerError,
 )
 from flux_sdk.providers import Accepted, Step, Wait
+from flux_sdk.providers._fal import POLLS
 
 from ._images import image_bytes
 
@@ -283,7 +284,7 @@ def test_a_job_is_submitted_polled_fetched_and_downloaded() -> None:
     requests = [s.request for s in seen if isinstance(s, Step)]
     assert all(r.headers["authorization"] == f"Key {KEY}" for r in requests[:-1])
     assert "authorization" not in requests[-1].headers
-    assert [w.seconds for w in seen if isinstance(w, Wait)] == [0.25, 0.5, 1.0]
+    assert [w.seconds for w in seen if isinstance(w, Wait)] == [0.25, 0.1, 0.1]
     (accepted,) = [a for a in seen if isinstance(a, Accepted)]
     assert accepted.job_id == RID
     assert accepted.cancel is not None
@@ -293,9 +294,9 @@ def test_a_job_is_submitted_polled_fetched_and_downloaded() -> None:
 
 
 def test_polls_wait_at_most_one_second() -> None:
-    polls = [status("IN_PROGRESS")] * 5
+    polls = [status("IN_PROGRESS")] * (len(POLLS) + 2)
     _, seen = drive(Fal(KEY), [ok(JOB), *polls, status("COMPLETED"), ok(RESULT), ok(content=PNG)])
-    assert [w.seconds for w in seen if isinstance(w, Wait)] == [0.25, 0.5, 1.0, 1.0, 1.0, 1.0]
+    assert [w.seconds for w in seen if isinstance(w, Wait)] == [*POLLS, 1.0, 1.0, 1.0]
 
 
 def test_the_seed_fal_chose_is_reported() -> None:

@@ -96,7 +96,7 @@ async def test_a_queued_job_lives_through_submit_polls_result_and_download(
     assert image.data == expected(7, 512, 256, steps=3)
     assert image.seed == 7
     assert run.attempts() == [("submit", 200)] + [("poll", 200)] * 6 + [("download", 200)]
-    assert run.waits == [0.25, 0.5, 1.0, 1.0, 1.0]
+    assert run.waits == [0.25, 0.1, 0.1, 0.15, 0.2]
     (job,) = app.jobs._jobs.values()
     assert image.request_id == job.id
     assert (job.polls, job.cancelled) == (5, False)

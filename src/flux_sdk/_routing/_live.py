@@ -4,6 +4,8 @@ limits, breaker, step runner and sender."""
 from __future__ import annotations
 
 import functools
+import math
+import time
 from collections import deque
 from collections.abc import Sequence
 
@@ -18,6 +20,7 @@ from flux_sdk._policy._breaker import CircuitBreaker, CircuitOpen
 from flux_sdk._policy._limits import ConcurrencyLimit, RateLimit
 from flux_sdk._policy._retry import Retry
 from flux_sdk._policy._shared import SharedLimit
+from flux_sdk._policy._shared_load import SharedLoad
 from flux_sdk._transport._http import Http
 from flux_sdk.providers._base import FlowProvider, Provider
 
@@ -27,6 +30,8 @@ from ._steps import StepRunner
 __all__ = ["Live", "build_routes"]
 
 _LATENCIES = 200  # recent successful call times kept per route
+_DECAY = 2.0  # seconds: how fast a route's service time forgets a slow call (peak-EWMA)
+_now = time.perf_counter  # the clock of the estimates (a test's own, in tests)
 
 
 class Live:
@@ -39,6 +44,7 @@ class Live:
         concurrency: ConcurrencyLimit | SharedLimit,
         breaker: CircuitBreaker,
         flow_provider: bool,
+        admitted: dict[int, float] | None = None,
     ) -> None:
         self.route = route
         self.provider = route.provider
@@ -49,6 +55,13 @@ class Live:
         self.latencies: deque[float] = deque(maxlen=_LATENCIES)
         self.calls = 0
         self.failures = 0
+        self.pending = 0  # this process's calls at this route, running or waiting
+        # With a SharedLimit, the other processes' calls at the host too (from Redis).
+        self.shared = SharedLoad(concurrency) if isinstance(concurrency, SharedLimit) else None
+        # When each running call first got its slot here (by id), to time its service.
+        self.admitted: dict[int, float] = {} if admitted is None else admitted
+        self._service: float | None = None  # peak-EWMA of the seconds a call holds a slot
+        self._stamp = _now()
 
     def state(self) -> RouteState:
         ordered = sorted(self.latencies)
@@ -67,13 +80,40 @@ class Live:
         )
 
     @property
+    def busy(self) -> int:
+        """Calls at this host, running or waiting for a slot: this process's, and with a
+        `SharedLimit` every other process's as last read from Redis."""
+        if self.shared is not None:
+            return self.pending + self.shared.others
+        return max(self.pending, self.concurrency.in_flight)
+
+    @property
     def load(self) -> float:
-        return self.concurrency.in_flight / self.concurrency.limit
+        return self.busy / self.concurrency.limit
 
     @property
     def has_room(self) -> bool:
         """Whether a call sent here now would find a free slot."""
-        return self.concurrency.in_flight < self.concurrency.limit
+        return self.busy < self.concurrency.limit
+
+    def observe(self, seconds: float) -> None:
+        """A call held a slot here ``seconds``: a slower one than the estimate counts at
+        once, a faster one in a time-weighted average (peak-EWMA)."""
+        now = _now()
+        if self._service is None or seconds >= self._service:
+            self._service = seconds
+        else:
+            weight = math.exp(-(now - self._stamp) / _DECAY)
+            self._service = self._service * weight + seconds * (1.0 - weight)
+        self._stamp = now
+
+    @property
+    def service(self) -> float | None:
+        """The seconds a call holds a slot here, decaying while none is seen (so a host
+        left alone after a slow answer is tried again), or None before any."""
+        if self._service is None:
+            return None
+        return self._service * math.exp(-(_now() - self._stamp) / _DECAY)
 
 
 def build_routes(
@@ -101,14 +141,15 @@ def build_routes(
         if rate is not None and rate is not limit:  # a SharedLimit given as both runs once
             layers.append(rate if isinstance(rate, (RateLimit, SharedLimit)) else RateLimit(rate))
         route_breaker = breaker.copy()
-        layers += [limit, _Gate(route_breaker), *attempt_middleware]
+        admitted: dict[int, float] = {}
+        layers += [limit, _Admit(admitted), _Gate(route_breaker), *attempt_middleware]
         runner = StepRunner(
             retry=retry,
             attempt_chain=functools.partial(chain, tuple(layers)),
             http=http,
             flow_provider=flow,
         )
-        lives.append(Live(route, runner, limit, route_breaker, flow))
+        lives.append(Live(route, runner, limit, route_breaker, flow, admitted))
     return lives
 
 
@@ -119,6 +160,18 @@ def _limit(value: int | ConcurrencyLimit | SharedLimit | None) -> ConcurrencyLim
         value.limit  # noqa: B018 -- a SharedLimit without concurrency= says so
         return value
     return ConcurrencyLimit(check_positive_int(value, ConfigError, "max_concurrency"))
+
+
+class _Admit:
+    """Notes when each call first holds the route's slot, so the time it then takes is
+    the host's (its service), not the wait for the slot."""
+
+    def __init__(self, admitted: dict[int, float]) -> None:
+        self.admitted = admitted
+
+    async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
+        self.admitted.setdefault(id(call), time.perf_counter())
+        return await call_next(call)
 
 
 class _Gate:

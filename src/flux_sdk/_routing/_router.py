@@ -99,26 +99,34 @@ class Router:
         full route comes after the routes with a free slot, so a busy first choice sends
         the overflow to the backup instead of making it wait."""
         if self.strategy == "balanced" and len(candidates) > 1:
+            costs = _costs(candidates)
             healthy = [live for live in candidates if live.breaker.state == "closed"] or candidates
-            first = self._two_choices(healthy)
+            first = self._cheapest(healthy, costs)
             rest = [live for live in candidates if live is not first]
-            return [first, *sorted(rest, key=lambda live: live.load)]
+            return [first, *sorted(rest, key=lambda live: costs[id(live)])]
         if self.strategy == "cheapest":
             candidates = sorted(candidates, key=_price)
         return sorted(candidates, key=lambda live: not live.has_room)  # stable: order kept
 
-    def _two_choices(self, healthy: list[Live]) -> Live:
-        """The less loaded of two different routes drawn at random by weight (drawn with
-        replacement, both draws could be one full route while another had room)."""
-        one = self._rng.choices(healthy, weights=[live.route.weight for live in healthy])[0]
-        others = [live for live in healthy if live is not one]
-        if not others:
-            return one
-        two = self._rng.choices(others, weights=[live.route.weight for live in others])[0]
-        return one if one.load <= two.load else two
+    def _cheapest(self, healthy: list[Live], costs: dict[int, tuple[bool, float]]) -> Live:
+        """The route where a call would finish soonest; routes within `_TIE` of it are as
+        good, and one of those is drawn by weight."""
+        full, best = min(costs[id(live)] for live in healthy)
+        ties = [
+            live
+            for live in healthy
+            if costs[id(live)][0] == full and costs[id(live)][1] <= best * _TIE
+        ]
+        if len(ties) == 1:
+            return ties[0]
+        return self._rng.choices(ties, weights=[live.route.weight for live in ties])[0]
 
     async def __call__(self, call: Call) -> GeneratedImage:
-        candidates = self.order(self.accepting(call.request, call))
+        accepted = self.accepting(call.request, call)
+        for live in accepted:  # at most one read per route every 50 ms, never failing
+            if live.shared is not None and live.shared.stale():
+                await live.shared.refresh(live.pending)
+        candidates = self.order(accepted)
         if self.hedge is not None:
             self.hedge.on_call()
         self.retry.budget.on_call()
@@ -258,6 +266,7 @@ class Router:
         except InvalidRequestError as exc:  # this host cannot express it; another may
             live.breaker.release()
             raise _Failed(exc, moves_on=True) from None
+        live.pending += 1
         try:
             image = await live.runner.run(child, new_call=False)
         except CircuitOpen as exc:  # opened while this call waited for a slot: nothing sent
@@ -277,12 +286,16 @@ class Router:
             live.breaker.release()
             raise
         finally:
+            live.pending -= 1
+            admitted = live.admitted.pop(id(child), start)
             call.attempts += child.attempts
             call.errors += child.errors
             call.hosts += child.hosts
             child.close_flow()
         live.breaker.on_success()
-        live.latencies.append(time.perf_counter() - start)
+        end = time.perf_counter()
+        live.latencies.append(end - start)
+        live.observe(end - admitted)
         return image
 
     def _pay_hedge(self) -> bool:
@@ -316,6 +329,25 @@ def _host_fault(error: FluxError) -> bool:
     if isinstance(error, BadRequestError) and not error.retryable:
         return False
     return isinstance(error, (ProviderError, TransportError, InvalidResponseError))
+
+
+_TIE = 1.2  # routes whose costs are within this factor of the least are as good
+_FLOOR = 0.01  # seconds: shorter service times are the client's own noise, all alike
+
+
+def _costs(lives: list[Live]) -> dict[int, tuple[bool, float]]:
+    """Each route's cost for one more call, least first: a route with a free slot before
+    a full one, then the calls there (every process's, with a `SharedLimit`) per slot
+    times how long a call holds a slot there (a host not yet timed: the others' mean)."""
+    known = [seconds for live in lives if (seconds := live.service) is not None]
+    default = sum(known) / len(known) if known else 1.0
+    costs = {}
+    for live in lives:
+        service = live.service
+        per_slot = (live.busy + 1) / live.concurrency.limit
+        seconds = max(_FLOOR, default if service is None else service)
+        costs[id(live)] = (not live.has_room, per_slot * seconds)
+    return costs
 
 
 def _price(live: Live) -> tuple[bool, float]:

@@ -36,13 +36,16 @@ from ._wire import (
     resolve_api_key,
 )
 
-__all__ = ["POLL_FIRST", "POLL_MAX", "Fal"]
+__all__ = ["POLLS", "POLL_FIRST", "POLL_MAX", "Fal"]
 
 # fal's schema: num_inference_steps 1..12; ImageSize width and height 1..14142 (fal's
 # toolkit). Images per call are 1..4 on fal; flux_sdk asks for one (see the docs page).
 RULES = ParamRules(steps=(1, 12), size=(1, 14142))
-# Poll every 0.25 s at first (schnell often finishes within one), doubling up to 1 s.
-POLL_FIRST = 0.25
+# The first poll after 0.25 s (schnell often finishes within one), then close together
+# while a job is likely to end (fal's own client polls every 0.1 s), then every 1 s: a
+# job seen done late holds its concurrency slot (and its host's replica) for nothing.
+POLLS = (0.25, 0.1, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75)
+POLL_FIRST = POLLS[0]
 POLL_MAX = 1.0
 # Without a width or height, flux_sdk asks for the square its other hosts draw; fal's
 # own default is landscape_4_3 (1024x768). extra_body={"image_size": ...} overrides it.
@@ -182,10 +185,10 @@ class Fal:
         job = yield Step(post, self._submitted, kind="submit")
         cancel = httpx.Request("PUT", job["cancel_url"], headers=self._auth)
         yield Accepted(job_id=job["request_id"], cancel=cancel)
-        wait = POLL_FIRST
+        polls = 0
         while True:
-            yield Wait(wait)
-            wait = min(wait * 2, POLL_MAX)
+            yield Wait(POLLS[polls] if polls < len(POLLS) else POLL_MAX)
+            polls += 1
             poll = httpx.Request("GET", job["status_url"], headers=self._auth)
             status = yield Step(poll, self._status, kind="poll")
             if status["status"] == "COMPLETED":
