@@ -239,6 +239,17 @@ async def test_rising_latency_ends_slow_start_at_what_the_host_serves_then_cuts(
     assert limit.limit == 48
 
 
+async def test_slower_answers_to_a_few_calls_at_a_time_keep_the_limit() -> None:
+    """An app making one call at a time, whose host gets slower for a while, did not
+    make the host queue: the limit stays near where it was, one backoff step at most
+    (cutting it to the one call in flight would leave a later burst one slot, and a
+    router would take the host for a small one)."""
+    limit = AdaptiveLimit(max=1000, start=16, clock=Tick())
+    await _steady(limit, 16, latency=0.1, busy=1)
+    await _steady(limit, 32, latency=0.3, busy=1)
+    assert limit.limit >= int(16 * limit.backoff)
+
+
 async def test_slow_start_stops_growing_while_answers_come_back_slow() -> None:
     """A window is judged a round trip late; meanwhile requests held up inside a busy
     client (or queued at the host) show in each answer's time at once. Growing then

@@ -33,6 +33,7 @@ from flux_sdk import (
     RoutingError,
     ServerError,
 )
+from flux_sdk._routing import _live
 from flux_sdk.providers import raise_for_status
 
 from ._images import image_bytes
@@ -318,8 +319,13 @@ def _providers(seen: list[str]) -> Any:
     return hook
 
 
-async def test_balanced_spreads_calls_by_weight(router: respx.MockRouter) -> None:
-    """routing="balanced" sends work to every healthy host, more to the heavier one."""
+async def test_balanced_spreads_calls_by_weight(
+    router: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """routing="balanced" sends work to every healthy host, more to the heavier one,
+    when the hosts are alike (the estimates' clock stands still, so a slow moment of a
+    loaded machine cannot make one host look slower)."""
+    monkeypatch.setattr(_live, "_now", lambda: 1000.0)
     router.post(A.url).mock(return_value=OK)
     router.post(B.url).mock(return_value=OK)
     seen: list[str] = []

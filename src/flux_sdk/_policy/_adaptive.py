@@ -294,11 +294,13 @@ class AdaptiveLimit(ConcurrencyLimit):
         client that could reach the host at once, as a burst of 429s, when it frees up.
         A client that was short of CPU for a while gets it back: slow start goes on
         from there once a window's latency is normal again, unless a 429 came since.
+        A window that never filled the limit (a few calls at a time) did not make the
+        host queue: slow start pauses there with the limit kept, not cut to those few.
         """
         self._slow_start = False
         self._resumable = True
         base, recent = self._base, self._recent
-        if base and recent and recent > base:
+        if self._saturated and base and recent and recent > base:
             served = self._in_flight * base / recent
             self._set(builtins.min(self._value, builtins.max(float(self.min), _HEADROOM * served)))
         self._cut()

@@ -96,6 +96,11 @@ class Live:
         """Whether a call sent here now would find a free slot."""
         return self.busy < self.concurrency.limit
 
+    def served(self, admitted: float) -> None:
+        """A call that got its slot here at ``admitted`` (on the estimates' clock) ended
+        well: its service time counts in the estimate."""
+        self.observe(_now() - admitted)
+
     def observe(self, seconds: float) -> None:
         """A call held a slot here ``seconds``: a slower one than the estimate counts at
         once, a faster one in a time-weighted average (peak-EWMA)."""
@@ -170,7 +175,7 @@ class _Admit:
         self.admitted = admitted
 
     async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
-        self.admitted.setdefault(id(call), time.perf_counter())
+        self.admitted.setdefault(id(call), _now())
         return await call_next(call)
 
 

@@ -287,15 +287,15 @@ class Router:
             raise
         finally:
             live.pending -= 1
-            admitted = live.admitted.pop(id(child), start)
+            admitted = live.admitted.pop(id(child), None)
             call.attempts += child.attempts
             call.errors += child.errors
             call.hosts += child.hosts
             child.close_flow()
         live.breaker.on_success()
-        end = time.perf_counter()
-        live.latencies.append(end - start)
-        live.observe(end - admitted)
+        live.latencies.append(time.perf_counter() - start)
+        if admitted is not None:
+            live.served(admitted)
         return image
 
     def _pay_hedge(self) -> bool:
