@@ -247,7 +247,8 @@ _GROUPS = {
         "Retry-After, 500, 502, 503, reset mid-body, short body, stall past the read "
         "timeout, invalid JSON, invalid base64, HTML with 200); goal: every file correct "
         "byte for byte, no duplicates, no leftovers, attempts <= 1.6 x requests. `outage`: "
-        "every answer a 503; goal: attempts <= 1.2 x requests + 10. `unauthorized`: every "
+        "every answer a 503; goal: attempts <= 1.2 x requests + 32 (a token per request in "
+        "flight). `unauthorized`: every "
         "answer a 401; goal: exactly one attempt per item.",
     ),
     "cancellation": (

@@ -285,7 +285,7 @@ async def test_failover_spends_the_shared_retry_budget(router: respx.MockRouter)
     """Moving to another host is a retry: an empty budget surfaces the first error."""
     router.post(A.url).respond(503)
     second = router.post(B.url).mock(return_value=OK)
-    retry = Retry(3, sleep=no_sleep, budget=RetryBudget(ratio=0, capacity=0))
+    retry = Retry(3, sleep=no_sleep, budget=RetryBudget(ratio=0, capacity=0, in_flight=0))
     async with client([A, B], max_retries=retry) as flux:
         with pytest.raises(ServerError):
             await flux.generate("a cat")
@@ -524,7 +524,7 @@ async def test_calls_waiting_when_a_circuit_opens_move_on_without_sending_or_a_r
 
     dead = router.post(A.url).mock(side_effect=broken)
     router.post(B.url).mock(return_value=OK)
-    retry = Retry(3, sleep=no_sleep, budget=RetryBudget(ratio=0, capacity=0))
+    retry = Retry(3, sleep=no_sleep, budget=RetryBudget(ratio=0, capacity=0, in_flight=0))
     routes = [Route(A, max_concurrency=1), B]
     async with client(routes, max_retries=retry, breaker=CircuitBreaker(failures=1)) as flux:
         async with anyio.create_task_group() as group:

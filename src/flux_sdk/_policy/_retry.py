@@ -32,16 +32,34 @@ _UNSET = object()
 class RetryBudget:
     """A sack of retry tokens shared by every call of a client (or of several clients).
 
-    It starts full, holding ``capacity`` tokens, and never holds more. Each new call drops
-    in ``ratio`` of a token and each success one whole token; each retry takes one out,
-    and when the sack is empty errors surface at once instead of being retried. Under a
-    total outage only the per-call share comes in, so a client makes at most
-    ``(1 + ratio) x calls + capacity`` attempts; while most calls succeed, retries flow
-    freely. This is the idea of Finagle's retry budget and the AWS SDKs' retry quota.
+    Each new call drops in ``ratio`` of a token and each success one whole token; each
+    retry (or failover, or hedge) takes one out, and when the sack is empty errors
+    surface at once instead of being retried. The sack starts full and holds at most
+    ``capacity`` tokens, or ``in_flight`` tokens for each request of the most that were
+    in flight at once so far, whichever is more: each request that raises that high-water
+    mark brings its own token. So every request in flight can be refused once and
+    retried: the last doubling of a limit's slow start, or a host's brief queue-full
+    burst, refuses many requests within milliseconds, and with a fixed ten tokens the
+    rest of that burst would surface as errors although the host asked for a retry.
+
+    Under a total outage only the per-call share comes in, so a client makes at most
+    ``(1 + ratio) x calls + max(capacity, in_flight x most requests in flight)``
+    attempts: a bound in what you control (calls and concurrency), with no clock in it.
+    A per-second minimum (Finagle's) would not scale with concurrency, and under an
+    outage would grow with its length. Only requests past the concurrency limit count:
+    ten thousand calls waiting for 16 slots widen the bound by 16, not ten thousand.
+    ``in_flight=0`` keeps the sack at ``capacity`` (the earlier bound, ``(1 + ratio)
+    x calls + capacity``). This is the idea of Finagle's retry budget and the AWS SDKs'
+    retry quota.
     """
 
     def __init__(
-        self, *, ratio: float = 0.2, capacity: float = 10.0, floor: object = _UNSET
+        self,
+        *,
+        ratio: float = 0.2,
+        capacity: float = 10.0,
+        in_flight: float = 1.0,
+        floor: object = _UNSET,
     ) -> None:
         if floor is not _UNSET:
             warnings.warn(
@@ -53,7 +71,10 @@ class RetryBudget:
             capacity = floor  # type: ignore[assignment]
         self.ratio = check_non_negative(ratio, ConfigError, "RetryBudget ratio")
         self.capacity = check_non_negative(capacity, ConfigError, "RetryBudget capacity")
+        self.in_flight = check_non_negative(in_flight, ConfigError, "RetryBudget in_flight")
         self._tokens = self.capacity
+        self._sending = 0  # requests in flight now
+        self._most = 0  # the most requests in flight at once so far
 
     @property
     def floor(self) -> float:
@@ -68,11 +89,30 @@ class RetryBudget:
         """Retries that could start now."""
         return self._tokens
 
+    @property
+    def size(self) -> float:
+        """The most the sack holds now: ``capacity``, or more once more requests were in
+        flight at once."""
+        return max(self.capacity, self.in_flight * self._most)
+
     def on_call(self) -> None:
-        self._tokens = min(self.capacity, self._tokens + self.ratio)
+        self._tokens = min(self.size, self._tokens + self.ratio)
 
     def on_success(self) -> None:
-        self._tokens = min(self.capacity, self._tokens + 1.0)
+        self._tokens = min(self.size, self._tokens + 1.0)
+
+    def on_request_start(self) -> None:
+        """A request goes out (past the limits); one more in flight than ever before
+        brings the sack its token."""
+        self._sending += 1
+        if self._sending > self._most:
+            before = self.size
+            self._most = self._sending
+            self._tokens += self.size - before
+
+    def on_request_end(self) -> None:
+        """A request started with `on_request_start` has ended, however it ended."""
+        self._sending = max(0, self._sending - 1)
 
     def try_spend(self) -> bool:
         """Take a token for one retry, if there is one."""
@@ -83,7 +123,8 @@ class RetryBudget:
 
     def __repr__(self) -> str:
         return (
-            f"RetryBudget(ratio={self.ratio}, capacity={self.capacity}, tokens={self._tokens:.1f})"
+            f"RetryBudget(ratio={self.ratio}, capacity={self.capacity}, "
+            f"in_flight={self.in_flight}, tokens={self._tokens:.1f})"
         )
 
 

@@ -207,6 +207,14 @@ class StepRunner:
         assert step is not None
         if call.meter is not None:
             call.meter.sending(call)  # past the limits: the body may now reach the host
+        budget = self.retry.budget
+        budget.on_request_start()  # each request in flight can be refused and retried
+        try:
+            return await self._send_step(call, step)
+        finally:
+            budget.on_request_end()
+
+    async def _send_step(self, call: Call, step: Step) -> httpx.Response:
         response = await self.http.send(step.request, call.provider_name)
         if step.kind != "download":
             return response
