@@ -248,7 +248,8 @@ async def test_a_refused_connection_is_a_transport_error_not_sent() -> None:
 async def test_https_goes_through_the_lean_connection(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.conformance._capture import serve, throwaway_certificate
+    from tests._server import serve
+    from tests._tls import throwaway_certificate
 
     ca, cert, key = throwaway_certificate(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # what httpx's TLS context trusts
@@ -259,7 +260,7 @@ async def test_https_goes_through_the_lean_connection(
 
     http = Http(timeout=DEFAULT_TIMEOUT, max_response_bytes=len(BODY))
     try:
-        with serve(app, tls=(cert, key)) as url:
+        with serve(app, tls=(cert, key), lifespan="off") as url:
             assert url.startswith("https://")
             for _ in range(2):
                 assert (await send(http, url)).content == BODY
@@ -272,7 +273,8 @@ async def test_https_goes_through_the_lean_connection(
 
 
 async def test_https_to_an_untrusted_certificate_is_refused(tmp_path: Path) -> None:
-    from tests.conformance._capture import serve, throwaway_certificate
+    from tests._server import serve
+    from tests._tls import throwaway_certificate
 
     _, cert, key = throwaway_certificate(tmp_path)
 
@@ -282,7 +284,7 @@ async def test_https_to_an_untrusted_certificate_is_refused(tmp_path: Path) -> N
     http = Http(timeout=DEFAULT_TIMEOUT, max_response_bytes=1024)
     try:
         with (
-            serve(app, tls=(cert, key)) as url,
+            serve(app, tls=(cert, key), lifespan="off") as url,
             pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"),
         ):
             await send(http, url)

@@ -132,7 +132,8 @@ async def test_an_https_connection_is_kept_between_requests(
 ) -> None:
     """Over TLS 1.3 the server's session tickets leave an idle socket readable without
     any data: that is no reason to drop it."""
-    from tests.conformance._capture import serve, throwaway_certificate
+    from tests._server import serve
+    from tests._tls import throwaway_certificate
 
     ca, cert, key = throwaway_certificate(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(ca))
@@ -143,7 +144,7 @@ async def test_an_https_connection_is_kept_between_requests(
 
     http = Http(timeout=DEFAULT_TIMEOUT, max_response_bytes=1024)
     try:
-        with serve(app, tls=(cert, key)) as url:
+        with serve(app, tls=(cert, key), lifespan="off") as url:
             assert (await send(http, url)).content == b"secure"
             (connection,) = http._connections.clients
             assert isinstance(connection, Connection)
