@@ -127,18 +127,18 @@ async def send_all(sock: socket.socket, data: bytes, wait_limit: float | None) -
 
 async def recv(sock: socket.socket, size: int, wait_limit: float | None) -> bytes:
     """What the socket has, up to ``size`` bytes (b"" at its end)."""
-    try:
-        return await _io(sock, partial(sock.recv, size), wait_limit, writing=False)
-    except TimeoutError:
-        raise httpx.ReadTimeout("reading the response timed out") from None
-    except OSError as exc:
-        raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+    return await _read(sock, partial(sock.recv, size), wait_limit)
 
 
 async def recv_into(sock: socket.socket, view: memoryview, wait_limit: float | None) -> int:
     """`recv` into ``view``: how many bytes arrived (0 at the end of the stream)."""
+    return await _read(sock, partial(sock.recv_into, view), wait_limit)
+
+
+async def _read(sock: socket.socket, op: Callable[[], T], wait_limit: float | None) -> T:
+    """One read, its socket errors told as httpx's read errors."""
     try:
-        return await _io(sock, partial(sock.recv_into, view), wait_limit, writing=False)
+        return await _io(sock, op, wait_limit, writing=False)
     except TimeoutError:
         raise httpx.ReadTimeout("reading the response timed out") from None
     except OSError as exc:
