@@ -3,7 +3,6 @@ and a total outage still makes a bounded number of attempts."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Generator
 
 import anyio
@@ -13,31 +12,12 @@ import respx
 
 from flux_sdk import Dataoorts, FluxClient, FluxError, Retry, RetryBudget, ServerError
 
-from ._images import image_bytes
+from .test_retry import OK, URL, Sleeps
 
 pytestmark = pytest.mark.anyio
 
-URL = "https://cloud.dataoorts.com/api/v1"
-OK = httpx.Response(
-    200,
-    json={
-        "result": {"image_base64": base64.b64encode(image_bytes(size=2)).decode()},
-        "success": True,
-    },
-)
 WIDTH = 64  # requests in flight at once
 REFUSED = 40  # of them refused together
-
-
-class Sleeps:
-    """An injected sleep: records each delay and returns at once."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        await anyio.lowlevel.checkpoint()
 
 
 @pytest.fixture
