@@ -1,4 +1,4 @@
-"""SharedLimit under hostile conditions: a cancel while Redis is slow, passwords in URLs."""
+"""SharedLimit under hostile conditions: a cancel before Redis answers, passwords in URLs."""
 
 from __future__ import annotations
 
@@ -21,22 +21,39 @@ def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1].split("/")[0])
 
 
+def _wait_for_leases(url: str, key: str, count: int) -> None:
+    """Block until Redis holds ``count`` leases under ``key`` (asked on a socket of its
+    own, so nothing of the client under test is touched)."""
+    command = f"*2\r\n$5\r\nZCARD\r\n${len(key)}\r\n{key}\r\n".encode()
+    with socket.create_connection(("127.0.0.1", _port(url)), timeout=5) as probe:
+        for _ in range(10_000):
+            probe.sendall(command)
+            if probe.recv(64) == f":{count}\r\n".encode():
+                return
+    raise AssertionError(f"Redis never held {count} lease(s) under {key}")
+
+
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_a_call_cancelled_while_redis_is_slow_gives_its_lease_back(
+async def test_a_call_cancelled_before_redis_answers_its_acquire_gives_its_lease_back(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import redis.asyncio
     from redis.asyncio.connection import Connection
 
-    sent = asyncio.Event()
+    name = f"t-{uuid.uuid4().hex}"
+    leases = "{flux_sdk:" + name + "}:leases"
     real_send = Connection.send_packed_command
 
     async def spy(self: Connection, command: Any, check_health: bool = True) -> None:
         await real_send(self, command, check_health)
         if b"EVALSHA" in b"".join(c if isinstance(c, bytes) else b"" for c in command):
-            sent.set()  # the acquire script's bytes are in Redis's socket
+            monkeypatch.undo()  # the acquire: the release after it goes unwatched
+            # Redis has run the script (the lease is taken) and its answer is on the
+            # way. The call is cancelled now, before it reads the answer.
+            _wait_for_leases(redis_url, leases, 1)
+            task.cancel()
+            await asyncio.sleep(0)
 
-    name = f"t-{uuid.uuid4().hex}"
     host = counting_emulator()
     with serve(host) as url:
         limit = SharedLimit(redis_url, name, concurrency=2)
@@ -45,25 +62,58 @@ async def test_a_call_cancelled_while_redis_is_slow_gives_its_lease_back(
             FluxClient(Together(KEY, base_url=url + PATH), max_concurrency=limit) as c,
         ):
             await c.generate("warm up: loads the scripts", width=64, height=64)
-            # Redis stops answering for a second, as `redis-cli DEBUG SLEEP 1` does.
-            sleeper = socket.create_connection(("127.0.0.1", _port(redis_url)))
-            sleeper.sendall(b"DEBUG SLEEP 1\r\n")
             monkeypatch.setattr(Connection, "send_packed_command", spy)
             task = asyncio.ensure_future(c.generate("cancelled in acquire", width=64, height=64))
-            await sent.wait()
-            task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            monkeypatch.undo()
-            sleeper.recv(64)  # Redis is awake again
-            sleeper.close()
+            check = redis.asyncio.Redis.from_url(redis_url)
+            try:
+                held = await check.zcard(leases)
+            finally:
+                await check.aclose()
+    assert held == 0, "the cancelled call's lease is lost to every process until it expires"
+    assert host.statuses == {200: 1}
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_call_cancelled_while_it_gives_its_lease_back_is_still_cancelled(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.asyncio
+
+    name = f"t-{uuid.uuid4().hex}"
+    winding_down, go_on = asyncio.Event(), asyncio.Event()
+    limit = SharedLimit(redis_url, name, concurrency=2)
+    real_renew = limit._renew
+
+    async def renew(lease: str) -> None:
+        try:
+            await real_renew(lease)
+        except asyncio.CancelledError:  # the call has its image and ends its renewal,
+            winding_down.set()  # which takes a turn of the loop or more
+            await go_on.wait()
+            raise
+
+    monkeypatch.setattr(limit, "_renew", renew)
+    host = counting_emulator()
+    with serve(host) as url:
+        async with (
+            limit,
+            FluxClient(Together(KEY, base_url=url + PATH), max_concurrency=limit) as c,
+        ):
+            task = asyncio.ensure_future(c.generate("cancelled at its end", width=64, height=64))
+            await winding_down.wait()
+            task.cancel()  # a caller's timeout, say: it must not be swallowed
+            go_on.set()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert limit.in_flight == 0
             check = redis.asyncio.Redis.from_url(redis_url)
             try:
                 held = await check.zcard("{flux_sdk:" + name + "}:leases")
             finally:
                 await check.aclose()
-    assert held == 0, "the cancelled call's lease is lost to every process until it expires"
-    assert host.statuses == {200: 1}
+    assert held == 0, "the lease goes back even though the call was cancelled"
 
 
 SECRET = "hunter2secret"

@@ -55,12 +55,18 @@ def renewed(limit: _Shared, lease: str | None) -> Release:
 
     async def end(ok: bool) -> None:
         limit.in_flight -= 1
-        if renewing is not None:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
-        if lease is not None:
-            await limit._release(lease)
+        try:
+            if renewing is not None:
+                renewing.cancel()
+                # asyncio.wait, not `await renewing`: the renewal's CancelledError is
+                # not ours to swallow, and a cancel of this call while it winds down
+                # must reach the caller (it was lost, and the call went on).
+                await asyncio.wait({renewing})
+                if not renewing.cancelled():
+                    renewing.result()  # a renewal that broke says why
+        finally:
+            if lease is not None:
+                await limit._release(lease)
 
     return end
 
