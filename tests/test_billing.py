@@ -7,7 +7,6 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import anyio
 import pytest
 
 from flux_sdk import (
@@ -30,6 +29,7 @@ from flux_sdk import (
 from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp, Fault, FaultPlan
 
 from ._server import serve
+from ._sleeps import Sleeps
 
 pytestmark = pytest.mark.anyio
 
@@ -49,11 +49,6 @@ QUEUES = {"replicate", "fal"}  # a submit is settled only when its job ends
 
 def make(name: str, url: str, key: str = DEFAULT_API_KEY) -> Any:
     return PROVIDERS[name](url, key)
-
-
-class Sleeps:
-    async def __call__(self, seconds: float) -> None:
-        await anyio.lowlevel.checkpoint()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 
@@ -25,6 +24,7 @@ from flux_sdk import (
 from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp, Fault, FaultPlan, render_png
 
 from ._server import serve
+from ._sleeps import Sleeps
 
 KEY = "oa_SeCrEt.0a9b8c7d6e5f4a3b"
 NSCALE = "https://inference.api.nscale.com/v1"
@@ -231,15 +231,6 @@ def emulator() -> Iterator[tuple[EmulatorApp, str]]:
     app = EmulatorApp(default_size=64)
     with serve(app) as url:
         yield app, url
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        await anyio.lowlevel.checkpoint()
 
 
 @pytest.mark.anyio

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import anyio
 import pytest
 
 pytest.importorskip("opentelemetry.sdk")
@@ -22,12 +21,9 @@ from flux_sdk import Emulator, FluxClient, FluxError, Retry
 from flux_sdk._spend._otel import Tracer
 from flux_sdk.emulator import EmulatorApp, Fault, FaultPlan
 
+from ._sleeps import Sleeps
+
 pytestmark = pytest.mark.anyio
-
-
-class Sleeps:
-    async def __call__(self, seconds: float) -> None:
-        await anyio.lowlevel.checkpoint()
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp, Fault, FaultPlan, re
 
 from ._reliability import pool_state
 from ._server import serve
+from ._sleeps import Sleeps
 
 pytestmark = pytest.mark.anyio
 
@@ -42,15 +43,6 @@ def _no_faults() -> Iterator[None]:
     APP.faults = FaultPlan()
     yield
     APP.faults = FaultPlan()
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        await anyio.lowlevel.checkpoint()
 
 
 def _dataoorts(

@@ -33,6 +33,7 @@ from flux_sdk import (
 )
 
 from ._images import image_bytes
+from ._sleeps import Sleeps
 
 pytestmark = pytest.mark.anyio
 
@@ -47,17 +48,6 @@ OK = httpx.Response(
         "success": True,
     },
 )
-
-
-class Sleeps:
-    """An injected sleep: records each delay and returns at once."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        await anyio.lowlevel.checkpoint()
 
 
 @pytest.fixture

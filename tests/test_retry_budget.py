@@ -12,7 +12,8 @@ import respx
 
 from flux_sdk import Dataoorts, FluxClient, FluxError, Retry, RetryBudget, ServerError
 
-from .test_retry import OK, URL, Sleeps
+from ._sleeps import Sleeps
+from .test_retry import OK, URL
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from flux_sdk import (
@@ -25,14 +24,11 @@ from flux_sdk import (
 )
 from flux_sdk.emulator import EmulatorApp, Fault, FaultPlan
 
+from ._sleeps import Sleeps
+
 pytestmark = pytest.mark.anyio
 
 PRICE = 0.0012
-
-
-class Sleeps:
-    async def __call__(self, seconds: float) -> None:
-        await anyio.lowlevel.checkpoint()
 
 
 def _client(app: EmulatorApp | None = None, **options: Any) -> FluxClient:

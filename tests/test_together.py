@@ -7,7 +7,6 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 
@@ -26,6 +25,7 @@ from flux_sdk import (
 from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp, Fault, FaultPlan, render_png
 
 from ._server import serve
+from ._sleeps import Sleeps
 
 KEY = "tg_SeCrEt.5c4b3a2918f7e6d5"
 URL = "https://api.together.ai/v1/images/generations"
@@ -244,15 +244,6 @@ def emulator() -> Iterator[tuple[EmulatorApp, str]]:
 
 def _provider(url: str, key: str = DEFAULT_API_KEY) -> Together:
     return Together(key, base_url=f"{url}/together")
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        await anyio.lowlevel.checkpoint()
 
 
 @pytest.mark.anyio
