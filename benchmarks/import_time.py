@@ -70,18 +70,19 @@ anyio's backend imports it). From one run,
 NOTES = """
 Where the rest goes. A first generate no longer loads pydantic's model machinery:
 `GenerateRequest` is checked by a pydantic-core schema and keys are flux_sdk's own
-`SecretStr` (a pydantic `BaseModel` and `pydantic.SecretStr` loaded `pydantic.main`,
-`pydantic.types`, annotated_types and, at the first validation, pydantic's plugin loader
-with `importlib.metadata`: about 30 ms, 0.3x the four). What remains beyond the four:
-asyncio (about 10 ms) and anyio's asyncio backend with the modules it imports (about
-10-15 ms), which any program that runs anyio on asyncio loads ("dependencies as used");
-then flux_sdk's own modules (about 20 ms: the client, its limits, retry, routing steps,
-ledger and pricing, the provider and the lean HTTP/1.1 connections), pybase64 and the
-image checks. flux_sdk's connections load neither httpcore nor h11 nor (when installed)
-trio, which httpcore imports whenever it can; opentelemetry-api is imported only once
-the application has imported it; the CA certificates (~20 ms) load at the first TLS
-handshake. Going lower would take primitives that are not anyio's on the path of a
-call (its asyncio backend alone is about a tenth of the four): not done.
+`SecretStr` (a `BaseModel` and `pydantic.SecretStr` loaded `pydantic.main`,
+`pydantic.types`, annotated_types and, at the first validation, pydantic's plugin
+loader with `importlib.metadata`: about 30 ms, a quarter of the four). What remains
+beyond the four: asyncio (about 10 ms) and anyio's asyncio backend with the modules it
+imports (about 15 ms), which any program that runs anyio on asyncio loads ("dependencies
+as used", over 1.2x the four on its own); then flux_sdk's own share (about 16 ms: the
+client, its limits, retry, routing steps, ledger and pricing, the provider and the lean
+HTTP/1.1 connections, pybase64 and the image checks), the last row. flux_sdk's
+connections load neither httpcore nor h11 nor (when installed) trio, which httpcore
+imports whenever it can; opentelemetry-api is imported only once the application has
+imported it; the CA certificates (~20 ms) load at the first TLS handshake. Meeting 1.3x
+would leave flux_sdk under 8 ms beside anyio's backend, or take primitives that are not
+anyio's on the path of a call: not done.
 """
 GOAL = 1.3  # issue 26: at most 1.3x `import httpx, anyio, pydantic, tenacity`
 
