@@ -113,10 +113,10 @@ def import_cases() -> dict[str, str]:
         "flux_sdk": "from flux_sdk import FluxClient, Dataoorts, GenerateRequest",
         "import flux_sdk alone": "import flux_sdk",
         "flux_sdk's dependencies": "import " + ", ".join(runtime_dependencies()),
-        # `import pydantic` alone loads almost nothing; flux_sdk's models need the rest.
+        # On asyncio, anyio's first call loads its backend, and with it asyncio.
         "its dependencies as it uses them": "import "
         + ", ".join(runtime_dependencies())
-        + "; from pydantic import BaseModel, SecretStr",
+        + "; import asyncio, anyio._backends._asyncio",
     }
 
 

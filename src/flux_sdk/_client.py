@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING, cast
 
 import anyio
 import httpx
-from pydantic import JsonValue
 
 from ._base._errors import ConfigError, FluxError, InvalidRequestError
 from ._base._events import EventHook
 from ._base._loops import LoopBinding
-from ._base._models import GeneratedImage, GenerateRequest
+from ._base._models import GeneratedImage, GenerateRequest, JsonValue
 from ._base._options import check_positive_int, check_retries, check_seconds, check_timeout
 from ._batching._many import ManyImages
 from ._pipeline._background import Background

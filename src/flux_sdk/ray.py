@@ -48,8 +48,9 @@ class GenerateImages:
     with each batch (a mapping of column name to values, as ``batch_format="numpy"``
     or ``"pyarrow"``/``"pandas"`` converted by Ray gives).
 
-    ``provider`` is a provider or a zero-argument factory of one (made in the actor, so
-    nothing that holds a key or a connection has to be pickled). ``concurrency`` is the
+    ``provider`` is a zero-argument factory of a provider (made in the actor, so nothing
+    that holds a key or a connection is pickled: a provider's key refuses to be), or a
+    provider when the class is made in this process. ``concurrency`` is the
     requests in flight: per actor, or across all actors with ``redis_url`` (then
     ``rate``, ``lease_seconds`` and ``limit_name`` shape the `SharedLimit`).
     """

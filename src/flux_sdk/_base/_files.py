@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno as errnos
 import os
-import secrets
 from pathlib import Path
 
 from ._errors import SaveError
@@ -64,7 +63,8 @@ def write_atomically(data: bytes, target: Path) -> Path:
 
 
 def _write(data: bytes, target: Path) -> None:
-    temp = target.with_name(f".{_shortened(target.name)}.{secrets.token_hex(4)}.tmp")
+    # os.urandom, as secrets.token_hex uses, without loading secrets and hmac at a first save.
+    temp = target.with_name(f".{_shortened(target.name)}.{os.urandom(4).hex()}.tmp")
     # os.open with 0o666 lets the umask decide the mode, as a plain open() would.
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:

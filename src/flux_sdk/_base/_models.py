@@ -2,121 +2,28 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    JsonValue,
-    StrictInt,
-    ValidationError,
-    field_validator,
-)
-
-from ._errors import InvalidRequestError, InvalidResponseError
+from ._errors import InvalidResponseError
+from ._request import MAX_PROMPT_CHARS, MAX_SEED, GenerateRequest, JsonValue
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["GenerateRequest", "GeneratedImage", "sniff_media_type"]
-
-# Limits every provider shares; a provider's own `ParamRules` narrow them.
-MAX_PROMPT_CHARS = 20_000
-MAX_SEED = 2**63 - 1
-MAX_STEPS = 1_000
-MAX_SIDE = 8_192
+__all__ = [
+    "MAX_PROMPT_CHARS",
+    "MAX_SEED",
+    "GenerateRequest",
+    "GeneratedImage",
+    "JsonValue",
+    "sniff_media_type",
+]
 
 _EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 _IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
-
-
-class GenerateRequest(BaseModel):
-    """One image to generate, checked before anything is sent.
-
-    ``extra_body`` holds provider-specific fields (Baseten's ``prompt2``, say) that are
-    sent unchanged; the provider refuses one that duplicates a field above. Invalid
-    values raise `InvalidRequestError` (a `ValueError`).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
-
-    prompt: Annotated[str, Field(strict=True, min_length=1, max_length=MAX_PROMPT_CHARS)]
-    seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)] | None = None
-    steps: Annotated[StrictInt, Field(ge=1, le=MAX_STEPS)] | None = None
-    width: Annotated[StrictInt, Field(ge=1, le=MAX_SIDE)] | None = None
-    height: Annotated[StrictInt, Field(ge=1, le=MAX_SIDE)] | None = None
-    extra_body: dict[str, JsonValue] = Field(default_factory=dict)
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise InvalidRequestError(_describe(exc)) from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(
-            f"GenerateRequest is frozen; use request.replace({name}=...) for a changed copy"
-        )
-
-    def replace(self, **changes: Any) -> GenerateRequest:
-        """A copy with some fields changed, validated like a new request."""
-        return GenerateRequest(**{**self.model_dump(), **changes})
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_is_sendable(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the prompt is blank")
-        if "\x00" in value:
-            raise ValueError("the prompt contains a NUL character")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            # Lone surrogates cannot be sent as UTF-8 JSON.
-            raise ValueError("the prompt contains text that is not valid Unicode") from None
-        return value
-
-    @field_validator("extra_body")
-    @classmethod
-    def _extra_is_json(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
-        for key, item in value.items():
-            if not key:
-                raise ValueError("extra_body has an empty key")
-            _check_finite(item, key)
-        return value
-
-
-def _check_finite(value: JsonValue, where: str) -> None:
-    # JSON has no NaN or Infinity; httpx and most servers refuse them.
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"extra_body[{where!r}] is {value}, which JSON cannot carry")
-    if isinstance(value, dict):
-        for item in value.values():
-            _check_finite(item, where)
-    elif isinstance(value, list):
-        for item in value:
-            _check_finite(item, where)
-
-
-def _describe(exc: ValidationError) -> str:
-    """A one-line message a person can act on, without echoing huge inputs."""
-    parts = []
-    for error in exc.errors(include_url=False):
-        field = ".".join(str(p) for p in error["loc"]) or "request"
-        message = error["msg"].removeprefix("Value error, ")
-        given = repr(error.get("input"))
-        if len(given) > 60:
-            given = given[:57] + "..."
-        if error["type"] in ("missing", "extra_forbidden"):
-            parts.append(f"{field}: {message}")
-        else:
-            parts.append(f"{field}: {message} (got {given})")
-    return "invalid request: " + "; ".join(parts)
 
 
 def sniff_media_type(data: bytes) -> str | None:

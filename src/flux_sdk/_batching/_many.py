@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, Literal, TypeVar, cast, overload
 
 import anyio
 import httpx
-from pydantic import JsonValue
 
 from flux_sdk._base._errors import ConfigError, FluxError, InvalidRequestError
-from flux_sdk._base._models import MAX_SEED, GeneratedImage, GenerateRequest
+from flux_sdk._base._models import MAX_SEED, GeneratedImage, GenerateRequest, JsonValue
 from flux_sdk._base._options import check_positive_int
 from flux_sdk._pipeline._call import make_request
 from flux_sdk._policy._limits import ConcurrencyLimit

@@ -12,10 +12,9 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     import httpx
-    from pydantic import JsonValue
 
     from flux_sdk._base._errors import Billed, FluxError
-    from flux_sdk._base._models import GeneratedImage
+    from flux_sdk._base._models import GeneratedImage, JsonValue
     from flux_sdk.providers._base import Accepted, Flow, FlowProvider, Provider, Step, Wait
 
     from ._background import Background

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from typing import Any
 
 import anyio
 import httpx
@@ -26,7 +27,15 @@ from ._connections import is_loopback
 __all__ = ["MAX_REDIRECTS", "check_download", "redirected"]
 
 MAX_REDIRECTS = 5
-_lookup = anyio.getaddrinfo  # the resolver (a seam: tests answer for names without DNS)
+
+
+async def _lookup(host: str, port: int, *, type: int) -> list[Any]:
+    """The resolver (a seam: tests answer for names without DNS). ``anyio.getaddrinfo``
+    is looked up here, not at import: it loads anyio's socket and TLS streams, which a
+    host that answers with the image itself never needs (issue 26)."""
+    return list(await anyio.getaddrinfo(host, port, type=type))
+
+
 # Headers that carry a credential: never sent to a host other than the provider's.
 _CREDENTIALS = ("authorization", "proxy-authorization", "x-api-key", "api-key", "cookie")
 

@@ -13,7 +13,6 @@ import re
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 from pydantic_core import core_schema, to_json
 
 from flux_sdk._base._errors import (
@@ -22,6 +21,7 @@ from flux_sdk._base._errors import (
     ProviderError,
 )
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
+from flux_sdk._base._secret import SecretLike
 
 from ._base import ParamRules
 from ._base64 import decode_base64
@@ -83,7 +83,7 @@ class Baseten:
 
     def __init__(
         self,
-        api_key: str | SecretStr | None = None,
+        api_key: str | SecretLike | None = None,
         model_id: str | None = None,
         *,
         environment: str = "production",

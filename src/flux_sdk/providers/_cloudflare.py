@@ -12,11 +12,11 @@ import re
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 from pydantic_core import to_json
 
 from flux_sdk._base._errors import ConfigError
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
+from flux_sdk._base._secret import SecretLike
 
 from ._base import ParamRules
 from ._fields import json_headers
@@ -51,7 +51,7 @@ class CloudflareWorkersAI:
 
     def __init__(
         self,
-        api_key: str | SecretStr | None = None,
+        api_key: str | SecretLike | None = None,
         account_id: str | None = None,
         *,
         model: str = FLUX_SCHNELL,

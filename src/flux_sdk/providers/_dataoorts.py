@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 
 import httpx
-from pydantic import SecretStr
 from pydantic_core import to_json
 
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
+from flux_sdk._base._secret import SecretLike
 
 from ._base import ParamRules
 from ._fields import json_headers, model_name
@@ -48,7 +48,7 @@ class Dataoorts:
 
     def __init__(
         self,
-        api_key: str | SecretStr | None = None,
+        api_key: str | SecretLike | None = None,
         *,
         model: str = FLUX_SCHNELL,
         base_url: str | None = None,

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 from pydantic_core import core_schema, to_json
 
 from flux_sdk._base._errors import ConfigError, InvalidResponseError, ProviderError, warn
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
+from flux_sdk._base._secret import SecretLike
 
 from ._base import Accepted, Flow, ParamRules, Step, Wait
 from ._base64 import decode_base64
@@ -124,7 +124,7 @@ class Fal:
 
     def __init__(
         self,
-        api_key: str | SecretStr | None = None,
+        api_key: str | SecretLike | None = None,
         *,
         model: str = "fal-ai/flux/schnell",
         queue: bool = True,

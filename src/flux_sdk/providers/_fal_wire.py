@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 from pydantic_core import from_json
 
 from flux_sdk._base._errors import InvalidRequestError, ProviderError, error_for_status
 from flux_sdk._base._models import GenerateRequest
+from flux_sdk._base._secret import SecretStr
 
 from ._wire import excerpt, raise_for_status, redact, request_id, retry_after
 

@@ -13,10 +13,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import SecretStr
-
 from flux_sdk._base._errors import ConfigError, InvalidRequestError, warn
 from flux_sdk._base._models import GenerateRequest
+from flux_sdk._base._secret import SecretStr
 
 __all__ = [
     "Refusal",

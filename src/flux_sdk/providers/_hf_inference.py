@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 from pydantic_core import from_json, to_json
 
 from flux_sdk._base._errors import InvalidRequestError, ProviderError, error_for_status
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
+from flux_sdk._base._secret import SecretStr
 
 from ._base import ParamRules
 from ._fields import json_headers

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
 from flux_sdk._base._errors import ConfigError, FluxError, ProviderError
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
+from flux_sdk._base._secret import SecretLike
 
 from ._base import Accepted, Flow, FlowProvider, Provider, Step, single_request_flow
 from ._fal import Fal
@@ -83,7 +83,7 @@ class HuggingFace:
 
     def __init__(
         self,
-        api_key: str | SecretStr | None = None,
+        api_key: str | SecretLike | None = None,
         *,
         provider: str = "hf-inference",
         model: str = FLUX_SCHNELL,

@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 from pydantic_core import ValidationError, core_schema
 
 from flux_sdk._base._errors import InvalidResponseError, ProviderError, QuotaExceeded
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
+from flux_sdk._base._secret import SecretStr
 
 from ._base64 import decode_base64
 from ._wire import json_shape, optional, parse_json, raise_for_status, request_id

@@ -12,11 +12,11 @@ import os
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 from pydantic_core import to_json
 
 from flux_sdk._base._errors import ConfigError, InvalidRequestError
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
+from flux_sdk._base._secret import SecretLike
 
 from ._base import ParamRules
 from ._fields import json_headers, model_name, request_fields
@@ -55,7 +55,7 @@ class OpenAIImages:
         self,
         base_url: str | None = None,
         *,
-        api_key: str | SecretStr | None = None,
+        api_key: str | SecretLike | None = None,
         api_key_env: str | None = None,
         model: str = FLUX_SCHNELL,
         name: str = "openai",

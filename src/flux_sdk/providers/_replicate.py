@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 from pydantic_core import core_schema, to_json
 
 from flux_sdk._base._errors import Billed, ConfigError, InvalidResponseError, ProviderError
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
+from flux_sdk._base._secret import SecretLike
 
 from ._base import Accepted, Flow, ParamRules, Step, Wait
 from ._base64 import decode_base64
@@ -86,7 +86,7 @@ class Replicate:
 
     def __init__(
         self,
-        api_key: str | SecretStr | None = None,
+        api_key: str | SecretLike | None = None,
         *,
         model: str = FLUX_SCHNELL,
         wait: int | None = 60,

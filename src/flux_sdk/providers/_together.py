@@ -15,10 +15,10 @@ import warnings
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 from pydantic_core import to_json
 
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
+from flux_sdk._base._secret import SecretLike
 
 from ._base import ParamRules
 from ._fields import json_headers, model_name, request_fields
@@ -63,7 +63,7 @@ class Together:
 
     def __init__(
         self,
-        api_key: str | SecretStr | None = None,
+        api_key: str | SecretLike | None = None,
         *,
         model: str = FLUX_SCHNELL,
         base_url: str | None = None,

@@ -15,16 +15,18 @@ from collections.abc import Iterable
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 from pydantic_core import SchemaValidator, ValidationError, core_schema
 
 from flux_sdk._base._errors import ConfigError, InvalidResponseError, error_for_status
 from flux_sdk._base._models import GeneratedImage, GenerateRequest, sniff_media_type
+from flux_sdk._base._secret import SecretLike, SecretStr, secret_value
 from flux_sdk._transport._connections import is_loopback
 from flux_sdk._transport._redact import redact as _redact
 from flux_sdk._transport._redact import secrets_of
 
 __all__ = [
+    "SecretLike",
+    "SecretStr",
     "check_base_url",
     "excerpt",
     "image_from_body",
@@ -51,10 +53,14 @@ _REQUEST_ID_HEADERS = (
 _EXCERPT_CHARS = 1_000
 
 
-def resolve_api_key(api_key: str | SecretStr | None, env_var: str, provider: str) -> SecretStr:
-    """The key given, else the environment variable's, else a `ConfigError` naming it."""
-    if isinstance(api_key, SecretStr):
-        api_key = api_key.get_secret_value()
+def resolve_api_key(api_key: str | SecretLike | None, env_var: str, provider: str) -> SecretStr:
+    """The key given (a str, or a secret holder such as pydantic's ``SecretStr``), else
+    the environment variable's, else a `ConfigError` naming it."""
+    if api_key is not None:
+        try:
+            api_key = secret_value(api_key)
+        except TypeError as exc:
+            raise ConfigError(f"the {provider} API key: {exc}") from None
     if api_key is None:
         api_key = os.environ.get(env_var)
     if not api_key or not api_key.strip():
@@ -89,7 +95,7 @@ def check_base_url(url: str, *, provider: str, setting: str) -> httpx.URL:
     return parsed
 
 
-def request_id(headers: httpx.Headers, secrets: Iterable[SecretStr | str] = ()) -> str | None:
+def request_id(headers: httpx.Headers, secrets: Iterable[SecretLike | str] = ()) -> str | None:
     """The provider's id for this request, if it sent one (quote it to their support).
 
     ``secrets`` are blanked out: a server that echoes the key into its id header must
@@ -126,7 +132,7 @@ def retry_after(headers: httpx.Headers, *, now: float | None = None) -> float | 
 
 
 def excerpt(
-    body: bytes, secrets: Iterable[SecretStr | str] = (), limit: int = _EXCERPT_CHARS
+    body: bytes, secrets: Iterable[SecretLike | str] = (), limit: int = _EXCERPT_CHARS
 ) -> str:
     """The start of a body as text, with any of our secrets blanked out.
 
@@ -139,18 +145,18 @@ def excerpt(
     return _redact(text, values)[:limit]
 
 
-def redact(text: str, secrets: Iterable[SecretStr | str]) -> str:
+def redact(text: str, secrets: Iterable[SecretLike | str]) -> str:
     """``text`` with each secret blanked out, whether it appears literally, JSON-escaped
     (``\\/``, ``\\uXXXX``), percent-encoded or inside base64
     (see ``flux_sdk._transport._redact``)."""
     return _redact(text, _values(secrets))
 
 
-def _values(secrets: Iterable[SecretStr | str]) -> tuple[str, ...]:
-    return tuple(s.get_secret_value() if isinstance(s, SecretStr) else s for s in secrets)
+def _values(secrets: Iterable[SecretLike | str]) -> tuple[str, ...]:
+    return tuple(secret_value(s) for s in secrets)
 
 
-def _with_request(response: httpx.Response, secrets: Iterable[SecretStr | str]) -> tuple[str, ...]:
+def _with_request(response: httpx.Response, secrets: Iterable[SecretLike | str]) -> tuple[str, ...]:
     """``secrets``, plus the credentials the request carried (so a provider that passes
     none is still covered)."""
     values = _values(secrets)
@@ -192,7 +198,7 @@ def raise_for_status(
     response: httpx.Response,
     *,
     provider: str,
-    secrets: Iterable[SecretStr | str] = (),
+    secrets: Iterable[SecretLike | str] = (),
     key_env: str | None = None,
 ) -> None:
     """Raise the right `ProviderError` subclass unless ``response`` is a 2xx.
@@ -237,7 +243,7 @@ def raise_for_status(
     )
 
 
-def _describe_body(response: httpx.Response, secrets: Iterable[SecretStr | str]) -> str:
+def _describe_body(response: httpx.Response, secrets: Iterable[SecretLike | str]) -> str:
     """A short description of a body that has no JSON error message."""
     body = response.content
     if not body:
@@ -266,7 +272,7 @@ def image_from_body(
     *,
     provider: str,
     request: GenerateRequest,
-    secrets: Iterable[SecretStr | str] = (),
+    secrets: Iterable[SecretLike | str] = (),
 ) -> GeneratedImage:
     """The response body as an image, or an `InvalidResponseError` saying what came instead."""
     body = response.content
@@ -289,7 +295,7 @@ def sniffed_image(
     *,
     provider: str,
     request: GenerateRequest,
-    secrets: Iterable[SecretStr | str] = (),
+    secrets: Iterable[SecretLike | str] = (),
 ) -> GeneratedImage | None:
     """The body as an image when its bytes are one, whatever ``Content-Type`` says;
     None when they are not.
@@ -323,7 +329,7 @@ def parse_json(
     response: httpx.Response,
     *,
     provider: str,
-    secrets: Iterable[SecretStr | str] = (),
+    secrets: Iterable[SecretLike | str] = (),
     body: bytes | None = None,
 ) -> dict[str, Any]:
     """The response body (or ``body``, read from it) checked against ``shape``, or an

@@ -14,11 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 from pydantic_core import ValidationError, core_schema
 
 from flux_sdk._base._errors import InvalidResponseError, ProviderError, QuotaExceeded
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
+from flux_sdk._base._secret import SecretStr
 
 from ._base64 import LIFTED, decode_base64, lift_base64
 from ._fields import Refusal, request_fields
