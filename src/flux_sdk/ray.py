@@ -49,7 +49,7 @@ class GenerateImages:
     or ``"pyarrow"``/``"pandas"`` converted by Ray gives).
 
     ``provider`` is a zero-argument factory of a provider (made in the actor, so nothing
-    that holds a key or a connection is pickled: a provider's key refuses to be), or a
+    that holds a key or a connection is pickled), or a
     provider when the class is made in this process. ``concurrency`` is the
     requests in flight: per actor, or across all actors with ``redis_url`` (then
     ``rate``, ``lease_seconds`` and ``limit_name`` shape the `SharedLimit`).

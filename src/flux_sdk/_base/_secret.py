@@ -3,8 +3,8 @@
 pydantic's ``SecretStr`` would do, but ``from pydantic import SecretStr`` loads
 ``pydantic.types`` and with it most of the model machinery, about a third of a first
 generate's import time (issue 26). This holder has the same face (``get_secret_value()``,
-``SecretStr('**********')`` as its repr) and is stricter: it refuses to be pickled, so a
-key never travels in a pickle by accident. pydantic's ``SecretStr`` (or any object with
+``SecretStr('**********')`` as its repr, pickled with its value as pydantic's is, so a
+provider still travels to a worker process). pydantic's ``SecretStr`` (or any object with
 a ``get_secret_value()`` that returns a str) is still accepted wherever a key is.
 """
 
@@ -27,9 +27,8 @@ class SecretStr:
     """A secret string: ``repr``, ``str``, formatting and logging show ``**********``.
 
     Equal to another `SecretStr` holding the same value; immutable; copying returns the
-    same object; pickling raises `TypeError` (give a worker a factory that reads the key
-    where it runs, such as ``functools.partial(Dataoorts, base_url=...)`` with the
-    environment variable set there).
+    same object; a pickle carries the key, as pydantic's does (a provider handed to a
+    worker process keeps working), so treat a pickle of a provider as the key itself.
     """
 
     __slots__ = ("_secret_value",)
@@ -76,13 +75,8 @@ class SecretStr:
     def __deepcopy__(self, memo: dict[int, Any]) -> SecretStr:
         return self
 
-    def __reduce_ex__(self, protocol: object) -> NoReturn:
-        raise TypeError(
-            "an API key (SecretStr) is not pickled, so that it never lands in a file or a "
-            "message by accident: give the worker a factory that makes the provider where "
-            "it runs (functools.partial(Dataoorts, base_url=...), the key read from the "
-            "environment there)"
-        )
+    def __reduce__(self) -> tuple[type[SecretStr], tuple[str]]:
+        return (SecretStr, (self._secret_value,))
 
 
 def secret_value(secret: str | SecretLike) -> str:
