@@ -5,9 +5,10 @@ provider is a flow of one ``"generate"`` step), sends each `Step` as one attempt
 the per-attempt chain (rate limit, concurrency limit, your per-attempt middleware, the
 I/O), retries it as its kind allows, sleeps through each `Wait`, and, once a job was
 `Accepted`, cancels it on the host if the call is cancelled or runs out of time. A
-queue job's concurrency slot is held from its accepted submit until the flow ends (a
-queue host counts jobs, not requests; see `_policy._hold`): the runner frees it here,
-on every way out, after the host was asked to cancel a job given up on.
+queue job's concurrency slot is held from its accepted submit until the host reports
+the job `Ended` or the flow ends (a queue host counts jobs, not requests; see
+`_policy._hold`): the runner frees it here, on every way out, after the host was asked
+to cancel a job given up on.
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ from flux_sdk._base._options import check_seconds
 from flux_sdk._pipeline._call import Call
 from flux_sdk._pipeline._middleware import AttemptNext
 from flux_sdk._policy._breaker import CircuitOpen
-from flux_sdk._policy._hold import Held, release_held
+from flux_sdk._policy._hold import Held, release_ended, release_held
 from flux_sdk._policy._retry import Retry
 from flux_sdk._transport._downloads import MAX_REDIRECTS, check_download, redirected
 from flux_sdk._transport._http import Http
 from flux_sdk._transport._redact import redact, redact_exception, secrets_of
 from flux_sdk.providers._base import (
     Accepted,
+    Ended,
     FlowProvider,
     Provider,
     Step,
@@ -48,6 +50,8 @@ __all__ = ["StepRunner", "start_flow"]
 _T = TypeVar("_T")
 # A cancel request is sent after the caller has given up: it may take this long at most.
 CANCEL_TIMEOUT = 10.0
+# How fast the estimate of a host's job time follows new jobs.
+_JOB_WEIGHT = 0.2
 _PROVIDER_BUGS = (ValueError, TypeError, KeyError, IndexError, AttributeError, LookupError)
 
 
@@ -88,6 +92,9 @@ class StepRunner:
         self.http = http
         self.flow_provider = flow_provider
         self._send_chain = attempt_chain(self._send)
+        # How long this host's jobs wait to end (their flows' waits from `Accepted` to
+        # `Ended`, averaged): how long a job the client lost track of keeps its slot.
+        self.job_seconds: float | None = None
 
     async def __call__(self, call: Call) -> GeneratedImage:
         return await self.run(call)
@@ -106,6 +113,7 @@ class StepRunner:
             self.retry.budget.on_call()
         meter = call.meter
         ended: BaseException | None = None
+        waited = 0.0  # since the job was accepted
         try:
             while True:
                 if isinstance(item, _Done):
@@ -118,8 +126,15 @@ class StepRunner:
                     seconds = check_seconds(item.seconds, _bug(call), "a flow's Wait")
                     call.emit("wait", attempt=call.attempts, delay=seconds)
                     await self.retry.sleep(seconds)
+                    waited += seconds
                 elif isinstance(item, Accepted):
                     call.job = item
+                    waited = 0.0
+                elif isinstance(item, Ended):
+                    if call.job is not None:  # nothing is left on the host to cancel
+                        call.job = dataclasses.replace(call.job, cancel=None)
+                        self._job_took(waited)
+                    await release_ended(call, item.ok)
                 else:
                     raise _bug(call)(f"its flow yielded {type(item).__name__}")
                 try:
@@ -149,6 +164,8 @@ class StepRunner:
             flow.close()
             if meter is not None:  # a queue job is charged once it has ended
                 meter.flow_ended(call, ended)
+            if call.held and call.job is None and isinstance(ended, FluxError):
+                await self._linger(call)
             if call.held:
                 await release_held(call, ended is None)
         if not isinstance(image, GeneratedImage):
@@ -158,6 +175,19 @@ class StepRunner:
         if image.attempts != call.attempts:
             image = _with_attempts(image, call.attempts)
         return image
+
+    def _job_took(self, seconds: float) -> None:
+        known = self.job_seconds
+        self.job_seconds = seconds if known is None else known + _JOB_WEIGHT * (seconds - known)
+
+    async def _linger(self, call: Call) -> None:
+        """A submit may have queued a job whose answer was lost (or broken): the host
+        counts it until it ends, so its slot stays taken about as long as this host's
+        jobs take, unless that would reach the call's deadline; a cancel ends the wait."""
+        seconds = self.job_seconds
+        if not seconds or anyio.current_time() + seconds >= anyio.current_effective_deadline():
+            return
+        await self.retry.sleep(seconds)
 
     async def _step(self, call: Call, step: Step) -> Any:
         if call.origin is None:

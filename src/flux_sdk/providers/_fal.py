@@ -22,7 +22,7 @@ from pydantic_core import core_schema, to_json
 from flux_sdk._base._errors import ConfigError, InvalidResponseError, ProviderError, warn
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
 
-from ._base import Accepted, Flow, ParamRules, Step, Wait
+from ._base import Accepted, Ended, Flow, ParamRules, Step, Wait
 from ._base64 import decode_base64
 from ._fal_wire import check_extra, fal_error, same_origin
 from ._fields import is_model_path, request_fields
@@ -193,6 +193,8 @@ class Fal:
             status = yield Step(poll, self._status, kind="poll")
             if status["status"] == "COMPLETED":
                 break
+        # fal's worker is free now: the job's concurrency slot goes back before the fetch.
+        yield Ended(ok=not status.get("error"))
         if status.get("error"):
             raise self._failed(status, job["request_id"])
         fetch = httpx.Request("GET", job["response_url"], headers=self._auth)
