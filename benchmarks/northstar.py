@@ -86,7 +86,10 @@ async def work(k: int, settings: dict[str, Any]) -> dict[str, Any]:
     ]
     prompts = [f"northstar prompt {i}" for i in range(settings["prompts"])]
     async with FluxClient(routes, routing="balanced") as flux:
-        # Ready: imported and the client made. The batch starts when every worker is.
+        # Ready: the client made and what its first call loads imported (SharedLimit's
+        # Redis client is imported on first use). The batch starts when every worker is.
+        import redis.asyncio
+
         Path(settings["out"], f".ready-{k}").touch()  # noqa: ASYNC240 - before the batch
         await asyncio.to_thread(sys.stdin.readline)
         results = await flux.generate_many(

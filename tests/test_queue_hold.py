@@ -251,3 +251,29 @@ async def test_a_submit_whose_answer_was_lost_keeps_its_slot_for_a_jobs_time(
     assert app.load[name].refused == 0  # never a submit while the lost job ran
     assert app.stats[name].billed == 3
     assert app.load[name].max_in_service == 1
+
+
+async def test_fal_looks_first_when_its_jobs_have_been_ending(
+    host: tuple[EmulatorApp, str], time: Time
+) -> None:
+    """The first job is polled on fal's fixed schedule; once the client knows how long
+    jobs take there, the next is first polled about then: fewer polls, and the job (and
+    its slot) is seen ended no later."""
+    _, url = host
+    polls: list[list[float]] = []
+
+    async def sleep(seconds: float) -> None:
+        polls[-1].append(seconds)
+        await time.sleep(seconds)
+
+    async with FluxClient(fal(url), max_retries=Retry(3, sleep=sleep)) as flux:
+        for prompt in ("a fox", "a second fox", "a third fox"):
+            polls.append([])
+            await flux.generate(prompt)
+    first, *later = polls
+    assert first[0] == 0.25
+    assert sum(first) >= JOB_SECONDS
+    for waits in later:
+        assert waits[0] > 0.25  # the first look comes when jobs have been ending
+        assert len(waits) < len(first)
+        assert JOB_SECONDS <= sum(waits) <= sum(first)

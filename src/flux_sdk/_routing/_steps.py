@@ -50,8 +50,10 @@ __all__ = ["StepRunner", "start_flow"]
 _T = TypeVar("_T")
 # A cancel request is sent after the caller has given up: it may take this long at most.
 CANCEL_TIMEOUT = 10.0
-# How fast the estimate of a host's job time follows new jobs.
+# How fast the estimate of a host's job time follows new jobs, and how much earlier than
+# a job seen ended at the first look it is guessed to have ended.
 _JOB_WEIGHT = 0.2
+_EARLIER = 0.9
 _PROVIDER_BUGS = (ValueError, TypeError, KeyError, IndexError, AttributeError, LookupError)
 
 
@@ -92,9 +94,11 @@ class StepRunner:
         self.http = http
         self.flow_provider = flow_provider
         self._send_chain = attempt_chain(self._send)
-        # How long this host's jobs wait to end (their flows' waits from `Accepted` to
-        # `Ended`, averaged): how long a job the client lost track of keeps its slot.
+        # How long this host's jobs take from `Accepted` to `Ended` (from their flows'
+        # waits, averaged): sent back for each `Accepted` (when to look first), and how
+        # long a job the client lost track of keeps its slot.
         self.job_seconds: float | None = None
+        self._seen_ended: float | None = None  # the waits until a job was seen ended
 
     async def __call__(self, call: Call) -> GeneratedImage:
         return await self.run(call)
@@ -113,7 +117,7 @@ class StepRunner:
             self.retry.budget.on_call()
         meter = call.meter
         ended: BaseException | None = None
-        waited = 0.0  # since the job was accepted
+        waited, last = 0.0, None  # the waits since the job was accepted, the latest
         try:
             while True:
                 if isinstance(item, _Done):
@@ -126,14 +130,15 @@ class StepRunner:
                     seconds = check_seconds(item.seconds, _bug(call), "a flow's Wait")
                     call.emit("wait", attempt=call.attempts, delay=seconds)
                     await self.retry.sleep(seconds)
-                    waited += seconds
+                    waited, last = waited + seconds, seconds
                 elif isinstance(item, Accepted):
                     call.job = item
-                    waited = 0.0
+                    waited, last = 0.0, None
+                    value = self.job_seconds  # when to look first (None: not known yet)
                 elif isinstance(item, Ended):
                     if call.job is not None:  # nothing is left on the host to cancel
                         call.job = dataclasses.replace(call.job, cancel=None)
-                        self._job_took(waited)
+                        self._job_took(waited, None if last == waited else last)
                     await release_ended(call, item.ok)
                 else:
                     raise _bug(call)(f"its flow yielded {type(item).__name__}")
@@ -176,15 +181,22 @@ class StepRunner:
             image = _with_attempts(image, call.attempts)
         return image
 
-    def _job_took(self, seconds: float) -> None:
-        known = self.job_seconds
-        self.job_seconds = seconds if known is None else known + _JOB_WEIGHT * (seconds - known)
+    def _job_took(self, waited: float, last: float | None) -> None:
+        """A job was seen ended after ``waited`` seconds of waits since its acceptance;
+        ``last``, the final wait, when a poll before it found the job still running (so
+        it ended within that wait: at its middle, as a guess). Seen ended at the first
+        look, it may have ended well before: guess a little earlier, so the next first
+        look comes sooner, until one finds a job still running."""
+        took = waited * _EARLIER if last is None else waited - last / 2
+        self.job_seconds = _averaged(self.job_seconds, took)
+        self._seen_ended = _averaged(self._seen_ended, waited)
 
     async def _linger(self, call: Call) -> None:
         """A submit may have queued a job whose answer was lost (or broken): the host
         counts it until it ends, so its slot stays taken about as long as this host's
-        jobs take, unless that would reach the call's deadline; a cancel ends the wait."""
-        seconds = self.job_seconds
+        jobs take to be seen ended, unless that would reach the call's deadline; a
+        cancel ends the wait."""
+        seconds = self._seen_ended
         if not seconds or anyio.current_time() + seconds >= anyio.current_effective_deadline():
             return
         await self.retry.sleep(seconds)
@@ -280,6 +292,10 @@ class StepRunner:
         finally:
             call.held = held
             await release_held(call, False)
+
+
+def _averaged(known: float | None, new: float) -> float:
+    return new if known is None else known + _JOB_WEIGHT * (new - known)
 
 
 def _attempted(

@@ -154,7 +154,9 @@ class Ended:
 Flow = Generator[Step | Wait | Accepted | Ended, Any, GeneratedImage]
 """A provider's conversation with the client: yields what it needs, returns the image.
 
-A `Step` is answered with what its ``parse`` returned; a `Wait`, an `Accepted` and an
+A `Step` is answered with what its ``parse`` returned; an `Accepted` with how long this
+host's recent jobs took from their acceptance to their end, in seconds (None until one
+has ended), so a flow can look first when its job is likely done; a `Wait` and an
 `Ended` with None.
 """
 
