@@ -277,3 +277,34 @@ async def test_fal_looks_first_when_its_jobs_have_been_ending(
         assert waits[0] > 0.25  # the first look comes when jobs have been ending
         assert len(waits) < len(first)
         assert JOB_SECONDS <= sum(waits) <= sum(first)
+
+
+async def test_a_queue_route_is_timed_by_its_slot_not_by_its_download(
+    host: tuple[EmulatorApp, str], time: Time, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Balanced routing weighs a route by how long a call holds a slot there: for a
+    queue job, until the host said it ended. A slow download after that (the CDN, not
+    the host's workers) does not make the host look slow."""
+    from flux_sdk._routing import _live
+
+    monkeypatch.setattr(_live, "_now", time)
+    _, url = host
+
+    async def slow_cdn(call: Any, call_next: Any) -> httpx.Response:
+        if call.step is not None and call.step.kind == "download":
+            time.now += 5.0
+        response: httpx.Response = await call_next(call)
+        return response
+
+    routes = [Route(fal(url), max_concurrency=2), Route(replicate(url), max_concurrency=2)]
+    async with FluxClient(
+        routes,  # failover: the first call goes to fal, which has room
+        max_retries=Retry(3, sleep=time.sleep),
+        attempt_middleware=[slow_cdn],
+    ) as flux:
+        image = await flux.generate("a fox")
+        assert flux._router is not None
+        service = flux._router.routes[0].service
+    assert image.provider == "fal"
+    assert service is not None
+    assert JOB_SECONDS <= service < JOB_SECONDS + 1.0

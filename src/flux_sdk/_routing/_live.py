@@ -60,6 +60,9 @@ class Live:
         self.shared = SharedLoad(concurrency) if isinstance(concurrency, SharedLimit) else None
         # When each running call first got its slot here (by id), to time its service.
         self.admitted: dict[int, float] = {} if admitted is None else admitted
+        # When each running queue job ended on its host, its slot given back (by id).
+        self.freed: dict[int, float] = {}
+        runner.on_ended = lambda call: self.freed.setdefault(id(call), _now())
         self._service: float | None = None  # peak-EWMA of the seconds a call holds a slot
         self._stamp = _now()
 
@@ -96,10 +99,11 @@ class Live:
         """Whether a call sent here now would find a free slot."""
         return self.busy < self.concurrency.limit
 
-    def served(self, admitted: float) -> None:
+    def served(self, admitted: float, freed: float | None = None) -> None:
         """A call that got its slot here at ``admitted`` (on the estimates' clock) ended
-        well: its service time counts in the estimate."""
-        self.observe(_now() - admitted)
+        well: its service time counts in the estimate, up to when its slot was
+        ``freed`` (a queue job: when the host said it ended) or now."""
+        self.observe((_now() if freed is None else freed) - admitted)
 
     def observe(self, seconds: float) -> None:
         """A call held a slot here ``seconds``: a slower one than the estimate counts at

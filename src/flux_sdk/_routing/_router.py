@@ -288,6 +288,7 @@ class Router:
         finally:
             live.pending -= 1
             admitted = live.admitted.pop(id(child), None)
+            freed = live.freed.pop(id(child), None)
             call.attempts += child.attempts
             call.errors += child.errors
             call.hosts += child.hosts
@@ -295,7 +296,7 @@ class Router:
         live.breaker.on_success()
         live.latencies.append(time.perf_counter() - start)
         if admitted is not None:
-            live.served(admitted)
+            live.served(admitted, freed)
         return image
 
     def _pay_hedge(self) -> bool:

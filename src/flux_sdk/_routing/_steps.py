@@ -99,6 +99,9 @@ class StepRunner:
         # long a job the client lost track of keeps its slot.
         self.job_seconds: float | None = None
         self._seen_ended: float | None = None  # the waits until a job was seen ended
+        # Told when a call's job ended on the host (its slot given back): the router
+        # times a queue route's service by the slot, not by the result and download.
+        self.on_ended: Callable[[Call], None] | None = None
 
     async def __call__(self, call: Call) -> GeneratedImage:
         return await self.run(call)
@@ -139,6 +142,8 @@ class StepRunner:
                     if call.job is not None:  # nothing is left on the host to cancel
                         call.job = dataclasses.replace(call.job, cancel=None)
                         self._job_took(waited, None if last == waited else last)
+                    if self.on_ended is not None:
+                        self.on_ended(call)
                     await release_ended(call, item.ok)
                 else:
                     raise _bug(call)(f"its flow yielded {type(item).__name__}")
