@@ -62,9 +62,12 @@ class Live:
         self.admitted: dict[int, float] = {} if admitted is None else admitted
         # When each running queue job ended on its host, its slot given back (by id).
         self.freed: dict[int, float] = {}
-        runner.on_ended = lambda call: self.freed.setdefault(id(call), _now())
+        runner.on_ended = self._freed
         self._service: float | None = None  # peak-EWMA of the seconds a call holds a slot
         self._stamp = _now()
+
+    def _freed(self, call: Call) -> None:
+        self.freed.setdefault(id(call), _now())
 
     def state(self) -> RouteState:
         ordered = sorted(self.latencies)
