@@ -175,14 +175,19 @@ def _limit(value: int | ConcurrencyLimit | SharedLimit | None) -> ConcurrencyLim
 
 
 class _Admit:
-    """Notes when each call first holds the route's slot, so the time it then takes is
-    the host's (its service), not the wait for the slot."""
+    """Notes when each call last took the route's slot (its request that makes the
+    image, or submits the job), so the time it then takes is the host's (its service):
+    not the wait for the slot, nor a retry's backoff, which holds none."""
 
     def __init__(self, admitted: dict[int, float]) -> None:
         self.admitted = admitted
 
     async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
-        self.admitted.setdefault(id(call), _now())
+        step = call.step
+        if step is None or step.kind in ("generate", "submit"):
+            self.admitted[id(call)] = _now()
+        else:  # a job's poll or download: its slot was taken by the submit
+            self.admitted.setdefault(id(call), _now())
         return await call_next(call)
 
 
