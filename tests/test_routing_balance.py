@@ -152,3 +152,27 @@ async def test_a_retry_backoff_does_not_count_as_the_hosts_time(
     service = flux._router.routes[0].service
     assert service is not None
     assert service < 1.0
+
+
+async def test_a_host_with_calls_still_at_it_does_not_look_faster_for_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A small host answers each of many processes seldom; while this process's calls
+    are still there its estimate holds (it is not left alone), so a long wait for an
+    answer does not make it look free."""
+    clock = _clock(monkeypatch)
+    flux = FluxClient(
+        [Route(A, max_concurrency=4), Route(B, max_concurrency=16)], routing="balanced"
+    )
+    assert flux._router is not None
+    small, large = flux._router.routes
+    small.observe(0.4)
+    large.observe(0.4)
+    small.pending = 8  # two calls per slot waiting
+    large.pending = 16  # one per slot
+    clock.now += 5 * _live._DECAY  # no answer from the small host for a while
+    assert small.service == pytest.approx(0.4)
+    assert flux._router.order([small, large])[0] is large
+    small.pending = 0  # left alone now: its estimate decays, so it is tried again
+    assert (small.service or 1.0) < 0.1
+    await flux.aclose()

@@ -121,10 +121,16 @@ class Live:
 
     @property
     def service(self) -> float | None:
-        """The seconds a call holds a slot here, decaying while none is seen (so a host
-        left alone after a slow answer is tried again), or None before any."""
+        """The seconds a call holds a slot here, decaying while none is seen and none of
+        this process's calls is here (so a host left alone after a slow answer is tried
+        again), or None before any. A host with calls of ours still at it is not left
+        alone: no answer yet is no sign of speed, and a small host (a few slots, shared
+        by many processes) answers each process seldom, so decaying then would make it
+        look free and pile calls on it."""
         if self._service is None:
             return None
+        if self.pending:
+            return self._service
         return self._service * math.exp(-(_now() - self._stamp) / _DECAY)
 
 
