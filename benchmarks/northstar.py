@@ -72,7 +72,7 @@ async def work(k: int, settings: dict[str, Any]) -> dict[str, Any]:
     urls, redis = settings["urls"], settings["redis"]
     providers = {
         "dataoorts": Dataoorts(KEY, base_url=urls["dataoorts"] + "/api/v1"),
-        "together": Together(KEY, base_url=urls["together"] + "/together/v1"),
+        "together": Together(KEY, base_url=urls["together"] + "/together"),
         "fal": Fal(KEY, base_url=urls["fal"]),
     }
     routes = [
@@ -316,6 +316,13 @@ def run(args: argparse.Namespace) -> None:
             raise SystemExit(f"northstar: a worker failed:\n{stderr.decode()[-3000:]}")
         reports.append(json.loads(stdout.decode().splitlines()[-1]))
     summary = summarise(args, wall, reports, seen, on_disk(out))
+    # What the workers logged (a SharedLimit falling back to local limits, say), counted.
+    logged: collections.Counter[str] = collections.Counter()
+    for _, stderr in outputs:
+        for line in stderr.decode(errors="replace").splitlines():
+            if line.strip() and not line.startswith(" "):
+                logged[line[:160]] += 1
+    summary["worker_log"] = dict(logged.most_common(8))
     summary["startup_seconds"] = round(began - launched, 2)
     summary["wall_with_startup_seconds"] = round(wall + began - launched, 2)
     summary["of_capacity_with_startup"] = round(

@@ -308,3 +308,20 @@ async def test_a_queue_route_is_timed_by_its_slot_not_by_its_download(
     assert image.provider == "fal"
     assert service is not None
     assert JOB_SECONDS <= service < JOB_SECONDS + 1.0
+
+
+async def test_a_lost_submit_before_any_job_ended_keeps_its_slot_a_second(time: Time) -> None:
+    """The very first submit's answer is cut: no job time is known yet, so its slot
+    stays taken for a second (a short job's time), not given back at once."""
+    capacity = Capacity(replicas=1, median=JOB_SECONDS, clock=time)
+    app = EmulatorApp(
+        default_size=32, capacity={"fal": capacity}, faults=FaultPlan([Fault.TRUNCATED])
+    )
+    with serve(app) as url:
+        retry = Retry(3, sleep=time.sleep)
+        async with FluxClient(fal(url), max_concurrency=1, max_retries=retry) as flux:
+            with pytest.raises(TransportError):
+                await flux.generate("a lost fox")
+            assert time.now == pytest.approx(1.0)
+            await flux.generate("a fox")
+    assert app.load["fal"].refused == 0

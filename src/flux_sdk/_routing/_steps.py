@@ -54,6 +54,8 @@ CANCEL_TIMEOUT = 10.0
 # a job seen ended at the first look it is guessed to have ended.
 _JOB_WEIGHT = 0.2
 _EARLIER = 0.9
+# How long a lost job keeps its slot before any of the host's jobs was seen ended.
+_JOB_UNKNOWN = 1.0
 _PROVIDER_BUGS = (ValueError, TypeError, KeyError, IndexError, AttributeError, LookupError)
 
 
@@ -199,10 +201,10 @@ class StepRunner:
     async def _linger(self, call: Call) -> None:
         """A submit may have queued a job whose answer was lost (or broken): the host
         counts it until it ends, so its slot stays taken about as long as this host's
-        jobs take to be seen ended, unless that would reach the call's deadline; a
-        cancel ends the wait."""
-        seconds = self._seen_ended
-        if not seconds or anyio.current_time() + seconds >= anyio.current_effective_deadline():
+        jobs take to be seen ended (1 s before one was), unless that would reach the
+        call's deadline; a cancel ends the wait."""
+        seconds = self._seen_ended or _JOB_UNKNOWN
+        if anyio.current_time() + seconds >= anyio.current_effective_deadline():
             return
         await self.retry.sleep(seconds)
 
