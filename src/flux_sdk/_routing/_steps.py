@@ -53,7 +53,7 @@ CANCEL_TIMEOUT = 10.0
 # How fast the estimate of a host's job time follows new jobs, and how much earlier than
 # a job seen ended at the first look it is guessed to have ended.
 _JOB_WEIGHT = 0.2
-_EARLIER = 0.9
+_EARLIER = 0.97
 # How long a lost job keeps its slot before any of the host's jobs was seen ended.
 _JOB_UNKNOWN = 1.0
 _PROVIDER_BUGS = (ValueError, TypeError, KeyError, IndexError, AttributeError, LookupError)
