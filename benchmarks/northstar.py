@@ -202,6 +202,9 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     wall, least = summary["wall_seconds"], summary["least_seconds"]
     left.bar(["least possible", "measured"], [least, wall], color=["#999", "#3465a4"])
+    startup = summary.get("startup_seconds", 0.0)
+    left.bar(["measured"], [startup], bottom=[wall], color="#ccc", label="workers starting")
+    left.legend(loc="lower right")
     left.set_ylabel("seconds")
     left.set_title(f"{summary['prompts']} prompts, {summary['workers']} workers: "
                    f"{summary['of_capacity']:.2f}x of capacity")  # fmt: skip
