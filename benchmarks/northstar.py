@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -71,7 +72,7 @@ async def work(k: int, settings: dict[str, Any]) -> dict[str, Any]:
     urls, redis = settings["urls"], settings["redis"]
     providers = {
         "dataoorts": Dataoorts(KEY, base_url=urls["dataoorts"] + "/api/v1"),
-        "together": Together(KEY, base_url=urls["together"] + "/together/v1"),
+        "together": Together(KEY, base_url=urls["together"] + "/together"),
         "fal": Fal(KEY, base_url=urls["fal"]),
     }
     routes = [
@@ -85,6 +86,12 @@ async def work(k: int, settings: dict[str, Any]) -> dict[str, Any]:
     ]
     prompts = [f"northstar prompt {i}" for i in range(settings["prompts"])]
     async with FluxClient(routes, routing="balanced") as flux:
+        # Ready: the client made and what its first call loads imported (SharedLimit's
+        # Redis client is imported on first use). The batch starts when every worker is.
+        import redis.asyncio
+
+        Path(settings["out"], f".ready-{k}").touch()  # noqa: ASYNC240 - before the batch
+        await asyncio.to_thread(sys.stdin.readline)
         results = await flux.generate_many(
             prompts, save_dir=settings["out"], keep_images=False, shard=(k, settings["workers"])
         )
@@ -94,6 +101,9 @@ async def work(k: int, settings: dict[str, Any]) -> dict[str, Any]:
         "ok": len(results) - len(failed),
         "failed": len(failed),
         "errors": dict(collections.Counter(type(e).__name__ for e in failed)),
+        "failures": dict(
+            collections.Counter(f"{e.provider} {e.step} {type(e).__name__}" for e in failed)
+        ),
         "ledger": {
             host: {"attempts": s.attempts, "billed": s.billed, "maybe": s.maybe_billed}
             for host, s in spend.items()
@@ -142,6 +152,27 @@ def stats(url: str) -> dict[str, Any]:
         return dict(json.load(answer)["hosts"])
 
 
+class Timeline(threading.Thread):
+    """The emulators' counters read every 0.5 s while the batch runs: where time goes."""
+
+    def __init__(self, urls: dict[str, str], began: float) -> None:
+        super().__init__(daemon=True)
+        self.urls, self.began = urls, began
+        self.samples: list[dict[str, Any]] = []
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(0.5):
+            at = round(time.perf_counter() - self.began, 2)
+            with contextlib.suppress(OSError):
+                hosts = {name: stats(url).get(name, {}) for name, url in self.urls.items()}
+                self.samples.append({"t": at, "hosts": hosts})
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
 def on_disk(out: Path) -> dict[str, int]:
     """Images on disk, manifest lines with a file, and indices written more than once."""
     names = [n for n in os.listdir(out) if n.endswith((".png", ".jpg", ".webp"))]
@@ -171,6 +202,9 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     wall, least = summary["wall_seconds"], summary["least_seconds"]
     left.bar(["least possible", "measured"], [least, wall], color=["#999", "#3465a4"])
+    startup = summary.get("startup_seconds", 0.0)
+    left.bar(["measured"], [startup], bottom=[wall], color="#ccc", label="workers starting")
+    left.legend(loc="lower right")
     left.set_ylabel("seconds")
     left.set_title(f"{summary['prompts']} prompts, {summary['workers']} workers: "
                    f"{summary['of_capacity']:.2f}x of capacity")  # fmt: skip
@@ -200,6 +234,9 @@ def main() -> None:
         "--weighted", action="store_true", help="give each route weight=replicas (not the recipe)"
     )
     parser.add_argument("--plot", type=Path, default=ROOT / "docs/img/northstar.png")
+    parser.add_argument(
+        "--timeline", type=Path, help="write the emulators' counters, read every 0.5 s"
+    )
     parser.add_argument("--serve", nargs=3, metavar=("HOST", "PORT", "REPLICAS"))
     parser.add_argument("--work", type=int, metavar="K")
     parser.add_argument("--settings")
@@ -249,17 +286,31 @@ def run(args: argparse.Namespace) -> None:
             "out": str(out),
             "weighted": args.weighted,
         }
-        began = time.perf_counter()
+        launched = time.perf_counter()
         # Output to files, not pipes: a worker never blocks on a pipe nobody reads yet.
         logs = [(out / f".out-{k}", out / f".err-{k}") for k in range(args.workers)]
         workers = []
         for k, (stdout, stderr) in enumerate(logs):
             command = [*me, "--work", str(k), "--settings", json.dumps(settings)]
             with stdout.open("wb") as o, stderr.open("wb") as e:
-                workers.append(subprocess.Popen(command, stdout=o, stderr=e))
+                workers.append(subprocess.Popen(command, stdin=subprocess.PIPE, stdout=o, stderr=e))
+        ready = [out / f".ready-{k}" for k in range(args.workers)]
+        while not all(r.exists() for r in ready):
+            if any(w.poll() is not None for w in workers):
+                break  # a worker died before it was ready: its report says why
+            time.sleep(0.02)
+        began = time.perf_counter()
+        for worker in workers:  # go: every worker starts its shard now
+            with contextlib.suppress(OSError):
+                assert worker.stdin is not None
+                worker.stdin.write(b"go\n")
+                worker.stdin.close()
+        timeline = Timeline(urls, began)
+        timeline.start()
         for worker in workers:
             worker.wait()
         wall = time.perf_counter() - began
+        timeline.stop()
         outputs = [(o.read_bytes(), e.read_bytes()) for o, e in logs]
         seen = {name: stats(url).get(name, {}) for name, url in urls.items()}
     reports = []
@@ -268,6 +319,21 @@ def run(args: argparse.Namespace) -> None:
             raise SystemExit(f"northstar: a worker failed:\n{stderr.decode()[-3000:]}")
         reports.append(json.loads(stdout.decode().splitlines()[-1]))
     summary = summarise(args, wall, reports, seen, on_disk(out))
+    # What the workers logged (a SharedLimit falling back to local limits, say), counted.
+    logged: collections.Counter[str] = collections.Counter()
+    for _, stderr in outputs:
+        for line in stderr.decode(errors="replace").splitlines():
+            if line.strip() and not line.startswith(" "):
+                logged[line[:160]] += 1
+    summary["worker_log"] = dict(logged.most_common(8))
+    summary["startup_seconds"] = round(began - launched, 2)
+    summary["wall_with_startup_seconds"] = round(wall + began - launched, 2)
+    summary["of_capacity_with_startup"] = round(
+        summary["least_seconds"] / summary["wall_with_startup_seconds"], 3
+    )
+    summary["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    if args.timeline is not None:
+        args.timeline.write_text(json.dumps(timeline.samples))
     print(json.dumps(summary, sort_keys=True))
     shutil.rmtree(out, ignore_errors=True)
     plot(summary, args.plot)
@@ -297,8 +363,10 @@ def summarise(
             "max_in_service": host.get("max_in_service"),
         }
     errors: collections.Counter[str] = collections.Counter()
+    failures: collections.Counter[str] = collections.Counter()
     for report in reports:
         errors.update(report["errors"])
+        failures.update(report["failures"])
     ok = sum(r["ok"] for r in reports)
     return {
         "prompts": args.prompts,
@@ -310,6 +378,7 @@ def summarise(
         "ok": ok,
         "failed": sum(r["failed"] for r in reports),
         "errors": dict(errors),
+        "failures": dict(failures),
         "lost": args.prompts - ok - sum(r["failed"] for r in reports),
         **disk,
         "jobs_billed_twice": sum(h["repeated"] for h in hosts.values()),

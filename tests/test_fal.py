@@ -29,7 +29,7 @@ from flux_sdk import (
     ProviderError,
     ServerError,
 )
-from flux_sdk.providers import Accepted, Step, Wait
+from flux_sdk.providers import Accepted, Ended, Step, Wait
 from flux_sdk.providers._fal import POLLS
 
 from ._images import image_bytes
@@ -73,12 +73,12 @@ LIFE = [ok(JOB), status("IN_QUEUE"), status("IN_PROGRESS"), status("COMPLETED"),
 
 def drive(
     provider: Fal, answers: Iterable[httpx.Response], request: GenerateRequest = REQ
-) -> tuple[GeneratedImage, list[Step | Wait | Accepted]]:
+) -> tuple[GeneratedImage, list[Step | Wait | Accepted | Ended]]:
     """Run the flow, answering each Step with the next response; return the image and
     every item the flow yielded."""
     flow = provider.generate_flow(request)
     answers = iter(answers)
-    seen: list[Step | Wait | Accepted] = []
+    seen: list[Step | Wait | Accepted | Ended] = []
     value: Any = None
     try:
         while True:

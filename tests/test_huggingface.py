@@ -29,7 +29,7 @@ from flux_sdk import (
     RateLimitError,
     ServerError,
 )
-from flux_sdk.providers import Accepted, Step, Wait
+from flux_sdk.providers import Accepted, Ended, Step, Wait
 
 from ._images import image_bytes
 
@@ -38,7 +38,7 @@ ROUTER = "https://router.huggingface.co"
 PNG = image_bytes(size=4)
 REQ = GenerateRequest(prompt="a red fox", seed=42)
 SCHNELL = "black-forest-labs/FLUX.1-schnell"
-Item = Step | Wait | Accepted
+Item = Step | Wait | Accepted | Ended
 
 
 def drive(

@@ -25,8 +25,9 @@ from flux_sdk import (
     Replicate,
     Retry,
     Route,
+    TransportError,
 )
-from flux_sdk.emulator import DEFAULT_API_KEY, Capacity, EmulatorApp
+from flux_sdk.emulator import DEFAULT_API_KEY, Capacity, EmulatorApp, Fault, FaultPlan
 
 from ._server import serve
 
@@ -193,3 +194,134 @@ async def test_a_held_job_is_one_answer_to_an_adaptive_limit_not_one_per_poll(
     assert (await stats(url))["replicate"]["max_in_service"] == 1
     assert len(polls) >= 2 * 9
     assert limit.limit == 2
+
+
+@pytest.mark.parametrize("kind", ["fixed", "adaptive"])
+@pytest.mark.parametrize("name", ["fal", "replicate"])
+async def test_a_job_frees_its_slot_once_the_host_says_it_ended(
+    host: tuple[EmulatorApp, str], time: Time, name: str, kind: str
+) -> None:
+    """The host's worker is free once the job's status says it ended: the slot goes back
+    then, and the result and the download that follow take none (a slot held for them
+    is a replica left idle). No cancel is sent for an ended job."""
+    _, url = host
+    limit = limit_of(kind)
+    seen: list[tuple[str | None, int]] = []
+
+    def on_event(event: FluxEvent) -> None:
+        if event.kind == "attempt":
+            seen.append((event.step, limit.in_flight))
+
+    provider = PROVIDERS[name](url)
+    retry = Retry(3, sleep=time.sleep)
+    async with FluxClient(
+        provider, max_concurrency=limit, max_retries=retry, on_event=on_event
+    ) as flux:
+        image = await flux.generate("a fox")
+    assert image.provider == name
+    steps = [step for step, _ in seen]
+    assert steps[0] == "submit"
+    assert steps[-1] == "download"
+    assert "cancel" not in steps
+    assert seen[0][1] == 1  # held from the accepted submit
+    assert seen[-1][1] == 0  # the download: the slot was already back
+    assert limit.in_flight == 0
+
+
+@pytest.mark.parametrize("kind", ["fixed", "adaptive"])
+@pytest.mark.parametrize("name", ["fal", "replicate"])
+async def test_a_submit_whose_answer_was_lost_keeps_its_slot_for_a_jobs_time(
+    time: Time, name: str, kind: str
+) -> None:
+    """The host took the job but its answer was cut: the job runs there, unseen, and
+    counts against the host's capacity until it ends. Its slot stays taken for about a
+    job's time (learned from the jobs before it), so the next submit is not refused."""
+    capacity = Capacity(replicas=1, median=JOB_SECONDS, clock=time)
+    faults = FaultPlan([None, Fault.TRUNCATED])  # the second submit's answer is cut
+    app = EmulatorApp(default_size=32, capacity={name: capacity}, faults=faults)
+    limit = ConcurrencyLimit(1) if kind == "fixed" else AdaptiveLimit(max=1)
+    with serve(app) as url:
+        retry = Retry(3, sleep=time.sleep)
+        async with FluxClient(PROVIDERS[name](url), max_concurrency=limit, max_retries=retry) as f:
+            await f.generate("a fox")  # how long a job takes here
+            with pytest.raises(TransportError):  # maybe queued: not sent again
+                await f.generate("a lost fox")
+            assert limit.in_flight == 0
+            await f.generate("a second fox")
+    assert app.load[name].refused == 0  # never a submit while the lost job ran
+    assert app.stats[name].billed == 3
+    assert app.load[name].max_in_service == 1
+
+
+async def test_fal_looks_first_when_its_jobs_have_been_ending(
+    host: tuple[EmulatorApp, str], time: Time
+) -> None:
+    """The first job is polled on fal's fixed schedule; once the client knows how long
+    jobs take there, the next is first polled about then: fewer polls, and the job (and
+    its slot) is seen ended no later."""
+    _, url = host
+    polls: list[list[float]] = []
+
+    async def sleep(seconds: float) -> None:
+        polls[-1].append(seconds)
+        await time.sleep(seconds)
+
+    async with FluxClient(fal(url), max_retries=Retry(3, sleep=sleep)) as flux:
+        for prompt in ("a fox", "a second fox", "a third fox"):
+            polls.append([])
+            await flux.generate(prompt)
+    first, *later = polls
+    assert first[0] == 0.25
+    assert sum(first) >= JOB_SECONDS
+    for waits in later:
+        assert waits[0] > 0.25  # the first look comes when jobs have been ending
+        assert len(waits) < len(first)
+        assert JOB_SECONDS <= sum(waits) <= sum(first)
+
+
+async def test_a_queue_route_is_timed_by_its_slot_not_by_its_download(
+    host: tuple[EmulatorApp, str], time: Time, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Balanced routing weighs a route by how long a call holds a slot there: for a
+    queue job, until the host said it ended. A slow download after that (the CDN, not
+    the host's workers) does not make the host look slow."""
+    from flux_sdk._routing import _live
+
+    monkeypatch.setattr(_live, "_now", time)
+    _, url = host
+
+    async def slow_cdn(call: Any, call_next: Any) -> httpx.Response:
+        if call.step is not None and call.step.kind == "download":
+            time.now += 5.0
+        response: httpx.Response = await call_next(call)
+        return response
+
+    routes = [Route(fal(url), max_concurrency=2), Route(replicate(url), max_concurrency=2)]
+    async with FluxClient(
+        routes,  # failover: the first call goes to fal, which has room
+        max_retries=Retry(3, sleep=time.sleep),
+        attempt_middleware=[slow_cdn],
+    ) as flux:
+        image = await flux.generate("a fox")
+        assert flux._router is not None
+        service = flux._router.routes[0].service
+    assert image.provider == "fal"
+    assert service is not None
+    assert JOB_SECONDS <= service < JOB_SECONDS + 1.0
+
+
+async def test_a_lost_submit_before_any_job_ended_keeps_its_slot_a_second(time: Time) -> None:
+    """The very first submit's answer is cut: no job time is known yet, so its slot
+    stays taken for a second (a short job's time), not given back at once."""
+    capacity = Capacity(replicas=1, median=JOB_SECONDS, clock=time)
+    app = EmulatorApp(
+        default_size=32, capacity={"fal": capacity}, faults=FaultPlan([Fault.TRUNCATED])
+    )
+    with serve(app) as url:
+        retry = Retry(3, sleep=time.sleep)
+        async with FluxClient(fal(url), max_concurrency=1, max_retries=retry) as flux:
+            with pytest.raises(TransportError):
+                await flux.generate("a lost fox")
+            assert time.now == pytest.approx(1.0)
+            await flux.generate("a fox")
+    assert app.load["fal"].refused == 0

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import respx
 
-from flux_sdk import FluxClient, Route
+from flux_sdk import FluxClient, Retry, Route
 from flux_sdk._routing import _live
 
 from .test_routing import OK, A, B, Host, client
@@ -126,3 +126,53 @@ def _clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
     clock = _Clock()
     monkeypatch.setattr(_live, "_now", clock)
     return clock
+
+
+async def test_a_retry_backoff_does_not_count_as_the_hosts_time(
+    router: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call refused once (503) waits out its backoff holding no slot, then is served
+    at once: the host's time is that last request's, not the backoff's, so one refusal
+    does not make the host look slow and send the next calls elsewhere."""
+    clock = _clock(monkeypatch)
+
+    async def backoff(seconds: float) -> None:
+        clock.now += 5.0  # a long wait for a free retry
+
+    # The host asks for the retry (Retry-After), so the call stays at it.
+    refused = httpx.Response(503, headers={"retry-after": "1"}, json={"error": "busy"})
+    answers = iter([refused, OK])
+    router.post(A.url).mock(side_effect=lambda request: next(answers))
+    flux = FluxClient([Route(A), Route(B)], max_retries=Retry(3, sleep=backoff))
+    assert flux._router is not None
+    async with flux:
+        image = await flux.generate("a fox")
+    assert image.provider == "alpha"
+    assert image.attempts == 2
+    service = flux._router.routes[0].service
+    assert service is not None
+    assert service < 1.0
+
+
+async def test_a_host_with_calls_still_at_it_does_not_look_faster_for_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A small host answers each of many processes seldom; while this process's calls
+    are still there its estimate holds (it is not left alone), so a long wait for an
+    answer does not make it look free."""
+    clock = _clock(monkeypatch)
+    flux = FluxClient(
+        [Route(A, max_concurrency=4), Route(B, max_concurrency=16)], routing="balanced"
+    )
+    assert flux._router is not None
+    small, large = flux._router.routes
+    small.observe(0.4)
+    large.observe(0.4)
+    small.pending = 8  # two calls per slot waiting
+    large.pending = 16  # one per slot
+    clock.now += 5 * _live._DECAY  # no answer from the small host for a while
+    assert small.service == pytest.approx(0.4)
+    assert flux._router.order([small, large])[0] is large
+    small.pending = 0  # left alone now: its estimate decays, so it is tried again
+    assert (small.service or 1.0) < 0.1
+    await flux.aclose()

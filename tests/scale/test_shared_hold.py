@@ -14,8 +14,8 @@ from typing import Any
 import anyio
 import pytest
 
-from flux_sdk import Fal, FluxClient, Replicate, Retry, SharedLimit
-from flux_sdk.emulator import DEFAULT_API_KEY, Capacity, EmulatorApp
+from flux_sdk import Fal, FluxClient, Replicate, Retry, SharedLimit, TransportError
+from flux_sdk.emulator import DEFAULT_API_KEY, Capacity, EmulatorApp, Fault, FaultPlan
 from tests._server import serve
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]
@@ -177,3 +177,30 @@ async def test_a_cancelled_job_gives_its_lease_back(redis_url: str) -> None:
         async with redis.asyncio.Redis.from_url(redis_url) as check:
             assert await check.zcard(leases_key(name)) == 0
     assert app.load["replicate"].in_service == 0  # cancelled on the host first
+
+
+@pytest.mark.parametrize("host", ["fal", "replicate"])
+async def test_a_submit_whose_answer_was_lost_keeps_its_lease_for_a_jobs_time(
+    redis_url: str, host: str
+) -> None:
+    """The host took the job but the answer to its submit was cut: the job runs there
+    unseen, so its lease stays taken for about a job's time (learned from the job
+    before it) and the next submit, at concurrency=1, finds the host free."""
+    time = Time()
+    capacity = Capacity(replicas=1, median=1.0, clock=time)
+    faults = FaultPlan([None, Fault.TRUNCATED])
+    app = EmulatorApp(default_size=32, capacity={host: capacity}, faults=faults)
+    limit = SharedLimit(redis_url, f"t-{uuid.uuid4().hex}", concurrency=1)
+    with serve(app) as url:
+        retry = Retry(3, sleep=time.sleep)
+        async with (
+            limit,
+            FluxClient(providers(url)[host], max_concurrency=limit, max_retries=retry) as flux,
+        ):
+            await flux.generate("a fox")
+            with pytest.raises(TransportError):
+                await flux.generate("a lost fox")
+            assert limit.in_flight == 0
+            await flux.generate("a second fox")
+    assert app.load[host].refused == 0
+    assert app.stats[host].billed == 3

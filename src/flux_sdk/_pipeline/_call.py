@@ -15,11 +15,19 @@ if TYPE_CHECKING:
 
     from flux_sdk._base._errors import Billed, FluxError
     from flux_sdk._base._models import GeneratedImage, JsonValue
-    from flux_sdk.providers._base import Accepted, Flow, FlowProvider, Provider, Step, Wait
+    from flux_sdk.providers._base import (
+        Accepted,
+        Ended,
+        Flow,
+        FlowProvider,
+        Provider,
+        Step,
+        Wait,
+    )
 
     from ._background import Background
 
-    FlowItem = Step | Wait | Accepted
+    FlowItem = Step | Wait | Accepted | Ended
 
 __all__ = ["Call", "Metering", "make_request"]
 

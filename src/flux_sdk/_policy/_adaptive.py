@@ -349,7 +349,12 @@ class AdaptiveLimit(ConcurrencyLimit):
                     step = call.step
                     timed = step is None or step.kind == "generate"
                     self.on_answer(self._latency(response, start) if timed else None, epoch)
+            else:  # a 5xx to a submit may have queued a job all the same
+                kept = keep(call, self, response, functools.partial(self._job_ended, epoch))
             return response
+        except Exception as exc:  # a submit whose answer was lost may still run there
+            kept = keep(call, self, exc, functools.partial(self._job_ended, epoch))
+            raise
         finally:
             if not kept:
                 self.release()

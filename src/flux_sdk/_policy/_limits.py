@@ -66,6 +66,9 @@ class ConcurrencyLimit:
             response = await call_next(call)
             kept = keep(call, self, response, self._give_back)
             return response
+        except Exception as exc:  # a submit whose answer was lost may still run there
+            kept = keep(call, self, exc, self._give_back)
+            raise
         finally:
             if not kept:
                 semaphore.release()

@@ -206,8 +206,9 @@ class SharedLimit:
         end = renewed(self, lease)  # counted in flight, renewed until `end` is awaited
         try:
             response = await call_next(call)
-        except BaseException:
-            await end(False)
+        except BaseException as exc:  # a submit whose answer was lost may still run there
+            if lease is None or not keep(call, self, exc, end):
+                await end(False)
             raise
         if lease is None or not keep(call, self, response, end):  # a job keeps its lease
             await end(False)

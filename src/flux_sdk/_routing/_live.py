@@ -60,8 +60,14 @@ class Live:
         self.shared = SharedLoad(concurrency) if isinstance(concurrency, SharedLimit) else None
         # When each running call first got its slot here (by id), to time its service.
         self.admitted: dict[int, float] = {} if admitted is None else admitted
+        # When each running queue job ended on its host, its slot given back (by id).
+        self.freed: dict[int, float] = {}
+        runner.on_ended = self._freed
         self._service: float | None = None  # peak-EWMA of the seconds a call holds a slot
         self._stamp = _now()
+
+    def _freed(self, call: Call) -> None:
+        self.freed.setdefault(id(call), _now())
 
     def state(self) -> RouteState:
         ordered = sorted(self.latencies)
@@ -96,10 +102,11 @@ class Live:
         """Whether a call sent here now would find a free slot."""
         return self.busy < self.concurrency.limit
 
-    def served(self, admitted: float) -> None:
+    def served(self, admitted: float, freed: float | None = None) -> None:
         """A call that got its slot here at ``admitted`` (on the estimates' clock) ended
-        well: its service time counts in the estimate."""
-        self.observe(_now() - admitted)
+        well: its service time counts in the estimate, up to when its slot was
+        ``freed`` (a queue job: when the host said it ended) or now."""
+        self.observe((_now() if freed is None else freed) - admitted)
 
     def observe(self, seconds: float) -> None:
         """A call held a slot here ``seconds``: a slower one than the estimate counts at
@@ -114,10 +121,16 @@ class Live:
 
     @property
     def service(self) -> float | None:
-        """The seconds a call holds a slot here, decaying while none is seen (so a host
-        left alone after a slow answer is tried again), or None before any."""
+        """The seconds a call holds a slot here, decaying while none is seen and none of
+        this process's calls is here (so a host left alone after a slow answer is tried
+        again), or None before any. A host with calls of ours still at it is not left
+        alone: no answer yet is no sign of speed, and a small host (a few slots, shared
+        by many processes) answers each process seldom, so decaying then would make it
+        look free and pile calls on it."""
         if self._service is None:
             return None
+        if self.pending:
+            return self._service
         return self._service * math.exp(-(_now() - self._stamp) / _DECAY)
 
 
@@ -168,14 +181,19 @@ def _limit(value: int | ConcurrencyLimit | SharedLimit | None) -> ConcurrencyLim
 
 
 class _Admit:
-    """Notes when each call first holds the route's slot, so the time it then takes is
-    the host's (its service), not the wait for the slot."""
+    """Notes when each call last took the route's slot (its request that makes the
+    image, or submits the job), so the time it then takes is the host's (its service):
+    not the wait for the slot, nor a retry's backoff, which holds none."""
 
     def __init__(self, admitted: dict[int, float]) -> None:
         self.admitted = admitted
 
     async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
-        self.admitted.setdefault(id(call), _now())
+        step = call.step
+        if step is None or step.kind in ("generate", "submit"):
+            self.admitted[id(call)] = _now()
+        else:  # a job's poll or download: its slot was taken by the submit
+            self.admitted.setdefault(id(call), _now())
         return await call_next(call)
 
 

@@ -110,7 +110,9 @@ class Router:
 
     def _cheapest(self, healthy: list[Live], costs: dict[int, tuple[bool, float]]) -> Live:
         """The route where a call would finish soonest; routes within `_TIE` of it are as
-        good, and one of those is drawn by weight."""
+        good, and one of those is drawn by weight times the calls it serves a second
+        (slots per service time): drawn evenly, a small host among the ties would get
+        more than its share, and the batch would end waiting for it."""
         full, best = min(costs[id(live)] for live in healthy)
         ties = [
             live
@@ -119,7 +121,9 @@ class Router:
         ]
         if len(ties) == 1:
             return ties[0]
-        return self._rng.choices(ties, weights=[live.route.weight for live in ties])[0]
+        seconds = _service_times(ties)
+        weights = [live.route.weight * live.concurrency.limit / seconds[id(live)] for live in ties]
+        return self._rng.choices(ties, weights=weights)[0]
 
     async def __call__(self, call: Call) -> GeneratedImage:
         accepted = self.accepting(call.request, call)
@@ -288,6 +292,7 @@ class Router:
         finally:
             live.pending -= 1
             admitted = live.admitted.pop(id(child), None)
+            freed = live.freed.pop(id(child), None)
             call.attempts += child.attempts
             call.errors += child.errors
             call.hosts += child.hosts
@@ -295,7 +300,7 @@ class Router:
         live.breaker.on_success()
         live.latencies.append(time.perf_counter() - start)
         if admitted is not None:
-            live.served(admitted)
+            live.served(admitted, freed)
         return image
 
     def _pay_hedge(self) -> bool:
@@ -339,15 +344,22 @@ def _costs(lives: list[Live]) -> dict[int, tuple[bool, float]]:
     """Each route's cost for one more call, least first: a route with a free slot before
     a full one, then the calls there (every process's, with a `SharedLimit`) per slot
     times how long a call holds a slot there (a host not yet timed: the others' mean)."""
-    known = [seconds for live in lives if (seconds := live.service) is not None]
-    default = sum(known) / len(known) if known else 1.0
+    seconds = _service_times(lives)
     costs = {}
     for live in lives:
-        service = live.service
         per_slot = (live.busy + 1) / live.concurrency.limit
-        seconds = max(_FLOOR, default if service is None else service)
-        costs[id(live)] = (not live.has_room, per_slot * seconds)
+        costs[id(live)] = (not live.has_room, per_slot * seconds[id(live)])
     return costs
+
+
+def _service_times(lives: list[Live]) -> dict[int, float]:
+    """How long a call holds a slot at each route (one not yet timed: the others' mean)."""
+    known = [seconds for live in lives if (seconds := live.service) is not None]
+    default = sum(known) / len(known) if known else 1.0
+    return {
+        id(live): max(_FLOOR, default if (service := live.service) is None else service)
+        for live in lives
+    }
 
 
 def _price(live: Live) -> tuple[bool, float]:

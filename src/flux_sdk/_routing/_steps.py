@@ -5,9 +5,10 @@ provider is a flow of one ``"generate"`` step), sends each `Step` as one attempt
 the per-attempt chain (rate limit, concurrency limit, your per-attempt middleware, the
 I/O), retries it as its kind allows, sleeps through each `Wait`, and, once a job was
 `Accepted`, cancels it on the host if the call is cancelled or runs out of time. A
-queue job's concurrency slot is held from its accepted submit until the flow ends (a
-queue host counts jobs, not requests; see `_policy._hold`): the runner frees it here,
-on every way out, after the host was asked to cancel a job given up on.
+queue job's concurrency slot is held from its accepted submit until the host reports
+the job `Ended` or the flow ends (a queue host counts jobs, not requests; see
+`_policy._hold`): the runner frees it here, on every way out, after the host was asked
+to cancel a job given up on.
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ from flux_sdk._base._options import check_seconds
 from flux_sdk._pipeline._call import Call
 from flux_sdk._pipeline._middleware import AttemptNext
 from flux_sdk._policy._breaker import CircuitOpen
-from flux_sdk._policy._hold import Held, release_held
+from flux_sdk._policy._hold import Held, release_ended, release_held
 from flux_sdk._policy._retry import Retry
 from flux_sdk._transport._downloads import MAX_REDIRECTS, check_download, redirected
 from flux_sdk._transport._http import Http
 from flux_sdk._transport._redact import redact, redact_exception, secrets_of
 from flux_sdk.providers._base import (
     Accepted,
+    Ended,
     FlowProvider,
     Provider,
     Step,
@@ -48,6 +50,12 @@ __all__ = ["StepRunner", "start_flow"]
 _T = TypeVar("_T")
 # A cancel request is sent after the caller has given up: it may take this long at most.
 CANCEL_TIMEOUT = 10.0
+# How fast the estimate of a host's job time follows new jobs, and how much earlier than
+# a job seen ended at the first look it is guessed to have ended.
+_JOB_WEIGHT = 0.2
+_EARLIER = 0.97
+# How long a lost job keeps its slot before any of the host's jobs was seen ended.
+_JOB_UNKNOWN = 1.0
 _PROVIDER_BUGS = (ValueError, TypeError, KeyError, IndexError, AttributeError, LookupError)
 
 
@@ -88,6 +96,14 @@ class StepRunner:
         self.http = http
         self.flow_provider = flow_provider
         self._send_chain = attempt_chain(self._send)
+        # How long this host's jobs take from `Accepted` to `Ended` (from their flows'
+        # waits, averaged): sent back for each `Accepted` (when to look first), and how
+        # long a job the client lost track of keeps its slot.
+        self.job_seconds: float | None = None
+        self._seen_ended: float | None = None  # the waits until a job was seen ended
+        # Told when a call's job ended on the host (its slot given back): the router
+        # times a queue route's service by the slot, not by the result and download.
+        self.on_ended: Callable[[Call], None] | None = None
 
     async def __call__(self, call: Call) -> GeneratedImage:
         return await self.run(call)
@@ -106,6 +122,7 @@ class StepRunner:
             self.retry.budget.on_call()
         meter = call.meter
         ended: BaseException | None = None
+        waited, last = 0.0, None  # the waits since the job was accepted, the latest
         try:
             while True:
                 if isinstance(item, _Done):
@@ -118,8 +135,18 @@ class StepRunner:
                     seconds = check_seconds(item.seconds, _bug(call), "a flow's Wait")
                     call.emit("wait", attempt=call.attempts, delay=seconds)
                     await self.retry.sleep(seconds)
+                    waited, last = waited + seconds, seconds
                 elif isinstance(item, Accepted):
                     call.job = item
+                    waited, last = 0.0, None
+                    value = self.job_seconds  # when to look first (None: not known yet)
+                elif isinstance(item, Ended):
+                    if call.job is not None:  # nothing is left on the host to cancel
+                        call.job = dataclasses.replace(call.job, cancel=None)
+                        self._job_took(waited, None if last == waited else last)
+                    if self.on_ended is not None:
+                        self.on_ended(call)
+                    await release_ended(call, item.ok)
                 else:
                     raise _bug(call)(f"its flow yielded {type(item).__name__}")
                 try:
@@ -149,6 +176,8 @@ class StepRunner:
             flow.close()
             if meter is not None:  # a queue job is charged once it has ended
                 meter.flow_ended(call, ended)
+            if call.held and call.job is None and isinstance(ended, FluxError):
+                await self._linger(call)
             if call.held:
                 await release_held(call, ended is None)
         if not isinstance(image, GeneratedImage):
@@ -158,6 +187,26 @@ class StepRunner:
         if image.attempts != call.attempts:
             image = _with_attempts(image, call.attempts)
         return image
+
+    def _job_took(self, waited: float, last: float | None) -> None:
+        """A job was seen ended after ``waited`` seconds of waits since its acceptance;
+        ``last``, the final wait, when a poll before it found the job still running (so
+        it ended within that wait: at its middle, as a guess). Seen ended at the first
+        look, it may have ended well before: guess a little earlier, so the next first
+        look comes sooner, until one finds a job still running."""
+        took = waited * _EARLIER if last is None else waited - last / 2
+        self.job_seconds = _averaged(self.job_seconds, took)
+        self._seen_ended = _averaged(self._seen_ended, waited)
+
+    async def _linger(self, call: Call) -> None:
+        """A submit may have queued a job whose answer was lost (or broken): the host
+        counts it until it ends, so its slot stays taken about as long as this host's
+        jobs take to be seen ended (1 s before one was), unless that would reach the
+        call's deadline; a cancel ends the wait."""
+        seconds = self._seen_ended or _JOB_UNKNOWN
+        if anyio.current_time() + seconds >= anyio.current_effective_deadline():
+            return
+        await self.retry.sleep(seconds)
 
     async def _step(self, call: Call, step: Step) -> Any:
         if call.origin is None:
@@ -250,6 +299,10 @@ class StepRunner:
         finally:
             call.held = held
             await release_held(call, False)
+
+
+def _averaged(known: float | None, new: float) -> float:
+    return new if known is None else known + _JOB_WEIGHT * (new - known)
 
 
 def _attempted(

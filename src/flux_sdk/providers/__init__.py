@@ -13,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from . import _registry, _wire
-from ._base import Accepted, Flow, FlowProvider, ParamRules, Provider, Step, StepKind, Wait
+from ._base import Accepted, Ended, Flow, FlowProvider, ParamRules, Provider, Step, StepKind, Wait
 from ._base64 import decode_base64
 from ._registry import ENTRY_POINT_GROUP, provider, provider_names, register_provider
 from ._wire import *  # noqa: F403 (the wire helpers, listed once: in _wire.__all__)
@@ -40,6 +40,7 @@ __all__ = [
     "CloudflareWorkersAI",
     "Dataoorts",
     "Emulator",
+    "Ended",
     "Fal",
     "Flow",
     "FlowProvider",

@@ -4,7 +4,7 @@ A one-request host implements `Provider`: ``build_request`` turns a `GenerateReq
 into an ``httpx.Request`` and ``parse_response`` turns the answer into a
 `GeneratedImage`. A host that needs several round trips (submit, poll, download)
 implements `FlowProvider`: a generator that yields what it needs next (a `Step` to send,
-a `Wait`, an `Accepted` job) and is sent back what happened, as httpx's
+a `Wait`, an `Accepted` job, an `Ended` one) and is sent back what happened, as httpx's
 ``Auth.auth_flow`` is. The client owns time, retries, limits, events and cancellation.
 """
 
@@ -21,6 +21,7 @@ from flux_sdk._base._models import MAX_PROMPT_CHARS, MAX_SEED, GeneratedImage, G
 
 __all__ = [
     "Accepted",
+    "Ended",
     "Flow",
     "FlowProvider",
     "ParamRules",
@@ -137,11 +138,26 @@ class Accepted:
     cancel: httpx.Request | None = None
 
 
-Flow = Generator[Step | Wait | Accepted, Any, GeneratedImage]
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The host reports the accepted job ended (``ok``: without an error of its own).
+
+    A queue host frees the job's worker then, not once its result and image are
+    fetched, so the client gives back the job's concurrency slots at once; the result
+    and the download still go through the rate limits, and no cancel is sent from now
+    on (there is nothing left to cancel).
+    """
+
+    ok: bool = True
+
+
+Flow = Generator[Step | Wait | Accepted | Ended, Any, GeneratedImage]
 """A provider's conversation with the client: yields what it needs, returns the image.
 
-A `Step` is answered with what its ``parse`` returned; a `Wait` and an `Accepted` with
-None.
+A `Step` is answered with what its ``parse`` returned; an `Accepted` with how long this
+host's recent jobs took from their acceptance to their end, in seconds (None until one
+has ended), so a flow can look first when its job is likely done; a `Wait` and an
+`Ended` with None.
 """
 
 

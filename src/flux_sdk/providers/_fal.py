@@ -22,7 +22,7 @@ from flux_sdk._base._errors import ConfigError, InvalidResponseError, ProviderEr
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
 from flux_sdk._base._secret import SecretLike
 
-from ._base import Accepted, Flow, ParamRules, Step, Wait
+from ._base import Accepted, Ended, Flow, ParamRules, Step, Wait
 from ._base64 import decode_base64
 from ._fal_wire import check_extra, fal_error, same_origin
 from ._fields import is_model_path, request_fields
@@ -36,7 +36,7 @@ from ._wire import (
     resolve_api_key,
 )
 
-__all__ = ["POLLS", "POLL_FIRST", "POLL_MAX", "Fal"]
+__all__ = ["POLLS", "POLL_FIRST", "POLL_MAX", "Fal", "poll_waits"]
 
 # fal's schema: num_inference_steps 1..12; ImageSize width and height 1..14142 (fal's
 # toolkit). Images per call are 1..4 on fal; flux_sdk asks for one (see the docs page).
@@ -47,6 +47,10 @@ RULES = ParamRules(steps=(1, 12), size=(1, 14142))
 POLLS = (0.25, 0.1, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75)
 POLL_FIRST = POLLS[0]
 POLL_MAX = 1.0
+# Once the client knows how long this host's jobs take: the first poll then, then
+# closer still (that first look rarely misses by much), at most this long after submit.
+POLLS_AFTER_EXPECTED = (0.05, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75)
+EXPECTED_MAX = 5.0
 # Without a width or height, flux_sdk asks for the square its other hosts draw; fal's
 # own default is landscape_4_3 (1024x768). extra_body={"image_size": ...} overrides it.
 DEFAULT_SIDE = 1024
@@ -96,6 +100,14 @@ _RESULT = json_shape(
         "has_nsfw_concepts": optional(core_schema.list_schema(core_schema.any_schema())),
     }
 )
+
+
+def poll_waits(expected: float | None) -> tuple[float, ...]:
+    """The waits before each status poll of a job, given how long the host's recent jobs
+    took (``expected``, from the client; None or 0: not known yet)."""
+    if not expected or expected <= 0:
+        return POLLS
+    return (min(expected, EXPECTED_MAX), *POLLS_AFTER_EXPECTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,15 +196,18 @@ class Fal:
             return (yield from self._download(request, found))
         job = yield Step(post, self._submitted, kind="submit")
         cancel = httpx.Request("PUT", job["cancel_url"], headers=self._auth)
-        yield Accepted(job_id=job["request_id"], cancel=cancel)
+        expected = yield Accepted(job_id=job["request_id"], cancel=cancel)
+        waits = poll_waits(expected)
         polls = 0
         while True:
-            yield Wait(POLLS[polls] if polls < len(POLLS) else POLL_MAX)
+            yield Wait(waits[polls] if polls < len(waits) else POLL_MAX)
             polls += 1
             poll = httpx.Request("GET", job["status_url"], headers=self._auth)
             status = yield Step(poll, self._status, kind="poll")
             if status["status"] == "COMPLETED":
                 break
+        # fal's worker is free now: the job's concurrency slot goes back before the fetch.
+        yield Ended(ok=not status.get("error"))
         if status.get("error"):
             raise self._failed(status, job["request_id"])
         fetch = httpx.Request("GET", job["response_url"], headers=self._auth)

@@ -24,7 +24,7 @@ from flux_sdk._base._errors import Billed, ConfigError, InvalidResponseError, Pr
 from flux_sdk._base._models import GeneratedImage, GenerateRequest
 from flux_sdk._base._secret import SecretLike
 
-from ._base import Accepted, Flow, ParamRules, Step, Wait
+from ._base import Accepted, Ended, Flow, ParamRules, Step, Wait
 from ._base64 import decode_base64
 from ._fields import is_model_path
 from ._replicate_inputs import RULES, prediction_input
@@ -153,6 +153,8 @@ class Replicate:
             yield Wait(self.poll_interval)
             poll = httpx.Request("GET", poll_url, headers=self._auth)
             prediction = yield Step(poll, self._prediction, kind="poll")
+        if prediction["status"] not in _RUNNING:  # its worker is free: so is its slot
+            yield Ended(ok=prediction["status"] == "succeeded")
         output = self._output_url(prediction)
         if output.startswith("data:"):
             data = decode_base64(output, provider=self.name, field="output", request_id=pid)
