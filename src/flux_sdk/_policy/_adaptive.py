@@ -65,6 +65,8 @@ _DRIFT = 1 / 256  # how fast the base latency follows a host that became slower 
 _HEADROOM = 1.2  # the limit slow start ends at, over what the host serves (`_overshot`)
 _RECENT = 1 / 8  # the weight of each answer in the latest latencies' moving mean
 _GATE = 1.2  # their mean over the base latency above which slow start pauses
+_MAX_STEP = 4  # the most slots one answer adds in slow start (see `_speed_up`)
+_STEP_EVERY = 0.5  # base latencies of slow start between two doublings of that step
 _REFUSED = frozenset({429, 503})
 
 
@@ -120,6 +122,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         self.backoff = float(backoff)
         self._clock = clock if clock is not None else time.monotonic
         self._value = float(start)
+        self._start = start
         self._in_flight = 0
         self._waiters: deque[anyio.Event] = deque()
         self._slow_start = True
@@ -142,6 +145,10 @@ class AdaptiveLimit(ConcurrencyLimit):
         # Slow start may start again once latency is back to normal, until a refusal
         # shows where the host's own limit is (see `_overshot`).
         self._resumable = False
+        # The slots an answer adds in slow start, and when that last went up (`_speed_up`).
+        self._step = 1
+        self._stepped: float | None = None
+        self._refused = False  # a 429 or 503 came: slow start never speeds up again
 
     # The slots
 
@@ -210,7 +217,8 @@ class AdaptiveLimit(ConcurrencyLimit):
 
     def on_refused(self) -> None:
         """A 429 or 503: the host's queue is full (call before the slot is released)."""
-        if self._base is None:
+        self._refused = True
+        if self._base is None and builtins.min(self._value, self._in_flight) <= self._start:
             # Refused before one window was measured: the start was far too high, and
             # the latencies seen so far include the host's queue. Halve, and slow start
             # again from there once the answers sent before are in.
@@ -228,6 +236,7 @@ class AdaptiveLimit(ConcurrencyLimit):
             self._set(builtins.min(self._value, self._in_flight - 1))
 
     def _cut(self) -> None:
+        self._step, self._stepped = 1, None
         self._epoch += 1
         self._new_window()
 
@@ -241,7 +250,8 @@ class AdaptiveLimit(ConcurrencyLimit):
             recent = self._recent
             self._recent = latency if recent is None else recent + (latency - recent) * _RECENT
         if self._slow_start and saturated and self._keeping_up():
-            self._set(self._value + 1)
+            self._speed_up()
+            self._set(self._value + self._step)
         self._count += 1
         self._saturated = self._saturated or saturated
         if latency is not None:
@@ -279,6 +289,8 @@ class AdaptiveLimit(ConcurrencyLimit):
                 return
         elif ratio <= _HOLD:
             self._good = builtins.max(self._good, float(self._window_size))
+            if self._slow_start and not self._saturated:
+                self._step, self._stepped = 1, None
         if ratio > _HOLD:
             self._slow_start = False
         elif self._saturated and not self._slow_start:
@@ -304,6 +316,30 @@ class AdaptiveLimit(ConcurrencyLimit):
             served = self._in_flight * base / recent
             self._set(builtins.min(self._value, builtins.max(float(self.min), _HEADROOM * served)))
         self._cut()
+
+    def _speed_up(self) -> None:
+        """An answer in slow start came back at the base latency with the limit used: the
+        slots each answer adds double every half base latency (half a round trip) of
+        that, from one up to `_MAX_STEP`, so the limit doubles, then triples, then grows
+        fivefold a round trip. Doubling alone takes log2(replicas / 16) round trips to
+        fill a big host, most of them with few of its replicas busy: at 192 replicas of
+        0.77 s, 12% of a 25-round batch went there (5% at 48, 7% at 96).
+
+        Only until the first 429 or 503: the host has shown where its limit is, and a
+        small one is refused before it speeds up. A window that did not use the limit
+        and a cut (`_overshot`, which a latency over the base ends slow start with) put
+        the step back to one. The price is a deeper overshoot in the round trip before
+        a window shows the queue: a host that refuses answers within milliseconds (a cut
+        at once, the request retried), one that queues holds up to five times what it
+        serves until that window ends slow start."""
+        now = self._clock()
+        base = self._base if self._base is not None else self._recent
+        if base is None or self._refused:
+            return
+        if self._stepped is None:
+            self._stepped = now
+        elif now - self._stepped >= base * _STEP_EVERY:
+            self._step, self._stepped = builtins.min(_MAX_STEP, 2 * self._step), now
 
     def _keeping_up(self) -> bool:
         """Whether the latest answers came about as fast as the base: slow start grows only
