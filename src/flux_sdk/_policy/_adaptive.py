@@ -65,7 +65,7 @@ _DRIFT = 1 / 256  # how fast the base latency follows a host that became slower 
 _HEADROOM = 1.2  # the limit slow start ends at, over what the host serves (`_overshot`)
 _RECENT = 1 / 8  # the weight of each answer in the latest latencies' moving mean
 _GATE = 1.2  # their mean over the base latency above which slow start pauses
-_MAX_STEP = 4  # the most slots one answer adds in slow start (see `_speed_up`)
+_MAX_STEP = 2  # the most slots one answer adds in slow start (see `_speed_up`)
 _STEP_EVERY = 0.5  # base latencies of slow start between two doublings of that step
 _REFUSED = frozenset({429, 503})
 
@@ -227,7 +227,8 @@ class AdaptiveLimit(ConcurrencyLimit):
             return
         self._slow_start = self._resumable = False
         now = self._clock()
-        if self._rtt is None or now - self._last_cut >= self._rtt:
+        rtt = self._rtt if self._rtt is not None else self._recent  # before a window ended
+        if rtt is None or now - self._last_cut >= rtt:
             self._last_cut = now
             self._set(builtins.min(self._value, self._in_flight) * self.backoff)
             self._good = builtins.min(self._good, self._value)
