@@ -5,7 +5,8 @@ answers 429. This one learns the number from what the host does, the way TCP Veg
 Netflix's concurrency-limits do, in its own small form:
 
 - **Slow start.** While the host keeps up, every answer received with all slots busy
-  (all but an eighth: see `_nearly`) adds one slot, so the limit doubles each round trip.
+  (all but an eighth: see `_nearly`) adds one slot, so the limit doubles each round trip;
+  after half a round trip of that, and until a first 429, two (it triples: `_speed_up`).
   It pauses while the latest answers' moving mean latency is over 1.2x the base (see
   `_keeping_up`), and ends at the first window over 1.2x, with the limit at what the
   host is serving then, plus a fifth (see `_overshot`).
@@ -65,8 +66,8 @@ _DRIFT = 1 / 256  # how fast the base latency follows a host that became slower 
 _HEADROOM = 1.2  # the limit slow start ends at, over what the host serves (`_overshot`)
 _RECENT = 1 / 8  # the weight of each answer in the latest latencies' moving mean
 _GATE = 1.2  # their mean over the base latency above which slow start pauses
-_MAX_STEP = 2  # the most slots one answer adds in slow start (see `_speed_up`)
-_STEP_EVERY = 0.5  # base latencies of slow start between two doublings of that step
+_FAST = 2  # slots an answer adds in slow start once it has kept up a while (`_speed_up`)
+_FAST_AFTER = 0.5  # that while, in base latencies
 _REFUSED = frozenset({429, 503})
 
 
@@ -145,10 +146,11 @@ class AdaptiveLimit(ConcurrencyLimit):
         # Slow start may start again once latency is back to normal, until a refusal
         # shows where the host's own limit is (see `_overshot`).
         self._resumable = False
-        # The slots an answer adds in slow start, and when that last went up (`_speed_up`).
+        # The slots an answer adds in slow start, and since when its answers have kept up
+        # (see `_speed_up`); after a 429 or 503 it never speeds up again.
         self._step = 1
-        self._stepped: float | None = None
-        self._refused = False  # a 429 or 503 came: slow start never speeds up again
+        self._kept_up_since: float | None = None
+        self._refused = False
 
     # The slots
 
@@ -219,9 +221,12 @@ class AdaptiveLimit(ConcurrencyLimit):
         """A 429 or 503: the host's queue is full (call before the slot is released)."""
         self._refused = True
         if self._base is None and builtins.min(self._value, self._in_flight) <= self._start:
-            # Refused before one window was measured: the start was far too high, and
-            # the latencies seen so far include the host's queue. Halve, and slow start
-            # again from there once the answers sent before are in.
+            # Refused before one window was measured, with no more in flight than the
+            # start: the start was far too high, and the latencies seen so far include
+            # the host's queue. Halve, and slow start again from there once the answers
+            # sent before are in. Refused above the start, slow start found the host's
+            # limit: cut as below, once per latest latency (halving at each refusal of
+            # that round trip took a host of 12 replicas down to one slot).
             self._set(builtins.min(self._value, self._in_flight) * 0.5)
             self._cut()
             return
@@ -237,7 +242,7 @@ class AdaptiveLimit(ConcurrencyLimit):
             self._set(builtins.min(self._value, self._in_flight - 1))
 
     def _cut(self) -> None:
-        self._step, self._stepped = 1, None
+        self._step, self._kept_up_since = 1, None
         self._epoch += 1
         self._new_window()
 
@@ -291,7 +296,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         elif ratio <= _HOLD:
             self._good = builtins.max(self._good, float(self._window_size))
             if self._slow_start and not self._saturated:
-                self._step, self._stepped = 1, None
+                self._step, self._kept_up_since = 1, None
         if ratio > _HOLD:
             self._slow_start = False
         elif self._saturated and not self._slow_start:
@@ -319,28 +324,29 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._cut()
 
     def _speed_up(self) -> None:
-        """An answer in slow start came back at the base latency with the limit used: the
-        slots each answer adds double every half base latency (half a round trip) of
-        that, from one up to `_MAX_STEP`, so the limit doubles, then triples, then grows
-        fivefold a round trip. Doubling alone takes log2(replicas / 16) round trips to
-        fill a big host, most of them with few of its replicas busy: at 192 replicas of
-        0.77 s, 12% of a 25-round batch went there (5% at 48, 7% at 96).
+        """An answer in slow start came back at the base latency with the limit used. Once
+        its answers have done so for half a base latency, each adds `_FAST` slots
+        instead of one: the limit triples a round trip instead of doubling. Doubling
+        takes log2(replicas / 16) round trips to fill a big host, most of them with few
+        of its replicas busy: 12% of a 25-round batch at 192 replicas went there, 7% at
+        96 (benchmarks/capacity.py).
 
-        Only until the first 429 or 503: the host has shown where its limit is, and a
-        small one is refused before it speeds up. A window that did not use the limit
-        and a cut (`_overshot`, which a latency over the base ends slow start with) put
-        the step back to one. The price is a deeper overshoot in the round trip before
-        a window shows the queue: a host that refuses answers within milliseconds (a cut
-        at once, the request retried), one that queues holds up to five times what it
-        serves until that window ends slow start."""
+        Not after a 429 or 503, nor before an answer came: a small host is refused by
+        the start itself and slow start goes on from the halved limit one slot an
+        answer. A cut, and a window that did not use the limit, start the while again.
+        The price is a deeper overshoot in the round trip before a window shows the
+        queue: more requests refused at once by a host that refuses (each cut at once
+        and retried), more held by one that queues, until that window ends slow start.
+        Four slots an answer bought about 1% more at 192 replicas and three times the
+        429s at 48 (benchmarks/capacity_sim.py)."""
         now = self._clock()
         base = self._base if self._base is not None else self._recent
         if base is None or self._refused:
             return
-        if self._stepped is None:
-            self._stepped = now
-        elif now - self._stepped >= base * _STEP_EVERY:
-            self._step, self._stepped = builtins.min(_MAX_STEP, 2 * self._step), now
+        if self._kept_up_since is None:
+            self._kept_up_since = now
+        elif now - self._kept_up_since >= base * _FAST_AFTER:
+            self._step = _FAST
 
     def _keeping_up(self) -> bool:
         """Whether the latest answers came about as fast as the base: slow start grows only
