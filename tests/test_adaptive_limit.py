@@ -364,18 +364,19 @@ async def test_after_a_refusal_slow_start_adds_one_slot_an_answer() -> None:
     limit = AdaptiveLimit(max=1000, start=16, clock=tick)
     for _ in range(16):
         await limit.acquire()
-    limit.on_refused()  # the start itself was refused: halve
+    limit.on_refused()  # the start itself was refused: half what the host holds
     while limit.in_flight:
         limit.release()
-    assert limit.limit == 8
-    seen = await _paced(limit, tick, 8 + 16, latency=0.1)
-    assert seen[-1] == 32  # doubled each round trip, one slot an answer throughout
+    assert limit.limit == 7
+    seen = await _paced(limit, tick, 7 + 8, latency=0.1)  # one and a half round trips
+    steps = [b - a for a, b in zip([7, *seen], seen, strict=False)]
+    assert max(steps) == 1, steps  # (and none past 15, one below the 16 refused)
 
 
-async def test_a_refusal_above_the_start_before_a_window_ends_cuts_once() -> None:
-    """Slow start's growth refused before its first window ended: the host's limit was
-    found. Each refusal of that moment halving the limit again took a host of 12
-    replicas down to one slot; the limit is cut once, to 0.9 x what is in flight."""
+async def test_refusals_of_one_burst_before_a_window_halve_what_the_host_holds() -> None:
+    """Refused before the first window ended: the limit goes to half what the host still
+    holds, once for the burst. Halving again at each refusal of one burst took a host
+    of 12 replicas, 20 ms away, down to one slot."""
     tick = Tick()
     limit = AdaptiveLimit(max=1000, start=16, clock=tick)
     await _paced(limit, tick, 8, latency=0.1)  # grown past the start, no window yet
@@ -386,9 +387,28 @@ async def test_a_refusal_above_the_start_before_a_window_ends_cuts_once() -> Non
     for _ in range(5):  # five refusals at once
         limit.on_refused()
         limit.release()
-    assert limit.limit >= int(0.9 * grown) - 3, (grown, limit.limit)
+    assert limit.limit == (grown - 5) // 2, (grown, limit.limit)
     while limit.in_flight:
         limit.release()
+
+
+async def test_after_a_429_the_limit_stays_below_what_was_refused_for_a_while() -> None:
+    """A refused request waits out its Retry-After holding its batch item and comes back
+    as the one request over what the host holds: if additive increase has climbed back
+    there by then, the same item is refused at each try and lost."""
+    tick = Tick()
+    limit = AdaptiveLimit(max=1000, start=16, clock=tick)
+    await _paced(limit, tick, 16, latency=0.1)  # one window: the base is known
+    for _ in range(20):
+        await limit.acquire()
+    limit.on_refused()  # 20 in flight were too many: 0.9 x 20
+    while limit.in_flight:
+        limit.release()
+    assert limit.limit == 18
+    seen = await _paced(limit, tick, 6 * 18, latency=0.1)  # six windows of normal latency
+    assert max(seen) == 19  # one below what was refused, not 18 + 6
+    await _paced(limit, tick, 4 * 19, latency=0.1)  # eight windows on, it probes again
+    assert limit.limit > 19
 
 
 async def test_a_big_host_is_filled_in_fewer_round_trips_with_few_429s() -> None:

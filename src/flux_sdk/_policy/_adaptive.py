@@ -68,6 +68,7 @@ _RECENT = 1 / 8  # the weight of each answer in the latest latencies' moving mea
 _GATE = 1.2  # their mean over the base latency above which slow start pauses
 _FAST = 2  # slots an answer adds in slow start once it has kept up a while (`_speed_up`)
 _FAST_AFTER = 0.5  # that while, in base latencies
+_PLATEAU = 8  # windows after a 429 that the limit stays below what was refused (`_grow`)
 _REFUSED = frozenset({429, 503})
 
 
@@ -123,7 +124,6 @@ class AdaptiveLimit(ConcurrencyLimit):
         self.backoff = float(backoff)
         self._clock = clock if clock is not None else time.monotonic
         self._value = float(start)
-        self._start = start
         self._in_flight = 0
         self._waiters: deque[anyio.Event] = deque()
         self._slow_start = True
@@ -151,6 +151,9 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._step = 1
         self._kept_up_since: float | None = None
         self._refused = False
+        # What was in flight at the latest cut for a 429, and the windows since (`_grow`).
+        self._refused_at = math.inf
+        self._since_refused = 0
 
     # The slots
 
@@ -220,26 +223,43 @@ class AdaptiveLimit(ConcurrencyLimit):
     def on_refused(self) -> None:
         """A 429 or 503: the host's queue is full (call before the slot is released)."""
         self._refused = True
-        if self._base is None and builtins.min(self._value, self._in_flight) <= self._start:
-            # Refused before one window was measured, with no more in flight than the
-            # start: the start was far too high, and the latencies seen so far include
-            # the host's queue. Halve, and slow start again from there once the answers
-            # sent before are in. Refused above the start, slow start found the host's
-            # limit: cut as below, once per latest latency (halving at each refusal of
-            # that round trip took a host of 12 replicas down to one slot).
-            self._set(builtins.min(self._value, self._in_flight) * 0.5)
-            self._cut()
+        now = self._clock()
+        rtt = self._rtt if self._rtt is not None else self._recent
+        burst = now - self._last_cut < (rtt if rtt is not None else math.inf)
+        held = self._in_flight - 1  # what the host holds, this request refused
+        self._refused_at = builtins.min(self._refused_at, held + 1) if burst else held + 1
+        self._since_refused = 0
+        if self._base is None:
+            # Refused before one window was measured: the start was too high, and the
+            # latencies seen so far include the host's queue. Half what the host holds,
+            # and slow start again from there once the answers sent before are in:
+            # where it starts far too high, the latency it measures there is the host's
+            # own. Halving again at each refusal of one burst took a host of 12
+            # replicas, 20 ms away, down to one slot.
+            self._set(builtins.min(self._value, builtins.max(held, 1) * 0.5))
+            if not burst:
+                self._last_cut = now
+                self._cut()
             return
         self._slow_start = self._resumable = False
-        now = self._clock()
-        rtt = self._rtt if self._rtt is not None else self._recent  # before a window ended
-        if rtt is None or now - self._last_cut >= rtt:
-            self._last_cut = now
-            self._set(builtins.min(self._value, self._in_flight) * self.backoff)
-            self._good = builtins.min(self._good, self._value)
-            self._cut()
-        else:  # the same round trip: only keep the freed slot from going straight back
-            self._set(builtins.min(self._value, self._in_flight - 1))
+        if burst:  # the same round trip: only keep the freed slot from going straight back
+            self._set(builtins.min(self._value, held))
+            return
+        self._last_cut = now
+        self._set(builtins.min(self._value, self._in_flight) * self.backoff)
+        self._good = builtins.min(self._good, self._value)
+        self._cut()
+
+    def _grow(self, slots: float) -> None:
+        """Add slots, though for `_PLATEAU` windows after a 429 not up to what was in
+        flight then. A refused request waits out its ``Retry-After`` holding its batch
+        item, and comes back as the one request over what the host holds just as
+        additive increase has climbed back there: the same item was refused at each
+        try and lost (benchmarks/capacity_sim.py, 8 replicas)."""
+        value = self._value + slots
+        if self._since_refused < _PLATEAU:
+            value = builtins.min(value, builtins.max(self._value, self._refused_at - 1))
+        self._set(value)
 
     def _cut(self) -> None:
         self._step, self._kept_up_since = 1, None
@@ -257,7 +277,7 @@ class AdaptiveLimit(ConcurrencyLimit):
             self._recent = latency if recent is None else recent + (latency - recent) * _RECENT
         if self._slow_start and saturated and self._keeping_up():
             self._speed_up()
-            self._set(self._value + self._step)
+            self._grow(self._step)
         self._count += 1
         self._saturated = self._saturated or saturated
         if latency is not None:
@@ -274,6 +294,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._window_size = int(self._value)
 
     def _close_window(self) -> None:
+        self._since_refused += 1
         ratio = 1.0
         if self._timed:
             rtt = self._total / self._timed
@@ -301,7 +322,7 @@ class AdaptiveLimit(ConcurrencyLimit):
             self._slow_start = False
         elif self._saturated and not self._slow_start:
             self._slow_start = self._resumable
-            self._set(self._value + 1)
+            self._grow(1)
         self._new_window()
 
     def _overshot(self) -> None:
