@@ -18,9 +18,10 @@ Netflix's concurrency-limits do, in its own small form:
   latency that stays high below that is not this limit's doing (a busy client machine,
   a host slow for everyone), and cutting further would only lose throughput.
 - **Loss.** A 429 or 503 means the host's queue is full: the limit drops at once to
-  ``backoff`` times what is in flight, at most once per round trip; further refusals in
-  that round trip only keep the limit below what is in flight, so a refusal's freed
-  slot is not handed straight back to the host.
+  ``backoff`` times what is in flight (before a first window, to half what the host
+  holds), at most once per round trip; further refusals in that round trip only keep
+  the limit below what is in flight, so a refusal's freed slot is not handed straight
+  back, and for `_PLATEAU` windows it grows to one below what was refused at most.
 - **Additive increase.** Otherwise, once slow start is over, each full window adds one
   slot (the AIMD of TCP's congestion avoidance). If slow start ended on latency alone,
   with no 429 since, a full window of normal latency starts it again.
@@ -74,10 +75,8 @@ _REFUSED = frozenset({429, 503})
 
 def _nearly(limit: int) -> int:
     """In flight at an answer for the limit to count as used: all but an eighth. Between
-    one answer and the request that takes its slot the client does its own work (the
-    image's checks, the next item), so at hundreds of answers a second a batch that
-    uses every slot is seen with one or two free at most answers; counting only a
-    full house there made slow start grow far slower than doubling."""
+    an answer and the request taking its slot the client does its own work, so at
+    hundreds of answers a second a batch using every slot shows one or two free."""
     return limit - limit // 8
 
 
@@ -132,8 +131,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._last_cut = -math.inf
         self._epoch = 0
         # The highest limit whose window's latency was normal: a latency cut stops just
-        # below it, since latency that stays high below it is not this limit's doing
-        # (a busy client machine, a host slow for everyone); a 429 lowers it.
+        # below it (latency high below it is not this limit's doing); a 429 lowers it.
         self._good = 0.0
         # The window being filled: answers, those timed, their total time, whether every
         # slot was busy at some answer, and the limit when it began (its length).
@@ -146,13 +144,10 @@ class AdaptiveLimit(ConcurrencyLimit):
         # Slow start may start again once latency is back to normal, until a refusal
         # shows where the host's own limit is (see `_overshot`).
         self._resumable = False
-        # The slots an answer adds in slow start, and since when its answers have kept up
-        # (see `_speed_up`); after a 429 or 503 it never speeds up again.
-        self._step = 1
-        self._kept_up_since: float | None = None
-        self._refused = False
-        # What was in flight at the latest cut for a 429, and the windows since (`_grow`).
-        self._refused_at = math.inf
+        self._step = 1  # slots an answer adds in slow start, and since when it kept up
+        self._kept_up_since: float | None = None  # (see `_speed_up`)
+        self._refused = False  # a 429 or 503 came
+        self._refused_at = math.inf  # in flight at the latest 429s, and windows since
         self._since_refused = 0
 
     # The slots
@@ -232,10 +227,9 @@ class AdaptiveLimit(ConcurrencyLimit):
         if self._base is None:
             # Refused before one window was measured: the start was too high, and the
             # latencies seen so far include the host's queue. Half what the host holds,
-            # and slow start again from there once the answers sent before are in:
-            # where it starts far too high, the latency it measures there is the host's
-            # own. Halving again at each refusal of one burst took a host of 12
-            # replicas, 20 ms away, down to one slot.
+            # and slow start again from there (with a latency free of that queue) once
+            # the answers sent before are in. Halving at each refusal of a burst took a
+            # host of 12 replicas, 20 ms away, down to one slot (capacity_sim.py).
             self._set(builtins.min(self._value, builtins.max(held, 1) * 0.5))
             if not burst:
                 self._last_cut = now
@@ -251,11 +245,9 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._cut()
 
     def _grow(self, slots: float) -> None:
-        """Add slots, though for `_PLATEAU` windows after a 429 not up to what was in
-        flight then. A refused request waits out its ``Retry-After`` holding its batch
-        item, and comes back as the one request over what the host holds just as
-        additive increase has climbed back there: the same item was refused at each
-        try and lost (benchmarks/capacity_sim.py, 8 replicas)."""
+        """Add slots, for `_PLATEAU` windows after a 429 not up to what was refused: a
+        request back from its ``Retry-After`` just as the limit climbed back there was
+        the one too many at each try, and lost (capacity_sim.py, 8 replicas)."""
         value = self._value + slots
         if self._since_refused < _PLATEAU:
             value = builtins.min(value, builtins.max(self._value, self._refused_at - 1))
@@ -327,14 +319,11 @@ class AdaptiveLimit(ConcurrencyLimit):
 
     def _overshot(self) -> None:
         """Slow start's window came back slower than the base: requests now wait, at the
-        host or in a line inside a busy client. Of those in flight, about base / latest
-        latency are being served (Little's law); slow start ends with the limit at that
-        with `_HEADROOM`: the host full with a short queue, and no line inside the
-        client that could reach the host at once, as a burst of 429s, when it frees up.
-        A client that was short of CPU for a while gets it back: slow start goes on
-        from there once a window's latency is normal again, unless a 429 came since.
-        A window that never filled the limit (a few calls at a time) did not make the
-        host queue: slow start pauses there with the limit kept, not cut to those few.
+        host or inside a busy client. About in flight x base / latest latency are being
+        served (Little's law); slow start ends at that with `_HEADROOM` (the host full,
+        a short queue, no line in the client to reach the host at once as 429s), and
+        goes on once a window's latency is normal again, unless a 429 came since. A
+        window that never filled the limit did not make the host queue: the limit stays.
         """
         self._slow_start = False
         self._resumable = True
@@ -345,21 +334,13 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._cut()
 
     def _speed_up(self) -> None:
-        """An answer in slow start came back at the base latency with the limit used. Once
-        its answers have done so for half a base latency, each adds `_FAST` slots
-        instead of one: the limit triples a round trip instead of doubling. Doubling
-        takes log2(replicas / 16) round trips to fill a big host, most of them with few
-        of its replicas busy: 12% of a 25-round batch at 192 replicas went there, 7% at
-        96 (benchmarks/capacity.py).
-
-        Not after a 429 or 503, nor before an answer came: a small host is refused by
-        the start itself and slow start goes on from the halved limit one slot an
-        answer. A cut, and a window that did not use the limit, start the while again.
-        The price is a deeper overshoot in the round trip before a window shows the
-        queue: more requests refused at once by a host that refuses (each cut at once
-        and retried), more held by one that queues, until that window ends slow start.
-        Four slots an answer bought about 1% more at 192 replicas and three times the
-        429s at 48 (benchmarks/capacity_sim.py)."""
+        """Slow start's answers kept up with the limit used: after half a base latency of
+        that, each adds `_FAST` slots, so the limit triples a round trip. Doubling spent
+        12% of a 25-round batch at 192 replicas, 7% at 96, with few replicas busy
+        (capacity.py). Never after a 429 (a small host is refused by the start); a cut
+        or a window that did not use the limit starts the half round trip again. The
+        price, a deeper overshoot before a window shows the queue, is paid in retried
+        429s; four slots bought 1% more at 192 for thrice the 429s at 48 (capacity_sim)."""
         now = self._clock()
         base = self._base if self._base is not None else self._recent
         if base is None or self._refused:
@@ -383,10 +364,9 @@ class AdaptiveLimit(ConcurrencyLimit):
         began, where the connection records it (`HOST_TIME`), else from when it took
         its slot.
 
-        The slot's time also counts what the client did before and after the host's
-        part: building and writing the request, waiting for a busy event loop, reading
-        the body. At hundreds of answers a second that grows with the load on the
-        client's own CPU, which the latency guard would read as the host queueing.
+        The slot's time also counts the client's own part (writing the request, a busy
+        event loop, reading the body), which grows with the load on its CPU and the
+        latency guard would read as the host queueing.
         """
         host_time = response.extensions.get(HOST_TIME)
         if host_time is not None:
