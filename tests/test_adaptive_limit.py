@@ -63,6 +63,7 @@ class Host:
         self.requests = 0
         self.refused = 0
         self.stop = False
+        self.filled: float | None = None  # when every replica was first busy
         self._ends: list[tuple[float, int, anyio.Event]] = []
         self._queued: list[anyio.Event] = []
         self._seq = 0
@@ -87,6 +88,8 @@ class Host:
 
     def _start(self, done: anyio.Event) -> None:
         self.busy += 1
+        if self.busy == self.replicas and self.filled is None:
+            self.filled = self.now
         self._seq += 1
         heapq.heappush(self._ends, (self.now + self.service, self._seq, done))
 
@@ -296,6 +299,126 @@ async def test_slow_start_goes_on_once_latency_is_normal_again_unless_refused() 
     refused = limit.limit
     await _steady(limit, 3 * refused, latency=0.1)
     assert refused < limit.limit <= refused + 3
+
+
+async def _paced(limit: AdaptiveLimit, tick: Tick, answers: int, latency: float) -> list[int]:
+    """`_steady` with every slot busy and the clock moving as from a host: the answers of
+    one round trip spread over ``latency``. Returns the limit after each answer."""
+    seen = []
+    for _ in range(answers):
+        while limit.in_flight < limit.limit:
+            await limit.acquire()
+        tick.now += latency / limit.limit
+        limit.on_answer(latency)
+        limit.release()
+        seen.append(limit.limit)
+    while limit.in_flight:
+        limit.release()
+    return seen
+
+
+async def test_slow_start_adds_two_slots_an_answer_after_half_a_round_trip_at_the_base() -> None:
+    """Doubling takes log2(replicas / 16) round trips to fill a big host, most of them
+    with few replicas busy; once answers have kept up for half a round trip, the limit
+    triples a round trip instead."""
+    tick = Tick()
+    limit = AdaptiveLimit(max=1000, start=16, clock=tick)
+    seen = await _paced(limit, tick, 16, latency=0.1)
+    steps = [b - a for a, b in zip([16, *seen], seen, strict=False)]
+    assert steps[:4] == [1, 1, 1, 1]  # the first answers of a round trip: one each
+    assert steps[-4:] == [2, 2, 2, 2]  # half a round trip on: two each
+    assert limit.limit > 32
+
+
+async def test_slow_start_adds_one_slot_again_after_latency_ends_it() -> None:
+    """Slow answers (a host queueing, a client short of CPU) end slow start; when it goes
+    on, it adds one slot an answer again until half a round trip at the base has passed."""
+    tick = Tick()
+    limit = AdaptiveLimit(max=1000, start=16, clock=tick)
+    await _paced(limit, tick, 16, latency=0.1)
+    await _paced(limit, tick, limit.limit, latency=0.2)  # slow: slow start ends low
+    low = limit.limit
+    await _paced(limit, tick, low, latency=0.1)  # normal again: one window, slow start on
+    again = limit.limit
+    seen = await _paced(limit, tick, 4, latency=0.1)
+    assert [b - a for a, b in zip([again, *seen], seen, strict=False)] == [1, 1, 1, 1]
+
+
+async def test_a_caller_using_few_slots_for_a_window_starts_the_while_again() -> None:
+    """Two slots an answer are for a limit kept up with while every slot was in use; a
+    caller that needed few for a while says nothing of how far the host keeps up."""
+    tick = Tick()
+    limit = AdaptiveLimit(max=1000, start=16, clock=tick)
+    await _paced(limit, tick, 16, latency=0.1)  # two slots an answer by now
+    await _steady(limit, 3 * limit.limit, latency=0.1, busy=3)
+    grown = limit.limit
+    seen = await _paced(limit, tick, 4, latency=0.1)
+    assert [b - a for a, b in zip([grown, *seen], seen, strict=False)] == [1, 1, 1, 1]
+
+
+async def test_after_a_refusal_slow_start_adds_one_slot_an_answer() -> None:
+    """A host refusing the start is small: slow start goes on from the halved limit at one
+    slot an answer, however long its answers keep up, so the next overshoot of its queue
+    is no bigger than doubling makes it."""
+    tick = Tick()
+    limit = AdaptiveLimit(max=1000, start=16, clock=tick)
+    for _ in range(16):
+        await limit.acquire()
+    limit.on_refused()  # the start itself was refused: half what the host holds
+    while limit.in_flight:
+        limit.release()
+    assert limit.limit == 7
+    seen = await _paced(limit, tick, 7 + 8, latency=0.1)  # one and a half round trips
+    steps = [b - a for a, b in zip([7, *seen], seen, strict=False)]
+    assert max(steps) == 1, steps  # (and none past 15, one below the 16 refused)
+
+
+async def test_refusals_of_one_burst_before_a_window_halve_what_the_host_holds() -> None:
+    """Refused before the first window ended: the limit goes to half what the host still
+    holds, once for the burst. Halving again at each refusal of one burst took a host
+    of 12 replicas, 20 ms away, down to one slot."""
+    tick = Tick()
+    limit = AdaptiveLimit(max=1000, start=16, clock=tick)
+    await _paced(limit, tick, 8, latency=0.1)  # grown past the start, no window yet
+    grown = limit.limit
+    assert grown > 16
+    for _ in range(grown):
+        await limit.acquire()
+    for _ in range(5):  # five refusals at once
+        limit.on_refused()
+        limit.release()
+    assert limit.limit == (grown - 5) // 2, (grown, limit.limit)
+    while limit.in_flight:
+        limit.release()
+
+
+async def test_after_a_429_the_limit_stays_below_what_was_refused_for_a_while() -> None:
+    """A refused request waits out its Retry-After holding its batch item and comes back
+    as the one request over what the host holds: if additive increase has climbed back
+    there by then, the same item is refused at each try and lost."""
+    tick = Tick()
+    limit = AdaptiveLimit(max=1000, start=16, clock=tick)
+    await _paced(limit, tick, 16, latency=0.1)  # one window: the base is known
+    for _ in range(20):
+        await limit.acquire()
+    limit.on_refused()  # 20 in flight were too many: 0.9 x 20
+    while limit.in_flight:
+        limit.release()
+    assert limit.limit == 18
+    seen = await _paced(limit, tick, 6 * 18, latency=0.1)  # six windows of normal latency
+    assert max(seen) == 19  # one below what was refused, not 18 + 6
+    await _paced(limit, tick, 4 * 19, latency=0.1)  # eight windows on, it probes again
+    assert limit.limit > 19
+
+
+async def test_a_big_host_is_filled_in_fewer_round_trips_with_few_429s() -> None:
+    host = Host(replicas=192, queue=48)
+    limit = AdaptiveLimit(clock=host.clock)
+    async with _client(host, limit) as client:
+        await _batch(client, host, 3000)
+    assert host.filled is not None
+    assert host.filled < 0.35, host.filled  # three service times: doubling took four
+    assert host.refused < 0.02 * 3000
 
 
 async def test_it_does_not_grow_while_the_caller_uses_few_slots() -> None:

@@ -5,7 +5,8 @@ answers 429. This one learns the number from what the host does, the way TCP Veg
 Netflix's concurrency-limits do, in its own small form:
 
 - **Slow start.** While the host keeps up, every answer received with all slots busy
-  (all but an eighth: see `_nearly`) adds one slot, so the limit doubles each round trip.
+  (all but an eighth: see `_nearly`) adds one slot, so the limit doubles each round trip;
+  after half a round trip of that, and until a first 429, two (it triples: `_speed_up`).
   It pauses while the latest answers' moving mean latency is over 1.2x the base (see
   `_keeping_up`), and ends at the first window over 1.2x, with the limit at what the
   host is serving then, plus a fifth (see `_overshot`).
@@ -17,9 +18,10 @@ Netflix's concurrency-limits do, in its own small form:
   latency that stays high below that is not this limit's doing (a busy client machine,
   a host slow for everyone), and cutting further would only lose throughput.
 - **Loss.** A 429 or 503 means the host's queue is full: the limit drops at once to
-  ``backoff`` times what is in flight, at most once per round trip; further refusals in
-  that round trip only keep the limit below what is in flight, so a refusal's freed
-  slot is not handed straight back to the host.
+  ``backoff`` times what is in flight (before a first window, to half what the host
+  holds), at most once per round trip; further refusals in that round trip only keep
+  the limit below what is in flight, so a refusal's freed slot is not handed straight
+  back, and for `_PLATEAU` windows it grows to one below what was refused at most.
 - **Additive increase.** Otherwise, once slow start is over, each full window adds one
   slot (the AIMD of TCP's congestion avoidance). If slow start ended on latency alone,
   with no 429 since, a full window of normal latency starts it again.
@@ -65,15 +67,16 @@ _DRIFT = 1 / 256  # how fast the base latency follows a host that became slower 
 _HEADROOM = 1.2  # the limit slow start ends at, over what the host serves (`_overshot`)
 _RECENT = 1 / 8  # the weight of each answer in the latest latencies' moving mean
 _GATE = 1.2  # their mean over the base latency above which slow start pauses
+_FAST = 2  # slots an answer adds in slow start once it has kept up a while (`_speed_up`)
+_FAST_AFTER = 0.5  # that while, in base latencies
+_PLATEAU = 8  # windows after a 429 that the limit stays below what was refused (`_grow`)
 _REFUSED = frozenset({429, 503})
 
 
 def _nearly(limit: int) -> int:
     """In flight at an answer for the limit to count as used: all but an eighth. Between
-    one answer and the request that takes its slot the client does its own work (the
-    image's checks, the next item), so at hundreds of answers a second a batch that
-    uses every slot is seen with one or two free at most answers; counting only a
-    full house there made slow start grow far slower than doubling."""
+    an answer and the request taking its slot the client does its own work, so at
+    hundreds of answers a second a batch using every slot shows one or two free."""
     return limit - limit // 8
 
 
@@ -128,8 +131,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._last_cut = -math.inf
         self._epoch = 0
         # The highest limit whose window's latency was normal: a latency cut stops just
-        # below it, since latency that stays high below it is not this limit's doing
-        # (a busy client machine, a host slow for everyone); a 429 lowers it.
+        # below it (latency high below it is not this limit's doing); a 429 lowers it.
         self._good = 0.0
         # The window being filled: answers, those timed, their total time, whether every
         # slot was busy at some answer, and the limit when it began (its length).
@@ -142,6 +144,11 @@ class AdaptiveLimit(ConcurrencyLimit):
         # Slow start may start again once latency is back to normal, until a refusal
         # shows where the host's own limit is (see `_overshot`).
         self._resumable = False
+        self._step = 1  # slots an answer adds in slow start, and since when it kept up
+        self._kept_up_since: float | None = None  # (see `_speed_up`)
+        self._refused = False  # a 429 or 503 came
+        self._refused_at = math.inf  # in flight at the latest 429s, and windows since
+        self._since_refused = 0
 
     # The slots
 
@@ -210,24 +217,44 @@ class AdaptiveLimit(ConcurrencyLimit):
 
     def on_refused(self) -> None:
         """A 429 or 503: the host's queue is full (call before the slot is released)."""
+        self._refused = True
+        now = self._clock()
+        rtt = self._rtt if self._rtt is not None else self._recent
+        burst = now - self._last_cut < (rtt if rtt is not None else math.inf)
+        held = self._in_flight - 1  # what the host holds, this request refused
+        self._refused_at = builtins.min(self._refused_at, held + 1) if burst else held + 1
+        self._since_refused = 0
         if self._base is None:
-            # Refused before one window was measured: the start was far too high, and
-            # the latencies seen so far include the host's queue. Halve, and slow start
-            # again from there once the answers sent before are in.
-            self._set(builtins.min(self._value, self._in_flight) * 0.5)
-            self._cut()
+            # Refused before one window was measured: the start was too high, and the
+            # latencies seen so far include the host's queue. Half what the host holds,
+            # and slow start again from there (with a latency free of that queue) once
+            # the answers sent before are in. Halving at each refusal of a burst took a
+            # host of 12 replicas, 20 ms away, down to one slot (capacity_sim.py).
+            self._set(builtins.min(self._value, builtins.max(held, 1) * 0.5))
+            if not burst:
+                self._last_cut = now
+                self._cut()
             return
         self._slow_start = self._resumable = False
-        now = self._clock()
-        if self._rtt is None or now - self._last_cut >= self._rtt:
-            self._last_cut = now
-            self._set(builtins.min(self._value, self._in_flight) * self.backoff)
-            self._good = builtins.min(self._good, self._value)
-            self._cut()
-        else:  # the same round trip: only keep the freed slot from going straight back
-            self._set(builtins.min(self._value, self._in_flight - 1))
+        if burst:  # the same round trip: only keep the freed slot from going straight back
+            self._set(builtins.min(self._value, held))
+            return
+        self._last_cut = now
+        self._set(builtins.min(self._value, self._in_flight) * self.backoff)
+        self._good = builtins.min(self._good, self._value)
+        self._cut()
+
+    def _grow(self, slots: float) -> None:
+        """Add slots, for `_PLATEAU` windows after a 429 not up to what was refused: a
+        request back from its ``Retry-After`` just as the limit climbed back there was
+        the one too many at each try, and lost (capacity_sim.py, 8 replicas)."""
+        value = self._value + slots
+        if self._since_refused < _PLATEAU:
+            value = builtins.min(value, builtins.max(self._value, self._refused_at - 1))
+        self._set(value)
 
     def _cut(self) -> None:
+        self._step, self._kept_up_since = 1, None
         self._epoch += 1
         self._new_window()
 
@@ -241,7 +268,8 @@ class AdaptiveLimit(ConcurrencyLimit):
             recent = self._recent
             self._recent = latency if recent is None else recent + (latency - recent) * _RECENT
         if self._slow_start and saturated and self._keeping_up():
-            self._set(self._value + 1)
+            self._speed_up()
+            self._grow(self._step)
         self._count += 1
         self._saturated = self._saturated or saturated
         if latency is not None:
@@ -258,6 +286,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._window_size = int(self._value)
 
     def _close_window(self) -> None:
+        self._since_refused += 1
         ratio = 1.0
         if self._timed:
             rtt = self._total / self._timed
@@ -279,23 +308,22 @@ class AdaptiveLimit(ConcurrencyLimit):
                 return
         elif ratio <= _HOLD:
             self._good = builtins.max(self._good, float(self._window_size))
+            if self._slow_start and not self._saturated:
+                self._step, self._kept_up_since = 1, None
         if ratio > _HOLD:
             self._slow_start = False
         elif self._saturated and not self._slow_start:
             self._slow_start = self._resumable
-            self._set(self._value + 1)
+            self._grow(1)
         self._new_window()
 
     def _overshot(self) -> None:
         """Slow start's window came back slower than the base: requests now wait, at the
-        host or in a line inside a busy client. Of those in flight, about base / latest
-        latency are being served (Little's law); slow start ends with the limit at that
-        with `_HEADROOM`: the host full with a short queue, and no line inside the
-        client that could reach the host at once, as a burst of 429s, when it frees up.
-        A client that was short of CPU for a while gets it back: slow start goes on
-        from there once a window's latency is normal again, unless a 429 came since.
-        A window that never filled the limit (a few calls at a time) did not make the
-        host queue: slow start pauses there with the limit kept, not cut to those few.
+        host or inside a busy client. About in flight x base / latest latency are being
+        served (Little's law); slow start ends at that with `_HEADROOM` (the host full,
+        a short queue, no line in the client to reach the host at once as 429s), and
+        goes on once a window's latency is normal again, unless a 429 came since. A
+        window that never filled the limit did not make the host queue: the limit stays.
         """
         self._slow_start = False
         self._resumable = True
@@ -304,6 +332,23 @@ class AdaptiveLimit(ConcurrencyLimit):
             served = self._in_flight * base / recent
             self._set(builtins.min(self._value, builtins.max(float(self.min), _HEADROOM * served)))
         self._cut()
+
+    def _speed_up(self) -> None:
+        """Slow start's answers kept up with the limit used: after half a base latency of
+        that, each adds `_FAST` slots, so the limit triples a round trip. Doubling spent
+        12% of a 25-round batch at 192 replicas, 7% at 96, with few replicas busy
+        (capacity.py). Never after a 429 (a small host is refused by the start); a cut
+        or a window that did not use the limit starts the half round trip again. The
+        price, a deeper overshoot before a window shows the queue, is paid in retried
+        429s; four slots bought 1% more at 192 for thrice the 429s at 48 (capacity_sim)."""
+        now = self._clock()
+        base = self._base if self._base is not None else self._recent
+        if base is None or self._refused:
+            return
+        if self._kept_up_since is None:
+            self._kept_up_since = now
+        elif now - self._kept_up_since >= base * _FAST_AFTER:
+            self._step = _FAST
 
     def _keeping_up(self) -> bool:
         """Whether the latest answers came about as fast as the base: slow start grows only
@@ -319,10 +364,9 @@ class AdaptiveLimit(ConcurrencyLimit):
         began, where the connection records it (`HOST_TIME`), else from when it took
         its slot.
 
-        The slot's time also counts what the client did before and after the host's
-        part: building and writing the request, waiting for a busy event loop, reading
-        the body. At hundreds of answers a second that grows with the load on the
-        client's own CPU, which the latency guard would read as the host queueing.
+        The slot's time also counts the client's own part (writing the request, a busy
+        event loop, reading the body), which grows with the load on its CPU and the
+        latency guard would read as the host queueing.
         """
         host_time = response.extensions.get(HOST_TIME)
         if host_time is not None:
