@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import anyio
@@ -139,6 +139,9 @@ class Router:
             if used and not free and not self.retry.budget.try_spend():
                 live.breaker.release()
                 break
+            if not used:
+                for other in accepted:
+                    other.tried_first(other is live)
             used.add(id(live))
             later = [c for c in candidates[position + 1 :] if id(c) not in used]
             backup = self._backup(later) if self.hedge is not None else None
@@ -187,7 +190,7 @@ class Router:
         hedge = self.hedge
         delay = None
         if backup is not None and hedge is not None:
-            delay = hedge.delay_for(live.latencies)
+            delay = hedge.delay_for(live.samples, backup.samples, live.share)
         if delay is None or backup is None or hedge is None:
             return await self._one(call, live, more)
         winner: list[GeneratedImage] = []
@@ -197,9 +200,12 @@ class Router:
         started = 1
 
         async def attempt(route: Live, scope: anyio.CancelScope, admit: bool) -> None:
+            # The first route's call given up on because the hedge won took longer than
+            # it ran: that counts for the next delay (else rescued tails would vanish).
+            lost = None if admit else lambda: bool(winner)
             with scope:
                 try:
-                    winner.append(await self._one(call, route, True, children, admit))
+                    winner.append(await self._one(call, route, True, children, admit, lost))
                 except _Failed as failed:
                     failures.append(failed)
                     if len(failures) < started:
@@ -242,6 +248,7 @@ class Router:
         more: bool,
         children: list[Call] | None = None,
         hedged: bool = False,
+        lost: Callable[[], bool] | None = None,
     ) -> GeneratedImage:
         """One route's try at the call, its attempts added to the call's."""
         child = Call(
@@ -284,6 +291,8 @@ class Router:
             raise _Failed(exc, self._moves_on(child, exc)) from None
         except BaseException:
             live.breaker.release()
+            if lost is not None and lost():
+                live.gave_up(time.perf_counter() - start, live.admitted.get(id(child)))
             raise
         finally:
             live.pending -= 1
@@ -293,7 +302,7 @@ class Router:
             call.hosts += child.hosts
             child.close_flow()
         live.breaker.on_success()
-        live.latencies.append(time.perf_counter() - start)
+        live.answered(time.perf_counter() - start)
         if admitted is not None:
             live.served(admitted)
         return image
