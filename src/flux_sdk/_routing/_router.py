@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import time
 from collections.abc import Callable, Sequence
 from typing import cast
 
@@ -37,6 +36,7 @@ from flux_sdk._policy._breaker import CircuitOpen
 from flux_sdk._policy._retry import Retry
 from flux_sdk.providers._base import StepKind
 
+from . import _live
 from ._live import Live, build_routes
 from ._routes import Hedge, Strategy
 from ._steps import start_flow
@@ -267,7 +267,7 @@ class Router:
             children.append(child)
         call.provider = live.provider
         live.calls += 1
-        start = time.perf_counter()
+        start = _live._now()
         try:
             start_flow(child, live.flow_provider)
         except InvalidRequestError as exc:  # this host cannot express it; another may
@@ -292,7 +292,7 @@ class Router:
         except BaseException:
             live.breaker.release()
             if lost is not None and lost():
-                live.gave_up(time.perf_counter() - start, live.admitted.get(id(child)))
+                live.gave_up(_live._now() - start, live.admitted.get(id(child)))
             raise
         finally:
             live.pending -= 1
@@ -302,7 +302,7 @@ class Router:
             call.hosts += child.hosts
             child.close_flow()
         live.breaker.on_success()
-        live.answered(time.perf_counter() - start)
+        live.answered(_live._now() - start)
         if admitted is not None:
             live.served(admitted)
         return image
