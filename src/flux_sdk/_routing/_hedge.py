@@ -23,7 +23,7 @@ __all__ = ["Hedge", "Sample"]
 # hedge won, so it would have taken longer than that).
 Sample = tuple[float, bool]
 
-_LONG = 0.2  # hedge once this share of the calls still running will take a fresh call's time more
+_LONG = 0.1  # hedge once this share of the calls still running will take a fresh call's time more
 _CAP = 0.99  # a route without a heavy tail is hedged at this quantile: its rare stalls
 
 
@@ -32,7 +32,7 @@ class Hedge:
 
     ``Hedge()`` works the delay out per route from its recent answers (once it has
     ``min_samples``; before that, the next route's): the earliest time at which at least
-    a fifth of the calls still running there will take as long again as a fresh call
+    a tenth of the calls still running there will take as long again as a fresh call
     on the next route, or the route's p99 if that comes first, but never earlier than
     the route's share of calls can afford at ``max_extra``. ``Hedge(delay)`` waits a
     fixed number of seconds; ``Hedge(percentile=p)`` that percentile of the route's
