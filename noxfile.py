@@ -152,8 +152,8 @@ def bench(session: nox.Session) -> None:
 @nox.session(name="bench-routing")
 def bench_routing(session: nox.Session) -> None:
     """Routing over several emulated hosts (an outage, a heavy tail, two capacities);
-    writes the figures into docs/routing.md. About 3 minutes; ``-- --quick`` prints a
-    smaller run instead."""
+    writes the figures into docs/routing.md. About 12 minutes (each tail setting runs 5
+    times); ``-- --quick`` prints a smaller run instead."""
     session.install("-e", ".", *_group("bench"))
     session.run("python", "benchmarks/routing.py", *session.posargs)
 

@@ -8,15 +8,17 @@ is a different provider (Dataoorts, Together) pointed at its own host. Three fig
    every prompt must succeed, and the dead host should see about the breaker's
    threshold of attempts (plus a probe per cooldown that passes).
 2. tail: one host with a heavy tail (10% of answers take 10x the median) and a healthy
-   one: p50, p99 and extra requests with hedging off and on.
+   one: p50, p99 and extra requests with hedging off and on, each setting run several
+   times (``--repeats``) so the spread of p99 shows (``_routing_tail.py``).
 3. capacity: hosts with 8 and 24 replicas: a batch's throughput against the sum of the
    two, with the defaults and with ``routing="balanced"`` and per-route limits.
 
 The figures replace the part of docs/routing.md between its ``routing-figures``
 markers; the rest of that page is prose written by hand.
 
-    python benchmarks/routing.py            # about 3 minutes on 2 cores
-    python benchmarks/routing.py --quick    # a smoke test; prints, writes no page
+    python benchmarks/routing.py              # about 12 minutes on 2 cores
+    python benchmarks/routing.py --quick      # a smoke test; prints, writes no page
+    python benchmarks/routing.py --only tail  # one figure; prints, writes no page
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import json
 import os
 import platform
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -38,13 +39,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from _routing_tail import Setting, run_tails, tail_lines
 
 from flux_sdk import (
     Dataoorts,
     FluxClient,
-    FluxEvent,
     GeneratedImage,
-    Hedge,
     Retry,
     RetryBudget,
     Route,
@@ -148,53 +148,7 @@ async def outage_batch(label: str, calls: int, **options: Any) -> Outage:
     )
 
 
-# 2. A heavy tail, hedged or not
-
-
-@dataclass
-class Tail:
-    label: str
-    calls: int
-    p50: float
-    p99: float
-    extra: int
-    hedges: int
-    failed: int
-
-
-async def tail_run(
-    label: str, hedge: Hedge | None, calls: int, workers: int, **options: Any
-) -> Tail:
-    slow = capacity(64, TAIL_MEDIAN, spread=0.1, tail=0.1, tail_factor=10, seed=1)
-    hosts = Hosts([slow, capacity(64, TAIL_MEDIAN, spread=0.1, seed=2)])
-    latencies: list[float] = []
-    hedges = failed = 0
-
-    def note(event: FluxEvent) -> None:
-        nonlocal hedges
-        hedges += event.kind == "hedge"
-
-    with hosts.running():
-        async with FluxClient(hosts.providers(), hedge=hedge, on_event=note, **options) as client:
-            todo = iter(prompts(calls))
-
-            async def worker() -> None:
-                nonlocal failed
-                for prompt in todo:
-                    start = time.perf_counter()
-                    try:
-                        await client.generate(prompt)
-                    except Exception:
-                        failed += 1
-                        continue
-                    latencies.append(time.perf_counter() - start)
-
-            async with anyio.create_task_group() as group:
-                for _ in range(workers):
-                    group.start_soon(worker)
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    requests = sum(c["requests"] for c in hosts.counters)
-    return Tail(label, calls, cuts[49], cuts[98], requests - calls, hedges, failed)
+# 2. A heavy tail, hedged or not: _routing_tail.py
 
 
 # 3. Two hosts' capacity
@@ -216,7 +170,6 @@ class Throughput:
 
 
 SMALL, LARGE, SERVICE, SPREAD = 8, 24, 0.4, 0.25
-TAIL_MEDIAN = 0.05
 
 
 async def capacity_batch(label: str, calls: int, limits: bool, **options: Any) -> Throughput:
@@ -265,17 +218,13 @@ def machine() -> list[str]:
     ]
 
 
-def hedged(percentile: float, max_extra: float, burst: float) -> Hedge:
-    return Hedge(percentile=percentile, max_extra=max_extra, burst=burst)
-
-
 def verdict(ok: bool) -> str:
     return "**pass**" if ok else "**miss**"
 
 
 def figures(
     outages: list[Outage],
-    tails: list[Tail],
+    tails: list[Setting],
     batches: list[Throughput],
     command: str,
     elapsed: float,
@@ -318,30 +267,10 @@ def figures(
         )
         + ".",
         "",
-        "### A heavy tail, hedged",
-        "",
-        f"The first host's answers take {TAIL_MEDIAN * 1000:.0f} ms (lognormal, sigma 0.1), "
-        f"and 10% of them 10 times that; the second host is the same without the tail. "
-        f"{tails[0].calls:,} calls, {WORKERS} at a time, routing failover. Extra requests "
-        "are the requests both hosts received, less one per call.",
-        "",
-        "| hedge | p50 | p99 | p99 / p50 | extra requests | hedges started | failed |",
-        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for t in tails:
-        lines.append(
-            f"| {t.label} | {t.p50 * 1000:.0f} ms | {t.p99 * 1000:.0f} ms | "
-            f"{t.p99 / t.p50:.2f}x | {t.extra} ({t.extra / t.calls:.1%}) | {t.hedges} | "
-            f"{t.failed} |"
-        )
+    if tails:
+        lines += [*tail_lines(tails, verdict), ""]
     lines += [
-        "",
-        "Goal: p99 at most 2x p50 with at most 10% extra requests: "
-        + "; ".join(
-            f"{t.label}: {verdict(t.p99 <= 2 * t.p50 and t.extra <= 0.1 * t.calls)}" for t in tails
-        )
-        + ".",
-        "",
         "### Two hosts' capacity",
         "",
         f"Hosts with {SMALL} and {LARGE} replicas, each answer {SERVICE * 1000:.0f} ms "
@@ -377,12 +306,11 @@ def write_page(lines: list[str], page: Path) -> None:
     page.write_text(head + START + "\n\n" + "\n".join(lines) + "\n\n" + END + tail, "utf-8")
 
 
-WORKERS = 4
-
-
-async def run(quick: bool) -> tuple[list[Outage], list[Tail], list[Throughput]]:
+async def run(quick: bool, only: str | None, repeats: int) -> Results:
+    outages: list[Outage] = []
+    tails: list[Setting] = []
+    batches: list[Throughput] = []
     calls = 200 if quick else 1000
-    outages = []
     options: dict[str, Any]
     for label, options in (
         ("defaults", {}),
@@ -391,26 +319,12 @@ async def run(quick: bool) -> tuple[list[Outage], list[Tail], list[Throughput]]:
             {"max_retries": Retry(budget=RetryBudget(capacity=32))},
         ),
     ):
-        outages.append(await outage_batch(label, calls, **options))
-        print(outages[-1], file=sys.stderr)
-    tail_calls = 200 if quick else 1000
-    tails = []
-    balanced = {"routing": "balanced"}
-    for label, hedge, more in (
-        ("off", None, {}),
-        ("`Hedge(percentile=90)`", Hedge(percentile=90), {}),
-        ("`Hedge(percentile=85, max_extra=0.2, burst=10)`", hedged(85, 0.2, 10), {}),
-        ("`Hedge(percentile=75, max_extra=0.3, burst=10)`", hedged(75, 0.3, 10), {}),
-        # Near the median with a tight burst: hedges start early and are rationed.
-        ("`Hedge(percentile=55, max_extra=0.1, burst=2)`", hedged(55, 0.1, 2), {}),
-        # Latency-aware balancing: the slow host gets fewer calls in the first place.
-        ('off, `routing="balanced"`', None, balanced),
-        ('`Hedge(percentile=85)`, `routing="balanced"`', Hedge(percentile=85), balanced),
-    ):
-        tails.append(await tail_run(label, hedge, tail_calls, WORKERS, **more))
-        print(tails[-1], file=sys.stderr)
+        if only in (None, "outage"):
+            outages.append(await outage_batch(label, calls, **options))
+            print(outages[-1], file=sys.stderr)
+    if only in (None, "tail"):
+        tails = await run_tails(Hosts, capacity, prompts, 300 if quick else 1000, repeats)
     batch_calls = 200 if quick else 800
-    batches = []
     for label, limits, options in (
         ("defaults (failover, 16 per route)", False, {}),
         ('`routing="balanced"`, 16 per route', False, {"routing": "balanced"}),
@@ -420,19 +334,35 @@ async def run(quick: bool) -> tuple[list[Outage], list[Tail], list[Throughput]]:
             {"routing": "balanced"},
         ),
     ):
-        batches.append(await capacity_batch(label, batch_calls, limits, **options))
-        print(batches[-1], f"{batches[-1].rate / batches[-1].ideal:.2f}x", file=sys.stderr)
+        if only in (None, "capacity"):
+            batches.append(await capacity_batch(label, batch_calls, limits, **options))
+            print(batches[-1], f"{batches[-1].rate / batches[-1].ideal:.2f}x", file=sys.stderr)
     return outages, tails, batches
+
+
+Results = tuple[list[Outage], list[Setting], list[Throughput]]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke test; writes no page")
     parser.add_argument("--page", type=Path, default=PAGE, help="the page to write")
+    parser.add_argument(
+        "--only", choices=("outage", "tail", "capacity"), help="one figure; printed, no page"
+    )
+    parser.add_argument("--repeats", type=int, help="runs of each tail setting (default 5)")
     args = parser.parse_args(argv)
+    repeats = args.repeats or (2 if args.quick else 5)
     start = time.perf_counter()
-    outages, tails, batches = anyio.run(run, args.quick)
+    outages, tails, batches = anyio.run(run, args.quick, args.only, repeats)
+    if args.only == "tail":
+        print("\n".join(tail_lines(tails, verdict)))
+        return 0
+    if args.only is not None:
+        return 0
     command = "python benchmarks/routing.py" + (" --quick" if args.quick else "")
+    if args.repeats:
+        command += f" --repeats {args.repeats}"
     lines = figures(outages, tails, batches, command, time.perf_counter() - start)
     if args.quick:
         print("\n".join(lines))

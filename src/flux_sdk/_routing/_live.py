@@ -24,12 +24,14 @@ from flux_sdk._policy._shared_load import SharedLoad
 from flux_sdk._transport._http import Http
 from flux_sdk.providers._base import FlowProvider, Provider
 
+from ._hedge import Sample
 from ._routes import Route, RouteState
 from ._steps import StepRunner
 
 __all__ = ["Live", "build_routes"]
 
 _LATENCIES = 200  # recent successful call times kept per route
+_SHARE = 0.02  # how fast a route's share of first tries follows the calls (about 50 calls)
 _DECAY = 2.0  # seconds: how fast a route's service time forgets a slow call (peak-EWMA)
 _now = time.perf_counter  # the clock of the estimates (a test's own, in tests)
 
@@ -53,6 +55,10 @@ class Live:
         self.breaker = breaker
         self.flow_provider = flow_provider
         self.latencies: deque[float] = deque(maxlen=_LATENCIES)
+        # What a hedge's delay is worked out from: the same times, and also the calls
+        # given up on when a hedge won (they would have taken longer).
+        self.samples: deque[Sample] = deque(maxlen=_LATENCIES)
+        self.share = 1.0  # of recent calls, how many were tried here first (a moving mean)
         self.calls = 0
         self.failures = 0
         self.pending = 0  # this process's calls at this route, running or waiting
@@ -101,6 +107,30 @@ class Live:
     def has_room(self) -> bool:
         """Whether a call sent here now would find a free slot."""
         return self.busy < self.concurrency.limit
+
+    def answered(self, seconds: float) -> None:
+        """A call here ended well after ``seconds``."""
+        self.latencies.append(seconds)
+        self.samples.append((seconds, True))
+
+    def gave_up(self, seconds: float, admitted: float | None) -> None:
+        """A call here was given up on after ``seconds`` because a hedge elsewhere won:
+        it would have taken longer, so it counts for the hedge's delay and (from
+        ``admitted``, when it had a slot) in the service estimate as long as the answers
+        here that took longer did on average, or twice as long as it ran when none did
+        (else a tail that hedges rescue would look short, and balancing would send the
+        host more calls than it should)."""
+        self.samples.append((seconds, False))
+        if admitted is None:
+            return
+        longer = [s for s in self.latencies if s > seconds]
+        # With no longer answer seen, the rest counts as long as it ran so far.
+        rest = sum(longer) / len(longer) - seconds if longer else seconds
+        self.observe(_now() - admitted + rest)
+
+    def tried_first(self, first: bool) -> None:
+        """A call was tried here first, or (``first=False``) elsewhere."""
+        self.share += _SHARE * (first - self.share)
 
     def served(self, admitted: float, freed: float | None = None) -> None:
         """A call that got its slot here at ``admitted`` (on the estimates' clock) ended

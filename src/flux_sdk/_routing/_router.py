@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import anyio
@@ -37,6 +36,7 @@ from flux_sdk._policy._breaker import CircuitOpen
 from flux_sdk._policy._retry import Retry
 from flux_sdk.providers._base import StepKind
 
+from . import _live
 from ._live import Live, build_routes
 from ._routes import Hedge, Strategy
 from ._steps import start_flow
@@ -143,6 +143,9 @@ class Router:
             if used and not free and not self.retry.budget.try_spend():
                 live.breaker.release()
                 break
+            if not used:
+                for other in accepted:
+                    other.tried_first(other is live)
             used.add(id(live))
             later = [c for c in candidates[position + 1 :] if id(c) not in used]
             backup = self._backup(later) if self.hedge is not None else None
@@ -191,7 +194,7 @@ class Router:
         hedge = self.hedge
         delay = None
         if backup is not None and hedge is not None:
-            delay = hedge.delay_for(live.latencies)
+            delay = hedge.delay_for(live.samples, backup.samples, live.share)
         if delay is None or backup is None or hedge is None:
             return await self._one(call, live, more)
         winner: list[GeneratedImage] = []
@@ -201,9 +204,12 @@ class Router:
         started = 1
 
         async def attempt(route: Live, scope: anyio.CancelScope, admit: bool) -> None:
+            # The first route's call given up on because the hedge won took longer than
+            # it ran: that counts for the next delay (else rescued tails would vanish).
+            lost = None if admit else lambda: bool(winner)
             with scope:
                 try:
-                    winner.append(await self._one(call, route, True, children, admit))
+                    winner.append(await self._one(call, route, True, children, admit, lost))
                 except _Failed as failed:
                     failures.append(failed)
                     if len(failures) < started:
@@ -246,6 +252,7 @@ class Router:
         more: bool,
         children: list[Call] | None = None,
         hedged: bool = False,
+        lost: Callable[[], bool] | None = None,
     ) -> GeneratedImage:
         """One route's try at the call, its attempts added to the call's."""
         child = Call(
@@ -264,7 +271,7 @@ class Router:
             children.append(child)
         call.provider = live.provider
         live.calls += 1
-        start = time.perf_counter()
+        start = _live._now()
         try:
             start_flow(child, live.flow_provider)
         except InvalidRequestError as exc:  # this host cannot express it; another may
@@ -288,6 +295,8 @@ class Router:
             raise _Failed(exc, self._moves_on(child, exc)) from None
         except BaseException:
             live.breaker.release()
+            if lost is not None and lost():
+                live.gave_up(_live._now() - start, live.admitted.get(id(child)))
             raise
         finally:
             live.pending -= 1
@@ -298,7 +307,7 @@ class Router:
             call.hosts += child.hosts
             child.close_flow()
         live.breaker.on_success()
-        live.latencies.append(time.perf_counter() - start)
+        live.answered(_live._now() - start)
         if admitted is not None:
             live.served(admitted, freed)
         return image

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import statistics
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -17,6 +15,8 @@ from flux_sdk._policy._limits import ConcurrencyLimit, RateLimit
 from flux_sdk._policy._shared import SharedLimit
 from flux_sdk._transport._http import Http
 from flux_sdk.providers._base import FlowProvider, Provider
+
+from ._hedge import Hedge
 
 __all__ = ["Hedge", "Route", "RouteState", "Strategy", "as_routes", "route_https"]
 
@@ -75,71 +75,6 @@ class RouteState:
     error_rate: float
     calls: int
     failures: int
-
-
-class Hedge:
-    """When to send a second attempt to another host while the first is still running.
-
-    After ``delay`` seconds, or, with ``percentile``, after that percentile of the first
-    host's recent latencies (once it has ``min_samples`` of them), a second attempt goes
-    to the next healthy route; the first image wins and the other attempt is cancelled
-    (on the host too, for a queue job). Hedges are paid from a sack that gains
-    ``max_extra`` of a token per call and holds at most ``burst``: at most
-    ``max_extra x calls + burst`` extra attempts, so hedging cannot double the bill.
-    """
-
-    def __init__(
-        self,
-        delay: float | None = None,
-        *,
-        percentile: float | None = None,
-        max_extra: float = 0.1,
-        min_samples: int = 20,
-        burst: float = 10.0,
-    ) -> None:
-        if (delay is None) == (percentile is None):
-            raise ConfigError("Hedge needs either a delay in seconds or a percentile, not both")
-        if delay is not None and (isinstance(delay, bool) or not 0 <= delay < math.inf):
-            raise ConfigError(f"a hedge delay must be a finite number of seconds (got {delay!r})")
-        if percentile is not None and not 0 < percentile < 100:
-            raise ConfigError(f"a hedge percentile is between 0 and 100 (got {percentile!r})")
-        if isinstance(max_extra, bool) or not 0 < max_extra <= 1:
-            raise ConfigError(f"max_extra must be above 0 and at most 1 (got {max_extra!r})")
-        self.delay = delay
-        self.percentile = percentile
-        self.max_extra = float(max_extra)
-        self.min_samples = min_samples
-        self.burst = float(burst)
-        self._tokens = self.burst
-
-    def on_call(self) -> None:
-        self._tokens = min(self.burst, self._tokens + self.max_extra)
-
-    def can_spend(self) -> bool:
-        return self._tokens >= 1.0
-
-    def try_spend(self) -> bool:
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
-
-    def refund(self) -> None:
-        self._tokens = min(self.burst, self._tokens + 1.0)
-
-    def delay_for(self, latencies: deque[float]) -> float | None:
-        """Seconds to wait before hedging a call to a host with these latencies."""
-        if self.delay is not None:
-            return self.delay
-        if len(latencies) < self.min_samples:
-            return None
-        assert self.percentile is not None
-        cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-        return cuts[max(0, min(98, round(self.percentile) - 1))]
-
-    def __repr__(self) -> str:
-        how = f"delay={self.delay!r}" if self.delay is not None else f"percentile={self.percentile}"
-        return f"Hedge({how}, max_extra={self.max_extra})"
 
 
 def as_routes(

@@ -1,0 +1,118 @@
+"""Hedge(): the delay is worked out per route (early on a heavy tail, late without one,
+never earlier than the budget affords), and an answer given up on because a hedge won
+counts as slow, for the next delay and for balancing."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import anyio
+import httpx
+import pytest
+import respx
+
+from flux_sdk import ConfigError, Hedge, Route
+from flux_sdk._routing import _live
+from flux_sdk._routing._hedge import Sample
+
+from .test_routing import OK, A, B, Clock, client
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def router() -> Generator[respx.MockRouter, None, None]:
+    with respx.mock(assert_all_called=False) as mock:
+        yield mock
+
+
+def answers(*groups: tuple[int, float, bool]) -> list[Sample]:
+    """``count`` answers from ``seconds`` upwards, 0.2 ms apart."""
+    return [(seconds + i / 5000, done) for count, seconds, done in groups for i in range(count)]
+
+
+FAST = (90, 0.05, True)  # 50 to 68 ms
+BACKUP = answers((100, 0.05, True))  # 50 to 70 ms, 60 ms its median
+
+
+def test_a_heavy_tail_is_hedged_near_its_median_a_light_one_at_its_p99() -> None:
+    """A tenth of answers ten times slower: hedged near the median (a hedge's image comes
+    at about the delay plus the other host's time, so a later one misses 2x p50).
+    Without a tail, only the slowest 1% are hedged: the budget is kept for tails."""
+    hedge = Hedge()
+    tail = answers(FAST, (10, 0.5, True))
+    delay = hedge.delay_for(tail, BACKUP, share=0.1)
+    assert delay is not None
+    assert delay <= sorted(tail)[50][0]  # at or below the median
+    light = answers((100, 0.05, True))
+    assert hedge.delay_for(light, BACKUP, share=0.1) == pytest.approx(0.0696)  # its p99
+
+
+def test_a_route_taking_most_calls_is_hedged_no_earlier_than_the_budget_affords() -> None:
+    """Taking every call, the route may hedge only max_extra of them: hedging at its
+    median would spend the tokens on fast answers and leave the slow ones unhedged."""
+    tail = answers(FAST, (10, 0.5, True))
+    delay = Hedge().delay_for(tail, BACKUP, share=1.0)
+    assert delay == sorted(tail)[89][0]  # its p90: 10% of its calls
+    assert Hedge(max_extra=0.3).delay_for(tail, BACKUP, share=1.0) == sorted(tail)[69][0]
+
+
+def test_answers_given_up_on_for_a_hedge_still_count_as_the_tail() -> None:
+    """Slow answers rescued by hedges end as "given up on after 0.1 s": counted as
+    finished at 0.1 s the tail would look gone and the hedges would stop."""
+    rescued = answers(FAST, (10, 0.1, False))
+    finished = answers(FAST, (10, 0.1, True))
+    early = Hedge().delay_for(rescued, BACKUP, share=0.1)
+    assert early is not None
+    assert early <= sorted(rescued)[50][0]
+    assert Hedge().delay_for(finished, BACKUP, share=0.1) == sorted(finished)[98][0]
+
+
+def test_a_route_not_yet_timed_is_hedged_from_the_next_routes_answers() -> None:
+    """Before a route has min_samples answers, its calls are hedged by the next route's
+    (its first slow answers were never hedged); with neither, not at all."""
+    assert Hedge().delay_for([], BACKUP, share=0.5) == pytest.approx(0.0696)
+    assert Hedge().delay_for([], [], share=0.5) is None
+
+
+def test_bad_hedge_settings_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="not both"):
+        Hedge(0.1, percentile=90)
+    with pytest.raises(ConfigError, match="min_samples"):
+        Hedge(min_samples=1)
+    with pytest.raises(ConfigError, match="burst"):
+        Hedge(burst=0.5)
+    assert repr(Hedge()) == "Hedge(max_extra=0.1, burst=5)"
+
+
+async def test_a_host_given_up_on_for_a_winning_hedge_counts_as_slow_when_balancing(
+    router: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alpha never answers; the hedge to beta wins after 0.3 s. alpha's call counts as
+    given up on after 0.3 s (for its next hedge delay) and as twice that for balancing,
+    so the next call goes to beta; counted as nothing, alpha looked fast (it had no
+    answer) and got the call again."""
+    clock = Clock()
+    monkeypatch.setattr(_live, "_now", clock)
+
+    async def stuck(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        clock.now = 0.3
+        return OK
+
+    router.post(A.url).mock(side_effect=stuck)
+    router.post(B.url).mock(side_effect=answer)
+    routes = [Route(A, max_concurrency=4), Route(B, max_concurrency=3)]
+    async with client(routes, routing="balanced", hedge=Hedge(0.0)) as flux:
+        assert flux._router is not None
+        alpha, beta = flux._router.routes
+        assert flux._router.order([alpha, beta])[0] is alpha  # more slots, nothing known
+        assert (await flux.generate("a cat")).provider == "beta"
+        assert list(alpha.samples) == [(0.3, False)]
+        assert list(beta.samples) == [(0.3, True)]
+        assert alpha.service == pytest.approx(0.6)
+        assert flux._router.order([alpha, beta])[0] is beta
+        assert alpha.share > beta.share  # the call was tried at alpha first
