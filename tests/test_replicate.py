@@ -44,6 +44,7 @@ from flux_sdk.providers._replicate_inputs import ASPECT_RATIOS
 
 from ._images import image_bytes
 from ._server import serve
+from ._sleeps import Sleeps
 
 pytestmark = pytest.mark.anyio
 
@@ -203,15 +204,6 @@ def test_the_token_comes_from_the_environment_and_stays_secret(
 # The flow, with respx
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        await anyio.lowlevel.checkpoint()
-
-
 @pytest.fixture
 def router() -> Generator[respx.MockRouter, None, None]:
     with respx.mock(assert_all_called=False) as mock:
@@ -234,7 +226,7 @@ def host(
     }
 
 
-def client(clock: Clock, **options: Any) -> FluxClient:
+def client(clock: Sleeps, **options: Any) -> FluxClient:
     return FluxClient(
         Replicate(KEY, poll_interval=0.25), max_retries=Retry(3, sleep=clock), **options
     )
@@ -242,13 +234,13 @@ def client(clock: Clock, **options: Any) -> FluxClient:
 
 async def test_a_prediction_runs_create_polls_and_download(router: respx.MockRouter) -> None:
     routes = host(router, polls=[answer("starting"), answer("processing"), DONE])
-    clock = Clock()
+    clock = Sleeps()
     events: list[FluxEvent] = []
     async with client(clock, on_event=events.append) as flux:
         image = await flux.generate("a fox", seed=3)
     assert (image.data, image.media_type, image.request_id) == (WEBP, "image/webp", "p1")
     assert [r.call_count for r in routes.values()] == [1, 3, 1, 0]
-    assert clock.waits == [0.25, 0.25, 0.25]
+    assert clock.delays == [0.25, 0.25, 0.25]
     assert [e.step for e in events if e.kind == "attempt"] == [
         "submit",
         "poll",
@@ -264,7 +256,7 @@ async def test_a_create_that_waited_to_the_end_needs_no_poll(router: respx.MockR
     """With Prefer: wait the create may answer a finished prediction: straight to the image."""
     output = {"output": OUT}  # a single URL rather than a list is read too
     routes = host(router, create=[answer("succeeded", 201, **output)])
-    async with client(Clock()) as flux:
+    async with client(Sleeps()) as flux:
         await flux.generate("a fox")
     assert (routes["poll"].call_count, routes["download"].call_count) == (0, 1)
 
@@ -275,12 +267,12 @@ async def test_a_processing_answer_that_holds_the_output_is_done(
     """Replicate's Prefer: wait may answer `processing` with the output already in it;
     the official run() returns it then, so no poll is sent (each poll costs a request)."""
     routes = host(router, create=[answer("processing", 201, output=[OUT])])
-    clock = Clock()
+    clock = Sleeps()
     async with client(clock) as flux:
         image = await flux.generate("a fox")
     assert (image.data, image.request_id) == (WEBP, "p1")
     assert [r.call_count for r in routes.values()] == [1, 0, 1, 0]
-    assert clock.waits == []
+    assert clock.delays == []
 
 
 def data_uri(data: bytes, media_type: str = "image/webp") -> str:
@@ -296,7 +288,7 @@ async def test_a_data_uri_output_is_decoded_not_downloaded(
     uri = data_uri(WEBP)
     done = answer("succeeded", 201, output=[uri] if as_list else uri)
     routes = host(router, create=[done])
-    async with client(Clock()) as flux:
+    async with client(Sleeps()) as flux:
         image = await flux.generate("a fox")
     assert (image.data, image.media_type, image.request_id) == (WEBP, "image/webp", "p1")
     assert [r.call_count for r in routes.values()] == [1, 0, 0, 0]
@@ -314,7 +306,7 @@ async def test_a_bad_data_uri_output_is_an_invalid_response(
     router: respx.MockRouter, output: str, match: str
 ) -> None:
     host(router, create=[answer("succeeded", 201, output=[output])])
-    async with client(Clock()) as flux:
+    async with client(Sleeps()) as flux:
         with pytest.raises(InvalidResponseError, match=match) as caught:
             await flux.generate("a fox")
     assert caught.value.provider == "replicate"
@@ -324,7 +316,7 @@ async def test_json_calls_accept_json_and_the_download_accepts_images(
     router: respx.MockRouter,
 ) -> None:
     routes = host(router, polls=[DONE])
-    async with client(Clock()) as flux:
+    async with client(Sleeps()) as flux:
         await flux.generate("a fox")
     for name in ("create", "poll"):
         assert routes[name].calls.last.request.headers["accept"] == "application/json"
@@ -340,7 +332,7 @@ async def test_failed_polls_are_retried_without_a_second_create(
     router: respx.MockRouter, failure: Any
 ) -> None:
     routes = host(router, polls=[failure, failure, DONE])
-    async with client(Clock()) as flux:
+    async with client(Sleeps()) as flux:
         await flux.generate("a fox")
     assert (routes["create"].call_count, routes["poll"].call_count) == (1, 3)
 
@@ -350,11 +342,11 @@ async def test_a_throttled_create_is_sent_again_but_a_500_is_not(router: respx.M
         429, json={"detail": "Request was throttled."}, headers={"retry-after": "0"}
     )
     routes = host(router, create=[throttled, answer("succeeded", 201, output=[OUT])])
-    async with client(Clock()) as flux:
+    async with client(Sleeps()) as flux:
         await flux.generate("a fox")
     assert routes["create"].call_count == 2
     routes["create"].mock(side_effect=[httpx.Response(500), answer("starting", 201)])
-    async with client(Clock()) as flux:
+    async with client(Sleeps()) as flux:
         with pytest.raises(ServerError):
             await flux.generate("a fox")
     assert routes["create"].call_count == 3  # one more: the 500 may hide a created prediction
@@ -374,7 +366,7 @@ async def test_a_prediction_that_ended_without_an_image_is_not_created_again(
     router: respx.MockRouter, last: httpx.Response, match: str
 ) -> None:
     routes = host(router, polls=[answer("processing"), last])
-    async with client(Clock()) as flux:
+    async with client(Sleeps()) as flux:
         with pytest.raises(ProviderError, match=match) as caught:
             await flux.generate("a fox")
     assert not caught.value.retryable
@@ -404,7 +396,7 @@ async def test_create_errors_are_decoded(
     router: respx.MockRouter, code: int, body: dict[str, Any], error: type[Exception], match: str
 ) -> None:
     host(router, create=[httpx.Response(code, json=body)] * 4)
-    async with client(Clock()) as flux:
+    async with client(Sleeps()) as flux:
         with pytest.raises(error, match=match):
             await flux.generate("a fox")
 
@@ -413,14 +405,14 @@ async def test_a_status_url_on_another_host_gets_no_token(router: respx.MockRout
     """urls.get elsewhere than the API is refused: the token is sent to the API only."""
     elsewhere = {"id": "p1", "status": "starting", "urls": {"get": "https://evil.example/p1"}}
     host(router, create=[httpx.Response(201, json=elsewhere)])
-    async with client(Clock()) as flux:
+    async with client(Sleeps()) as flux:
         with pytest.raises(InvalidResponseError, match="sends your token nowhere else"):
             await flux.generate("a fox")
 
 
 async def test_a_body_of_the_wrong_shape_is_an_invalid_response(router: respx.MockRouter) -> None:
     host(router, create=[httpx.Response(201, json={"status": "starting"})])
-    async with client(Clock()) as flux:
+    async with client(Sleeps()) as flux:
         with pytest.raises(InvalidResponseError, match="unexpected shape"):
             await flux.generate("a fox")
 
@@ -447,7 +439,7 @@ def expected(
 async def test_the_whole_life_against_the_emulator() -> None:
     """starting twice, processing once, then the image the emulator serves itself."""
     app = EmulatorApp(replicate=ReplicateQueue(starting=2, processing=1, run_seconds=None))
-    clock = Clock()
+    clock = Sleeps()
     with serve(app) as url:
         replicate = Replicate(DEFAULT_API_KEY, base_url=url, poll_interval=0.1)
         async with FluxClient(replicate, max_retries=Retry(3, sleep=clock)) as flux:
@@ -456,7 +448,7 @@ async def test_the_whole_life_against_the_emulator() -> None:
     (made,) = app.replicate.predictions.values()
     assert (made.status, made.polls, made.cancel_requests) == ("succeeded", 3, 0)
     assert made.input["go_fast"] is False
-    assert clock.waits == [0.1, 0.1, 0.1]
+    assert clock.delays == [0.1, 0.1, 0.1]
 
 
 async def test_faults_on_polls_and_download_are_retried_against_the_emulator() -> None:
@@ -466,7 +458,7 @@ async def test_faults_on_polls_and_download_are_retried_against_the_emulator() -
     app = EmulatorApp(replicate=ReplicateQueue(starting=1, processing=0), faults=faults)
     with serve(app) as url:
         async with FluxClient(
-            Replicate(DEFAULT_API_KEY, base_url=url), max_retries=Retry(3, sleep=Clock())
+            Replicate(DEFAULT_API_KEY, base_url=url), max_retries=Retry(3, sleep=Sleeps())
         ) as flux:
             image = await flux.generate("a fox", seed=2)
     assert image.data == expected("a fox", 2)
@@ -478,7 +470,7 @@ async def test_ended_predictions_against_the_emulator(outcome: Any, match: str) 
     app = EmulatorApp(replicate=ReplicateQueue(starting=0, processing=1, outcome=outcome))
     with serve(app) as url:
         async with FluxClient(
-            Replicate(DEFAULT_API_KEY, base_url=url), max_retries=Retry(3, sleep=Clock())
+            Replicate(DEFAULT_API_KEY, base_url=url), max_retries=Retry(3, sleep=Sleeps())
         ) as flux:
             with pytest.raises(ProviderError, match=match):
                 await flux.generate("a fox")
@@ -521,7 +513,7 @@ async def test_the_emulator_holds_a_prefer_wait_create_until_the_prediction_ends
     app = EmulatorApp(replicate=queue)
     with serve(app) as url:
         replicate = Replicate(DEFAULT_API_KEY, base_url=url, wait=wait, poll_interval=0.1)
-        async with FluxClient(replicate, max_retries=Retry(3, sleep=Clock())) as flux:
+        async with FluxClient(replicate, max_retries=Retry(3, sleep=Sleeps())) as flux:
             image = await flux.generate("a fox", seed=5)
     assert image.data == expected("a fox", 5)
     (made,) = app.replicate.predictions.values()

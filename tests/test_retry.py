@@ -50,6 +50,22 @@ OK = httpx.Response(
 )
 
 
+async def run_calls(client: FluxClient, calls: int) -> list[FluxError]:
+    """Run ``calls`` generates at once; the errors they raised."""
+    errors: list[FluxError] = []
+
+    async def one(i: int) -> None:
+        try:
+            await client.generate(f"prompt {i}")
+        except FluxError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as group:
+        for i in range(calls):
+            group.start_soon(one, i)
+    return errors
+
+
 @pytest.fixture
 def sleeps() -> Sleeps:
     return Sleeps()
@@ -253,17 +269,7 @@ async def test_total_outage_stays_within_the_retry_budget(
     route = router.post(URL).respond(503)
     budget = RetryBudget(ratio=0.2, capacity=10)
     async with _client(sleeps, budget=budget, max_concurrency=16) as client:
-        errors: list[FluxError] = []
-
-        async def one(i: int) -> None:
-            try:
-                await client.generate(f"prompt {i}")
-            except FluxError as exc:
-                errors.append(exc)
-
-        async with anyio.create_task_group() as tg:
-            for i in range(200):
-                tg.start_soon(one, i)
+        errors = await run_calls(client, 200)
     assert len(errors) == 200
     assert all(isinstance(e, ServerError) for e in errors)
     assert route.call_count <= 1.2 * 200 + 10

@@ -10,10 +10,10 @@ import httpx
 import pytest
 import respx
 
-from flux_sdk import Dataoorts, FluxClient, FluxError, Retry, RetryBudget, ServerError
+from flux_sdk import Dataoorts, FluxClient, Retry, RetryBudget, ServerError
 
 from ._sleeps import Sleeps
-from .test_retry import OK, URL
+from .test_retry import OK, URL, run_calls
 
 pytestmark = pytest.mark.anyio
 
@@ -25,21 +25,6 @@ REFUSED = 40  # of them refused together
 def router() -> Generator[respx.MockRouter, None, None]:
     with respx.mock(assert_all_called=False) as mock:
         yield mock
-
-
-async def _run(client: FluxClient, calls: int) -> list[FluxError]:
-    errors: list[FluxError] = []
-
-    async def one(i: int) -> None:
-        try:
-            await client.generate(f"prompt {i}")
-        except FluxError as exc:
-            errors.append(exc)
-
-    async with anyio.create_task_group() as group:
-        for i in range(calls):
-            group.start_soon(one, i)
-    return errors
 
 
 async def test_a_burst_of_429s_at_concurrency_64_loses_no_call(
@@ -70,7 +55,7 @@ async def test_a_burst_of_429s_at_concurrency_64_loses_no_call(
     async with FluxClient(
         Dataoorts(api_key="sk-test"), max_retries=retry, max_concurrency=WIDTH
     ) as client:
-        errors = await _run(client, WIDTH)
+        errors = await run_calls(client, WIDTH)
     assert errors == []
     assert route.call_count == WIDTH + REFUSED
     assert sleeps.delays == [0.0] * REFUSED
@@ -88,7 +73,7 @@ async def test_a_total_outage_at_concurrency_64_stays_within_the_bound(
     async with FluxClient(
         Dataoorts(api_key="sk-test"), max_retries=retry, max_concurrency=WIDTH
     ) as client:
-        errors = await _run(client, 200)
+        errors = await run_calls(client, 200)
     assert len(errors) == 200
     assert all(isinstance(e, ServerError) for e in errors)
     assert budget.size <= WIDTH
