@@ -148,3 +148,27 @@ async def test_no_form_of_redis_password_shows(url: str, anyio_backend: str) -> 
     assert SECRET not in text
     assert "%68unter" not in text
     assert "cannot reach Redis" in text
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_renewal_that_reaches_redis_after_the_release_does_not_revive_the_lease(
+    redis_url: str,
+) -> None:
+    """A renewal already sent when its call ends can be run after the release (another
+    connection): it must not put the lease back, or the slot stays taken for 30 s."""
+    import redis.asyncio
+
+    name = f"t-{uuid.uuid4().hex}"
+    leases = "{flux_sdk:" + name + "}:leases"
+    limit = SharedLimit(redis_url, name, concurrency=1)
+    async with limit, redis.asyncio.Redis.from_url(redis_url) as check:
+        await limit._connect()
+        assert await limit._lease_script("acquire", [1, 30_000_000, "a"]) == 0
+        await limit._release("a")
+        assert await limit._lease_script("renew", [30_000_000, "a"]) == 0
+        assert await check.zcard(leases) == 0
+        # A lease never given back and lost by Redis is still put back by its renewal.
+        assert await limit._lease_script("acquire", [1, 30_000_000, "b"]) == 0
+        await check.delete(leases)
+        assert await limit._lease_script("renew", [30_000_000, "b"]) == 1
+        assert await check.zrange(leases, 0, -1) == [b"b"]

@@ -126,7 +126,8 @@ class SharedLimit:
         self.current_rate = self.rate  # as last read from Redis
         self.in_flight = 0  # this process's requests holding a lease or a slot
         tag = "{flux_sdk:" + name + "}"  # one hash slot, so a cluster runs the scripts too
-        self._keys = {k: f"{tag}:{k}" for k in ("leases", "freed", "slot", "rate", "epoch")}
+        parts = ("leases", "freed", "slot", "rate", "epoch", "released")
+        self._keys = {k: f"{tag}:{k}" for k in parts}
         self._prefix = f"{socket.gethostname()}:{os.getpid()}:"
         self._client: Redis | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -267,7 +268,7 @@ class SharedLimit:
         """``acquire`` or ``renew``, told what they need to see that Redis restarted
         empty and hold new leases off while live processes put theirs back."""
         recover_us = round((self.lease_seconds / 3 + 2 * _RENEW_RETRY) * 1e6)
-        keys = [self._keys["leases"], self._keys["epoch"]]
+        keys = [self._keys[k] for k in ("leases", "epoch", "released")]
         answer = await self._eval(name, keys, [*args, int(self._known), recover_us])
         self._known = True
         return answer
@@ -322,11 +323,9 @@ class SharedLimit:
 
     async def _release(self, lease: str) -> None:
         self._held.discard(lease)
-        await self._quietly(
-            self._eval(
-                "release", [self._keys["leases"], self._keys["freed"]], [lease, self.concurrency]
-            )
-        )
+        keys = [self._keys[k] for k in ("leases", "freed", "released")]
+        lease_us = round(self.lease_seconds * 1e6)
+        await self._quietly(self._eval("release", keys, [lease, self.concurrency, lease_us]))
 
     async def _renew(self, lease: str) -> None:
         """Renew ``lease`` every third of its life, and soon after a failure: a Redis

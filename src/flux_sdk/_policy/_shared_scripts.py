@@ -54,20 +54,31 @@ return math.max(1, tonumber(first[2]) - now)
 """
 )
 
-# KEYS: leases, epoch. ARGV: lease_us, lease id, known, recover_us. Extends the lease, or
-# puts it back when Redis lost it (restarted empty): a request still running keeps
-# counting against the limit.
+# KEYS: leases, epoch, released. ARGV: lease_us, lease id, known, recover_us. Extends the
+# lease, or puts it back when Redis lost it (restarted empty): a request still running
+# keeps counting against the limit. A lease given back is not put back: a renewal sent
+# just before the release can reach Redis after it (on another connection). 0 then.
 RENEW = (
     _NOW
     + _EPOCH
     + """
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) and redis.call('ZSCORE', KEYS[3], ARGV[2]) then
+  return 0
+end
 return redis.call('ZADD', KEYS[1], 'CH', string.format('%.0f', now + tonumber(ARGV[1])),
                   ARGV[2])
 """
 )
 
-# KEYS: leases, freed (a list that wakes one waiter per freed lease). ARGV: lease id, limit.
-RELEASE = """
+# KEYS: leases, freed (a list that wakes one waiter per freed lease), released (lease id
+# -> when, kept a lease's life so a late renewal cannot revive it). ARGV: lease id,
+# limit, lease_us.
+RELEASE = (
+    _NOW
+    + """
+redis.call('ZADD', KEYS[3], string.format('%.0f', now), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', string.format('%.0f', now - tonumber(ARGV[3])))
+redis.call('PEXPIRE', KEYS[3], math.ceil(tonumber(ARGV[3]) / 1000))
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   redis.call('RPUSH', KEYS[2], '1')
   redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
@@ -75,6 +86,7 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
 end
 return 0
 """
+)
 
 # A virtual-time token bucket (GCRA): the next free slot is kept in Redis; each caller
 # takes the next one and is told how long to sleep until it.
