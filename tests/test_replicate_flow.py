@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Generator
 from typing import Any
 
 import httpx
@@ -29,6 +28,7 @@ from ._replicate import CANCEL, CREATE, GET, KEY, prediction
 from ._sleeps import Sleeps
 
 pytestmark = pytest.mark.anyio
+
 OUT = "https://replicate.delivery/xezq/abc/out-0.webp"
 WEBP = image_bytes("WEBP", size=3)
 
@@ -41,12 +41,6 @@ DONE = answer("succeeded", output=[OUT])
 
 
 # The flow, with respx
-
-
-@pytest.fixture
-def router() -> Generator[respx.MockRouter, None, None]:
-    with respx.mock(assert_all_called=False) as mock:
-        yield mock
 
 
 def host(
