@@ -6,9 +6,6 @@ from typing import Any
 
 import httpx
 
-from flux_sdk import (
-    GenerateRequest,
-)
 from flux_sdk.providers import Step
 
 from ._images import image_bytes
@@ -24,7 +21,6 @@ RESULT = {
     "has_nsfw_concepts": [False],
     "prompt": "a red fox",
 }
-REQ = GenerateRequest(prompt="a red fox", seed=42)
 
 
 def ok(body: Any = None, *, content: bytes | None = None, **headers: str) -> httpx.Response:

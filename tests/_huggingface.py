@@ -6,7 +6,6 @@ are pure; tests/test_huggingface_emulator.py runs whole calls over loopback.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -14,41 +13,18 @@ import pytest
 
 from flux_sdk import (
     FluxError,
-    GeneratedImage,
     GenerateRequest,
     HuggingFace,
 )
-from flux_sdk.providers import Accepted, Ended, Step, Wait
+from flux_sdk.providers import Step
 
+from ._flows import REQ, drive
 from ._images import image_bytes
 
 TOKEN = "hf_SeCrEtToKeN0123456789abcdefABCDEF"
 ROUTER = "https://router.huggingface.co"
 PNG = image_bytes(size=4)
-REQ = GenerateRequest(prompt="a red fox", seed=42)
 SCHNELL = "black-forest-labs/FLUX.1-schnell"
-Item = Step | Wait | Accepted | Ended
-
-
-def drive(
-    provider: HuggingFace, answers: Iterable[httpx.Response], request: GenerateRequest = REQ
-) -> tuple[GeneratedImage, list[Item]]:
-    """Run the flow, answering each Step with the next response."""
-    flow = provider.generate_flow(request)
-    answers = iter(answers)
-    seen: list[Item] = []
-    value: Any = None
-    try:
-        while True:
-            item = flow.send(value)
-            seen.append(item)
-            value = None
-            if isinstance(item, Step):
-                response = next(answers)
-                response.request = item.request
-                value = item.parse(response)
-    except StopIteration as done:
-        return done.value, seen
 
 
 def first(request: GenerateRequest = REQ, **options: Any) -> httpx.Request:

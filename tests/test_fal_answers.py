@@ -7,7 +7,6 @@ tests are pure; tests/test_fal_emulator.py runs whole calls over loopback.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -19,16 +18,16 @@ from flux_sdk import (
     Fal,
     FluxError,
     FluxWarning,
-    GeneratedImage,
     GenerateRequest,
     InvalidResponseError,
     ProviderError,
     ServerError,
 )
-from flux_sdk.providers import Accepted, Ended, Step, Wait
+from flux_sdk.providers import Accepted, Step, Wait
 from flux_sdk.providers._fal import POLLS
 
-from ._fal import CDN, KEY, PNG, REQ, RESULT, SUBMIT, ok, steps
+from ._fal import CDN, KEY, PNG, RESULT, SUBMIT, ok, steps
+from ._flows import drive
 
 RID = "80e732af-1111-4222-8333-944445555666"
 JOB_URL = f"https://queue.fal.run/fal-ai/flux/requests/{RID}"
@@ -47,28 +46,6 @@ def status(state: str, **more: Any) -> httpx.Response:
 
 
 LIFE = [ok(JOB), status("IN_QUEUE"), status("IN_PROGRESS"), status("COMPLETED"), ok(RESULT)]
-
-
-def drive(
-    provider: Fal, answers: Iterable[httpx.Response], request: GenerateRequest = REQ
-) -> tuple[GeneratedImage, list[Step | Wait | Accepted | Ended]]:
-    """Run the flow, answering each Step with the next response; return the image and
-    every item the flow yielded."""
-    flow = provider.generate_flow(request)
-    answers = iter(answers)
-    seen: list[Step | Wait | Accepted | Ended] = []
-    value: Any = None
-    try:
-        while True:
-            item = flow.send(value)
-            seen.append(item)
-            value = None
-            if isinstance(item, Step):
-                response = next(answers)
-                response.request = item.request
-                value = item.parse(response)
-    except StopIteration as done:
-        return done.value, seen
 
 
 # The queue's life, one answer at a time

@@ -18,7 +18,8 @@ from flux_sdk import (
 )
 from flux_sdk.providers import Step
 
-from ._fal import CDN, KEY, PNG, REQ, RESULT, SUBMIT
+from ._fal import CDN, KEY, PNG, RESULT, SUBMIT
+from ._flows import REQ
 
 
 def first(request: GenerateRequest = REQ, **options: Any) -> httpx.Request:

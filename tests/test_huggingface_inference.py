@@ -23,7 +23,8 @@ from flux_sdk import (
     ServerError,
 )
 
-from ._huggingface import BEARER, PNG, ROUTER, SCHNELL, TOKEN, drive, error_of, first, ok
+from ._flows import drive
+from ._huggingface import BEARER, PNG, ROUTER, SCHNELL, TOKEN, error_of, first, ok
 
 # hf-inference
 

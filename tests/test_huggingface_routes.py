@@ -19,7 +19,8 @@ from flux_sdk import (
 )
 from flux_sdk.providers import Accepted, Step, Wait
 
-from ._huggingface import BEARER, PNG, ROUTER, SCHNELL, TOKEN, Item, drive, error_of, first, ok
+from ._flows import Item, drive
+from ._huggingface import BEARER, PNG, ROUTER, SCHNELL, TOKEN, error_of, first, ok
 
 
 def sent(seen: list[Item]) -> list[tuple[str, str, str, str | None]]:
