@@ -10,11 +10,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from flux_sdk import (
-    Baseten,
-    GeneratedImage,
-    GenerateRequest,
-)
+from flux_sdk import Baseten, GeneratedImage, GenerateRequest
 
 KEY = "bt_SeCrEt.9e8d7c6b5a4f3e2d1c"
 MODEL_ID = "abcd1234"

@@ -14,14 +14,7 @@ import anyio
 import httpx
 import pytest
 
-from flux_sdk import (
-    AttemptMiddleware,
-    AttemptNext,
-    Call,
-    Dataoorts,
-    FluxClient,
-    Retry,
-)
+from flux_sdk import AttemptMiddleware, AttemptNext, Call, Dataoorts, FluxClient, Retry
 from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp, render_png
 
 pytestmark = pytest.mark.anyio

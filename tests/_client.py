@@ -5,10 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from flux_sdk import (
-    Dataoorts,
-    FluxClient,
-)
+from flux_sdk import Dataoorts, FluxClient
 
 from ._images import image_bytes
 

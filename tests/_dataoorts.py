@@ -11,12 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from flux_sdk import (
-    Dataoorts,
-    FluxError,
-    GeneratedImage,
-    GenerateRequest,
-)
+from flux_sdk import Dataoorts, FluxError, GeneratedImage, GenerateRequest
 
 KEY = "dk_SeCrEt_7f3a9c1e5b2d4f60aa"
 URL = "https://cloud.dataoorts.com/api/v1"

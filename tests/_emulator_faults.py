@@ -9,11 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flux_sdk.emulator import (
-    DEFAULT_API_KEY,
-    EmulatorApp,
-    Fault,
-)
+from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp, Fault
 
 pytestmark = pytest.mark.anyio
 

@@ -11,11 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flux_sdk import (
-    FluxError,
-    GenerateRequest,
-    HuggingFace,
-)
+from flux_sdk import FluxError, GenerateRequest, HuggingFace
 from flux_sdk.providers import Step
 
 from ._flows import REQ, drive

@@ -9,13 +9,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from flux_sdk import (
-    Baseten,
-    ConfigError,
-    FluxWarning,
-    GenerateRequest,
-    InvalidRequestError,
-)
+from flux_sdk import Baseten, ConfigError, FluxWarning, GenerateRequest, InvalidRequestError
 
 from ._baseten import KEY, MODEL_ID, PNG, REQ, URL, b64, build, parse, response
 

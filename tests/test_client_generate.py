@@ -9,12 +9,7 @@ import httpx
 import pytest
 import respx
 
-from flux_sdk import (
-    ConfigError,
-    GenerateRequest,
-    InvalidRequestError,
-    ProviderError,
-)
+from flux_sdk import ConfigError, GenerateRequest, InvalidRequestError, ProviderError
 
 from ._client import KEY, OK_JSON, PNG, URL, _client
 

@@ -7,10 +7,7 @@ import base64
 import httpx
 import pytest
 
-from flux_sdk import (
-    InvalidResponseError,
-    ProviderError,
-)
+from flux_sdk import InvalidResponseError, ProviderError
 
 from ._dataoorts import (
     JPEG,

@@ -8,12 +8,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from flux_sdk import (
-    ConfigError,
-    Dataoorts,
-    GenerateRequest,
-    InvalidRequestError,
-)
+from flux_sdk import ConfigError, Dataoorts, GenerateRequest, InvalidRequestError
 
 from ._dataoorts import KEY, REQ, URL
 

@@ -12,12 +12,7 @@ import anyio
 import pybase64
 import pytest
 
-from flux_sdk.emulator import (
-    EmulatorApp,
-    Fault,
-    FaultPlan,
-    InjectedDisconnect,
-)
+from flux_sdk.emulator import EmulatorApp, Fault, FaultPlan, InjectedDisconnect
 
 from ._emulator_faults import (
     BASETEN,

@@ -8,12 +8,7 @@ from typing import Any
 
 import pytest
 
-from flux_sdk.emulator import (
-    ALL_FAULTS,
-    EmulatorApp,
-    Fault,
-    FaultPlan,
-)
+from flux_sdk.emulator import ALL_FAULTS, EmulatorApp, Fault, FaultPlan
 from flux_sdk.emulator._request import MAX_BODY_BYTES
 
 from ._emulator_faults import (

@@ -13,11 +13,7 @@ import anyio
 import httpx
 import pytest
 
-from flux_sdk.emulator import (
-    EmulatorApp,
-    Fault,
-    FaultPlan,
-)
+from flux_sdk.emulator import EmulatorApp, Fault, FaultPlan
 from flux_sdk.emulator._asgi import Receive, Scope, Send
 
 from ._emulator_faults import (

@@ -9,13 +9,7 @@ import httpx
 import pytest
 
 import flux_sdk
-from flux_sdk import (
-    ConfigError,
-    Fal,
-    GenerateRequest,
-    InvalidRequestError,
-    InvalidResponseError,
-)
+from flux_sdk import ConfigError, Fal, GenerateRequest, InvalidRequestError, InvalidResponseError
 from flux_sdk.providers import Step
 
 from ._fal import CDN, KEY, PNG, RESULT, SUBMIT

@@ -14,10 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flux_sdk import (
-    FluxClient,
-    GeneratedImage,
-)
+from flux_sdk import FluxClient, GeneratedImage
 
 from ._fuzz import PROVIDERS, REQUEST, answers, check_result, fuzz_settings
 from ._reliability import count, record

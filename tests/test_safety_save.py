@@ -9,12 +9,7 @@ from typing import Any
 
 import pytest
 
-from flux_sdk import (
-    GeneratedImage,
-    GenerateRequest,
-    InvalidResponseError,
-    SaveError,
-)
+from flux_sdk import GeneratedImage, GenerateRequest, InvalidResponseError, SaveError
 
 from ._images import image_bytes
 from ._safety import PNG
