@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from ._baseten import JPEG, PNG, REQ, WEBP, b64, parse, response
+from ._baseten import JPEG, PNG, REQ, WEBP, parse
+from ._wire import b64, response
 
 IMAGES = {"image/png": PNG, "image/jpeg": JPEG, "image/webp": WEBP}
 

@@ -25,22 +25,20 @@ from flux_sdk import (
     ServerError,
 )
 
-from ._baseten import JPEG, JSON_TYPE, KEY, MODEL_ID, PNG, URL, b64, build, parse, response
+from ._baseten import JPEG, KEY, MODEL_ID, PNG, URL, build, parse
+from ._wire import JSON_TYPE, b64, error_texts, response
+from ._wire import leaks as leaks_of
+
+
+def leaks(text: str) -> bool:
+    """Whether any 8 consecutive characters of the key appear in ``text``."""
+    return leaks_of(text, KEY)
 
 
 def error_of(resp: httpx.Response) -> FluxError:
     with pytest.raises(FluxError) as info:
         parse(resp)
     return info.value
-
-
-def leaks(text: str, secret: str = KEY, run: int = 8) -> bool:
-    """Whether any ``run`` consecutive characters of ``secret`` appear in ``text``."""
-    return any(secret[i : i + run] in text for i in range(len(secret) - run + 1))
-
-
-def error_texts(exc: FluxError) -> list[str]:
-    return [str(exc), repr(exc), str(getattr(exc, "body", ""))]
 
 
 # Errors

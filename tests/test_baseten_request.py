@@ -11,7 +11,8 @@ from pydantic import SecretStr
 
 from flux_sdk import Baseten, ConfigError, FluxWarning, GenerateRequest, InvalidRequestError
 
-from ._baseten import KEY, MODEL_ID, PNG, REQ, URL, b64, build, parse, response
+from ._baseten import KEY, MODEL_ID, PNG, REQ, URL, build, parse
+from ._wire import b64, response
 
 # The request
 

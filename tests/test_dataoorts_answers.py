@@ -9,20 +9,9 @@ import pytest
 
 from flux_sdk import InvalidResponseError, ProviderError
 
-from ._dataoorts import (
-    JPEG,
-    JSON_TYPE,
-    PNG,
-    REQ,
-    WEBP,
-    b64,
-    envelope,
-    error_of,
-    failure,
-    parse,
-    response,
-)
+from ._dataoorts import JPEG, PNG, REQ, WEBP, envelope, error_of, failure, parse
 from ._images import noise_png
+from ._wire import JSON_TYPE, b64, response
 
 IMAGES = {"image/png": PNG, "image/jpeg": JPEG, "image/webp": WEBP}
 

@@ -16,7 +16,6 @@ from flux_sdk import (
     AuthenticationError,
     BadRequestError,
     Dataoorts,
-    FluxError,
     InvalidResponseError,
     ProviderError,
     QuotaExceeded,
@@ -24,28 +23,14 @@ from flux_sdk import (
     ServerError,
 )
 
-from ._dataoorts import (
-    JPEG,
-    JSON_TYPE,
-    KEY,
-    PNG,
-    REQ,
-    URL,
-    b64,
-    envelope,
-    error_of,
-    failure,
-    response,
-)
+from ._dataoorts import JPEG, KEY, PNG, REQ, URL, envelope, error_of, failure
+from ._wire import JSON_TYPE, b64, error_texts, response
+from ._wire import leaks as leaks_of
 
 
-def leaks(text: str, secret: str = KEY, run: int = 8) -> bool:
-    """Whether any ``run`` consecutive characters of ``secret`` appear in ``text``."""
-    return any(secret[i : i + run] in text for i in range(len(secret) - run + 1))
-
-
-def error_texts(exc: FluxError) -> list[str]:
-    return [str(exc), repr(exc), str(getattr(exc, "body", ""))]
+def leaks(text: str) -> bool:
+    """Whether any 8 consecutive characters of the key appear in ``text``."""
+    return leaks_of(text, KEY)
 
 
 # Failures reported in the envelope
