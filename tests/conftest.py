@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import respx
 
 from ._reliability import MODE, LeakFilter, LeakHandler, SecretWatch, record
 
@@ -70,6 +71,13 @@ def raw_emulator_url() -> Iterator[str]:
 
     with serve(EmulatorApp(dataoorts_response="raw")) as url:
         yield url
+
+
+@pytest.fixture
+def router() -> Iterator[respx.MockRouter]:
+    """respx answering every host, for the modules that share it (a module may define its own)."""
+    with respx.mock(assert_all_called=False) as mock:
+        yield mock
 
 
 # Secret capture across the session

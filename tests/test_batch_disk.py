@@ -18,7 +18,7 @@ import pytest
 from flux_sdk import GeneratedImage, GenerateRequest, SaveError
 from flux_sdk.emulator import EmulatorApp, render_png
 
-from .test_batch import SIZE, client_for, expected, images_in
+from ._batch import SIZE, client_for, expected, images_in
 
 PNG = render_png("cat", seed=1, steps=4, width=8, height=8)
 

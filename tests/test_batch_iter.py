@@ -18,7 +18,7 @@ from flux_sdk import (
 from flux_sdk._batching._batch import Batch
 from flux_sdk.emulator import EmulatorApp
 
-from .test_batch import SIZE, InFlight, client_for, expected, images_in, manifest
+from ._batch import SIZE, InFlight, client_for, expected, images_in, manifest
 
 pytestmark = pytest.mark.anyio
 

@@ -21,7 +21,7 @@ from flux_sdk import (
 from flux_sdk._batching._manifest import request_key
 from flux_sdk.emulator import EmulatorApp, Fault, FaultPlan
 
-from .test_batch import SIZE, client_for, expected, images_in
+from ._batch import SIZE, client_for, expected, images_in
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ from flux_sdk import FluxError, InvalidRequestError, SavedImage, SaveError, iter
 from flux_sdk._batching._manifest import BatchDirectory
 from flux_sdk.emulator import EmulatorApp, Fault, FaultPlan
 
-from .test_batch import SIZE, client_for
+from ._batch import SIZE, client_for
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp, Fault, FaultPlan, render_png
-from tests.test_emulator import API_KEY, SMALL, client, decode
+
+from ._emulator import API_KEY, SMALL, client, decode
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,8 @@ import pytest
 
 from flux_sdk.emulator import render_png
 from flux_sdk.emulator._deflate import RowStream
-from tests.test_emulator import decode
+
+from ._emulator import decode
 
 
 def unfiltered(stream: bytes, row_bytes: int) -> list[bytes]:

@@ -10,7 +10,8 @@ import pytest
 
 from flux_sdk.emulator import render_png
 from flux_sdk.emulator._font import glyph_rows, printable
-from tests.test_emulator import chunks, decode
+
+from ._emulator import chunks, decode
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp, Fault, FaultPlan, InjectedDisconnect
-from tests.test_emulator import API_KEY, BEARER, DATAOORTS, client, dataoorts_body
+
+from ._emulator import API_KEY, BEARER, DATAOORTS, client, dataoorts_body
 
 
 @pytest.mark.anyio
