@@ -53,9 +53,11 @@ if TYPE_CHECKING:
     from ._policy._retry import Retry, RetryBudget
     from ._policy._shared import SharedLimit
     from ._routing._router import RoutingError
-    from ._routing._routes import Hedge, Route, RouteState
+    from ._routing._routes import Hedge, Route
+    from ._routing._state import RouteState
     from ._spend._cache import DiskCache
-    from ._spend._ledger import Budget, HostSpend, Ledger
+    from ._spend._hostspend import HostSpend
+    from ._spend._ledger import Budget, Ledger
     from ._spend._pricing import LIST_PRICES, Price
     from ._transport._aiohttp import AiohttpTransport
     from ._transport._logfilter import set_log_redaction
@@ -118,7 +120,7 @@ _LAZY = {
     "GenerateRequest": "._base._models",
     "GeneratedImage": "._base._models",
     "Hedge": "._routing._routes",
-    "HostSpend": "._spend._ledger",
+    "HostSpend": "._spend._hostspend",
     "HuggingFace": ".providers",
     "Ledger": "._spend._ledger",
     "Middleware": "._pipeline._middleware",
@@ -131,7 +133,7 @@ _LAZY = {
     "Retry": "._policy._retry",
     "RetryBudget": "._policy._retry",
     "Route": "._routing._routes",
-    "RouteState": "._routing._routes",
+    "RouteState": "._routing._state",
     "RoutingError": "._routing._router",
     "SavedImage": "._batching._batch",
     "SharedLimit": "._policy._shared",

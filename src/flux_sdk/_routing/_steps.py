@@ -142,7 +142,7 @@ class StepRunner:
                     value = self.job_seconds  # when to look first (None: not known yet)
                 elif isinstance(item, Ended):
                     if call.job is not None:  # nothing is left on the host to cancel
-                        call.job = dataclasses.replace(call.job, cancel=None)
+                        call.job = Accepted(call.job.job_id)
                         self._job_took(waited, None if last == waited else last)
                     if self.on_ended is not None:
                         self.on_ended(call)
