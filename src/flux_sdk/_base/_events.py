@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from ._frozen import ByValue
+
 if TYPE_CHECKING:
     from ._errors import Billed, FluxError
     from ._models import GenerateRequest
@@ -16,8 +18,8 @@ __all__ = ["EventHook", "FluxEvent"]
 logger = logging.getLogger("flux_sdk")
 
 
-@dataclass(frozen=True, slots=True)
-class FluxEvent:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)  # ByValue's: see _frozen
+class FluxEvent(ByValue):
     """One thing that happened in a `FluxClient.generate` call.
 
     ``kind`` is ``"attempt"`` after each HTTP request (``status_code`` or ``error`` say

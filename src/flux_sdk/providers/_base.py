@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import httpx
 
 from flux_sdk._base._errors import InvalidRequestError
-from flux_sdk._base._frozen import Frozen
+from flux_sdk._base._frozen import ByValue, Frozen
 from flux_sdk._base._models import MAX_PROMPT_CHARS, MAX_SEED, GeneratedImage, GenerateRequest
 
 __all__ = [
@@ -33,13 +33,12 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class ParamRules:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)  # ByValue's: see _frozen
+class ParamRules(ByValue):
     """The parameter ranges one provider (and model) accepts, checked before sending.
 
     Bounds are inclusive. ``size=None`` means the model takes no width or height;
     ``seed_supported=False`` that it takes no seed (its images cannot be reproduced).
-    A dataclass, so that a provider can subclass it as one (see ``ReplicateRules``).
     """
 
     prompt_chars: tuple[int, int] = (1, MAX_PROMPT_CHARS)
