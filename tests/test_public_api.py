@@ -78,7 +78,8 @@ def test_first_generate_loads_only_what_it_needs() -> None:
 # What a first generate with one host used to load and has no use for (issue 26): a
 # percentile hedge's statistics, importlib.util (opentelemetry is looked for without
 # it), SharedLimit's Redis side, a flow's download checks, and the records only read
-# when a program asks for them (a ledger's HostSpend, a route's RouteState).
+# when a program asks for them (a ledger's HostSpend, a route's RouteState, the FluxEvent
+# of a client with an on_event hook).
 NOT_ON_A_FIRST_GENERATE = (
     "statistics",
     "importlib.util",
@@ -89,6 +90,7 @@ NOT_ON_A_FIRST_GENERATE = (
     "flux_sdk._transport._downloads",
     "flux_sdk._spend._hostspend",
     "flux_sdk._routing._state",
+    "flux_sdk._base._flux_event",
 )
 
 

@@ -34,7 +34,8 @@ from ._base._logging import configure_from_env as _configure_from_env
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._base._events import EventHook, FluxEvent
+    from ._base._events import EventHook
+    from ._base._flux_event import FluxEvent
     from ._base._models import GeneratedImage, GenerateRequest, sniff_media_type
     from ._batching._batch import BatchIterator, BatchProgress, SavedImage
     from ._batching._shards import iter_results
@@ -116,7 +117,7 @@ _LAZY = {
     "Flow": ".providers",
     "FlowProvider": ".providers",
     "FluxClient": "._client",
-    "FluxEvent": "._base._events",
+    "FluxEvent": "._base._flux_event",
     "GenerateRequest": "._base._models",
     "GeneratedImage": "._base._models",
     "Hedge": "._routing._routes",
