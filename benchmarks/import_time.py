@@ -72,16 +72,18 @@ Where the rest goes. Beyond the four: asyncio (about 9 ms) and anyio's asyncio b
 with the modules it imports (about 18 ms), which any program that runs anyio on asyncio
 loads ("dependencies as used"); then flux_sdk's own share, its 50-odd modules (the
 client, its limits, retry, routing steps, ledger and pricing, the provider, the lean
-HTTP/1.1 connections, the image checks) and building the client: 17 ms, from 25 ms
+HTTP/1.1 connections, the image checks) and building the client: 16 ms, from 25 ms
 (best of 30 fresh interpreters that import the four, asyncio, anyio's backend and
-pybase64 before the timer, the two versions interleaved, load 3.5-3.8, 2026-12-07).
+pybase64 before the timer, the two versions interleaved, load 2.3-2.6, 2026-12-07).
 
 What came off its path. Python 3.11 builds a dataclass by compiling each method it
 writes at import, half a millisecond to a millisecond a class: `Step`, `Wait`,
-`Accepted` and `Ended` are plain slotted classes now, and `ParamRules`, `FluxEvent`,
-`Price` and `GeneratedImage` stay frozen dataclasses that inherit `__eq__`, `__hash__`
-and `__repr__` from one base instead (`_base/_frozen.py`). `HostSpend` and `RouteState`
-load when a spend or a route's state is read; `statistics` with a percentile hedge;
+`Accepted` and `Ended` are plain slotted classes now, and `ParamRules`, `Price` and
+`GeneratedImage` stay frozen dataclasses that inherit `__eq__`, `__hash__` and
+`__repr__` from one base instead (`_base/_frozen.py`). `FluxEvent` loads with a
+client's first event (`EventHook`, in the client's signature, is a callback protocol
+that does not name it at run time), `HostSpend` and `RouteState` when a spend or a
+route's state is read; `statistics` with a percentile hedge;
 SharedLimit's Redis side when one is made; a flow's download checks at its first
 download; opentelemetry is looked for without `importlib.util`. Earlier: pydantic's
 model machinery (`GenerateRequest` is checked by a pydantic-core schema, keys are
@@ -91,7 +93,7 @@ application has imported it; the CA certificates (~20 ms) load at the first TLS
 handshake. tests/test_public_api.py checks that a first generate loads none of the
 modules that came off its path this time, tests/test_request_core.py pydantic's.
 
-What is left is about 0.1 ms a module, and the four dataclasses' `__init__` and frozen
+What is left is about 0.1 ms a module, and the three dataclasses' `__init__` and frozen
 `__setattr__` (about 0.7 ms each). Not done: skipping anyio's asyncio backend on
 asyncio. Every anyio primitive on a call's path (cancel scopes, events, semaphores,
 sleeps, socket waits) goes through it, so that would take asyncio primitives of
