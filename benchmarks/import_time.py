@@ -68,21 +68,36 @@ anyio's backend imports it). From one run,
 
 """
 NOTES = """
-Where the rest goes. A first generate no longer loads pydantic's model machinery:
-`GenerateRequest` is checked by a pydantic-core schema and keys are flux_sdk's own
-`SecretStr` (a `BaseModel` and `pydantic.SecretStr` loaded `pydantic.main`,
-`pydantic.types`, annotated_types and, at the first validation, pydantic's plugin
-loader with `importlib.metadata`: about 30 ms, a quarter of the four). What remains
-beyond the four: asyncio (about 10 ms) and anyio's asyncio backend with the modules it
-imports (about 15 ms), which any program that runs anyio on asyncio loads ("dependencies
-as used", over 1.2x the four on its own); then flux_sdk's own share (about 16 ms: the
-client, its limits, retry, routing steps, ledger and pricing, the provider and the lean
-HTTP/1.1 connections, pybase64 and the image checks), the last row. flux_sdk's
-connections load neither httpcore nor h11 nor (when installed) trio, which httpcore
-imports whenever it can; opentelemetry-api is imported only once the application has
-imported it; the CA certificates (~20 ms) load at the first TLS handshake. Meeting 1.3x
-would leave flux_sdk under 8 ms beside anyio's backend, or take primitives that are not
-anyio's on the path of a call: not done.
+Where the rest goes. Beyond the four: asyncio (about 9 ms) and anyio's asyncio backend
+with the modules it imports (about 18 ms), which any program that runs anyio on asyncio
+loads ("dependencies as used"); then flux_sdk's own share, its 50-odd modules (the
+client, its limits, retry, routing steps, ledger and pricing, the provider, the lean
+HTTP/1.1 connections, the image checks) and building the client: 16 ms, from 25 ms
+(best of 30 fresh interpreters that import the four, asyncio, anyio's backend and
+pybase64 before the timer, the two versions interleaved, load 2.3-2.6, 2026-12-07).
+
+What came off its path. Python 3.11 builds a dataclass by compiling each method it
+writes at import, half a millisecond to a millisecond a class: `Step`, `Wait`,
+`Accepted` and `Ended` are plain slotted classes now, and `ParamRules`, `Price` and
+`GeneratedImage` stay frozen dataclasses that inherit `__eq__`, `__hash__` and
+`__repr__` from one base instead (`_base/_frozen.py`). `FluxEvent` loads with a
+client's first event (`EventHook`, in the client's signature, is a callback protocol
+that does not name it at run time), `HostSpend` and `RouteState` when a spend or a
+route's state is read; `statistics` with a percentile hedge;
+SharedLimit's Redis side when one is made; a flow's download checks at its first
+download; opentelemetry is looked for without `importlib.util`. Earlier: pydantic's
+model machinery (`GenerateRequest` is checked by a pydantic-core schema, keys are
+flux_sdk's own `SecretStr`: about 30 ms), httpcore, h11 and (when installed) trio, which
+flux_sdk's own connections do not need; opentelemetry-api is imported only once the
+application has imported it; the CA certificates (~20 ms) load at the first TLS
+handshake. tests/test_public_api.py checks that a first generate loads none of the
+modules that came off its path this time, tests/test_request_core.py pydantic's.
+
+What is left is about 0.1 ms a module, and the three dataclasses' `__init__` and frozen
+`__setattr__` (about 0.7 ms each). Not done: skipping anyio's asyncio backend on
+asyncio. Every anyio primitive on a call's path (cancel scopes, events, semaphores,
+sleeps, socket waits) goes through it, so that would take asyncio primitives of
+flux_sdk's own beside anyio's, with anyio's cancellation semantics to match.
 """
 GOAL = 1.3  # issue 26: at most 1.3x `import httpx, anyio, pydantic, tenacity`
 

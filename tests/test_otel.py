@@ -106,19 +106,25 @@ async def test_a_failed_call_marks_its_span(
 
 
 def test_without_opentelemetry_nothing_is_imported() -> None:
-    """The client checks for the package without importing it."""
+    """The client checks for the package without importing it: installed, it is not
+    imported; hidden (as if not installed), the client has no tracer at all."""
     import subprocess
     import sys
 
-    code = (
-        "import sys, importlib.util as u; u.find_spec = lambda name, *a: None; "
-        "import flux_sdk; flux_sdk.FluxClient(flux_sdk.Emulator()); "
-        "print('opentelemetry' in sys.modules, 'flux_sdk._spend._otel' in sys.modules)"
+    check = (
+        "import flux_sdk; client = flux_sdk.FluxClient(flux_sdk.Emulator()); "
+        "print('opentelemetry' in sys.modules, 'flux_sdk._spend._otel' in sys.modules, "
+        "client._tracer is not None)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.split() == ["False", "False"]
+    hide = "sys.modules['opentelemetry'] = None; "
+    for code, expected in (("", "False False True"), (hide, "True False False")):
+        out = subprocess.run(
+            [sys.executable, "-c", "import sys; " + code + check],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert out.split() == expected.split()
 
 
 def test_the_tracer_is_made_once_the_application_has_imported_opentelemetry() -> None:

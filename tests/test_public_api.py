@@ -7,6 +7,8 @@ import subprocess
 import sys
 import typing
 
+import pytest
+
 import flux_sdk
 
 
@@ -71,6 +73,46 @@ def test_first_generate_loads_only_what_it_needs() -> None:
         assert module not in loaded, module
     assert "flux_sdk.providers._dataoorts" in loaded
     assert "flux_sdk._client" in loaded
+
+
+# What a first generate with one host used to load and has no use for (issue 26): a
+# percentile hedge's statistics, importlib.util (opentelemetry is looked for without
+# it), SharedLimit's Redis side, a flow's download checks, and the records only read
+# when a program asks for them (a ledger's HostSpend, a route's RouteState, the FluxEvent
+# of a client with an on_event hook).
+NOT_ON_A_FIRST_GENERATE = (
+    "statistics",
+    "importlib.util",
+    "flux_sdk._policy._redis_outage",
+    "flux_sdk._policy._redis_url",
+    "flux_sdk._policy._shared_hold",
+    "flux_sdk._policy._shared_scripts",
+    "flux_sdk._transport._downloads",
+    "flux_sdk._spend._hostspend",
+    "flux_sdk._routing._state",
+    "flux_sdk._base._flux_event",
+)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_first_generate_loads_no_module_it_does_not_use(emulator_url: str, backend: str) -> None:
+    """One image made in a fresh interpreter loads none of the modules above: each costs
+    a first generate import time, which issue 26 bounds."""
+    url = emulator_url + "/api/v1"
+    code = f"""
+import sys, anyio
+from flux_sdk import Dataoorts, FluxClient
+from flux_sdk.emulator import DEFAULT_API_KEY
+async def main():
+    async with FluxClient(Dataoorts(api_key=DEFAULT_API_KEY, base_url={url!r})) as client:
+        image = await client.generate("a lighthouse at dawn")
+    print(image.media_type)
+anyio.run(main, backend={backend!r})
+print(" ".join(m for m in {NOT_ON_A_FIRST_GENERATE!r} if m in sys.modules) or "none")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["image/png", "none"]
 
 
 def test_a_name_loads_on_first_use_and_says_it_lives_in_flux_sdk() -> None:

@@ -34,7 +34,8 @@ from ._base._logging import configure_from_env as _configure_from_env
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._base._events import EventHook, FluxEvent
+    from ._base._events import EventHook
+    from ._base._flux_event import FluxEvent
     from ._base._models import GeneratedImage, GenerateRequest, sniff_media_type
     from ._batching._batch import BatchIterator, BatchProgress, SavedImage
     from ._batching._shards import iter_results
@@ -53,9 +54,11 @@ if TYPE_CHECKING:
     from ._policy._retry import Retry, RetryBudget
     from ._policy._shared import SharedLimit
     from ._routing._router import RoutingError
-    from ._routing._routes import Hedge, Route, RouteState
+    from ._routing._routes import Hedge, Route
+    from ._routing._state import RouteState
     from ._spend._cache import DiskCache
-    from ._spend._ledger import Budget, HostSpend, Ledger
+    from ._spend._hostspend import HostSpend
+    from ._spend._ledger import Budget, Ledger
     from ._spend._pricing import LIST_PRICES, Price
     from ._transport._aiohttp import AiohttpTransport
     from ._transport._logfilter import set_log_redaction
@@ -114,11 +117,11 @@ _LAZY = {
     "Flow": ".providers",
     "FlowProvider": ".providers",
     "FluxClient": "._client",
-    "FluxEvent": "._base._events",
+    "FluxEvent": "._base._flux_event",
     "GenerateRequest": "._base._models",
     "GeneratedImage": "._base._models",
     "Hedge": "._routing._routes",
-    "HostSpend": "._spend._ledger",
+    "HostSpend": "._spend._hostspend",
     "HuggingFace": ".providers",
     "Ledger": "._spend._ledger",
     "Middleware": "._pipeline._middleware",
@@ -131,7 +134,7 @@ _LAZY = {
     "Retry": "._policy._retry",
     "RetryBudget": "._policy._retry",
     "Route": "._routing._routes",
-    "RouteState": "._routing._routes",
+    "RouteState": "._routing._state",
     "RoutingError": "._routing._router",
     "SavedImage": "._batching._batch",
     "SharedLimit": "._policy._shared",

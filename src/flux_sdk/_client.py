@@ -24,7 +24,7 @@ from ._policy._breaker import CircuitBreaker
 from ._policy._limits import CombinedLimit, ConcurrencyLimit, RateLimit
 from ._policy._retry import Retry
 from ._policy._shared import SharedLimit
-from ._routing._routes import Hedge, Route, RouteState, Strategy, as_routes
+from ._routing._routes import Hedge, Route, Strategy, as_routes
 from ._routing._steps import StepRunner, start_flow
 from ._spend._ledger import Budget, Ledger
 from ._spend._meter import CallMeter, batch_budget, make_tracer
@@ -34,6 +34,7 @@ from .providers._base import FlowProvider, Provider
 
 if TYPE_CHECKING:  # routing loads only for a client of several providers
     from ._routing._router import Router
+    from ._routing._state import RouteState
 
 __all__ = ["DEFAULT_TIMEOUT", "FluxClient"]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._errors import InvalidResponseError
+from ._frozen import ByValue
 from ._request import MAX_PROMPT_CHARS, MAX_SEED, GenerateRequest, JsonValue
 
 if TYPE_CHECKING:
@@ -41,8 +42,8 @@ def sniff_media_type(data: bytes) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
-class GeneratedImage:
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)  # ByValue's eq
+class GeneratedImage(ByValue):
     """An image a provider returned, with how it was made.
 
     ``media_type`` comes from the bytes themselves, never from a header or a file name.

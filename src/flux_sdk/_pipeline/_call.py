@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flux_sdk._base._errors import InvalidRequestError
-from flux_sdk._base._events import EventHook, FluxEvent
+from flux_sdk._base._events import EventHook
 from flux_sdk._base._models import GenerateRequest
 
 if TYPE_CHECKING:
@@ -158,6 +158,8 @@ class Call:
     def emit(self, kind: Any, **fields: Any) -> None:
         """Send one `FluxEvent` to the client's ``on_event`` hook, if it has one."""
         if self.on_event is not None:
+            from flux_sdk._base._flux_event import FluxEvent
+
             self.on_event(
                 FluxEvent(kind, provider=self.provider.name, request=self._request, **fields)
             )

@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from flux_sdk._base._errors import ConfigError
 
-from . import _shared_scripts as lua
-
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
@@ -36,6 +34,8 @@ async def open_client(url: str, socket_timeout: float) -> tuple[Redis, dict[str,
         ) from None
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
+
+    from . import _shared_scripts as lua  # with the client: no SharedLimit, no Lua loaded
 
     # One retry, at once and on a new connection, for a pooled connection that died with
     # a restarted Redis; no more. redis-py's default (ten, with backoff, for ~5 s) hid a

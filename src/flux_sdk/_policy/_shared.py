@@ -36,9 +36,9 @@ from flux_sdk.providers._wire import retry_after
 from ._limits import ConcurrencyLimit, RateLimit, run_within
 from ._redis_client import Unavailable as _Unavailable
 from ._redis_client import open_client, run_script
-from ._redis_outage import Outage
-from ._redis_url import safe_url as _safe_url
-from ._shared_hold import gated, holding, keep, renewed, shared_held_step
+
+# _redis_outage, _redis_url and _shared_hold are imported where used: every client
+# imports this module for the name SharedLimit, few make one (issue 26).
 
 if TYPE_CHECKING:
     import asyncio
@@ -94,6 +94,9 @@ class SharedLimit:
         on_unavailable: Literal["fail", "local"] = "fail",
         min_rate: float | None = None,
     ) -> None:
+        from ._redis_outage import Outage
+        from ._redis_url import safe_url as _safe_url
+
         if not isinstance(redis_url, str) or not redis_url.startswith(
             ("redis://", "rediss://", "unix://")
         ):
@@ -177,6 +180,8 @@ class SharedLimit:
         await self.aclose()
 
     async def __call__(self, call: Call, call_next: AttemptNext) -> httpx.Response:
+        from ._shared_hold import gated, holding, shared_held_step
+
         if holding(call, self) or holding(call, self._local_concurrency):  # a held job's
             return await shared_held_step(self, call, call_next)  # poll: the rate only
         client = await self._connect()
@@ -193,6 +198,8 @@ class SharedLimit:
         # The lease id is chosen before the acquire script runs, so a call cancelled
         # while the script is in flight (or while it waits for a rate slot) can give
         # back the lease it may hold: completed-or-undone, never leaked for a lease.
+        from ._shared_hold import keep, renewed
+
         lease = None if self.concurrency is None else self._prefix + uuid.uuid4().hex
         try:
             await self._take(client, lease)

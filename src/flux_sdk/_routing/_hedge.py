@@ -12,7 +12,6 @@ so the slow answers a hedge rescues do not vanish from the estimate.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 
 from flux_sdk._base._errors import ConfigError
@@ -102,6 +101,8 @@ class Hedge:
             samples = backup  # a route not yet timed: the next route's answers
         ordered = sorted(samples)
         if self.percentile is not None:
+            import statistics  # loaded by the first hedge that needs its quantiles
+
             cuts = statistics.quantiles([s for s, _ in ordered], n=100, method="inclusive")
             return cuts[max(0, min(98, round(self.percentile) - 1))]
         fresh = _median(backup if len(backup) >= self.min_samples else ordered)

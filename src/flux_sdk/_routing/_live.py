@@ -25,7 +25,8 @@ from flux_sdk._transport._http import Http
 from flux_sdk.providers._base import FlowProvider, Provider
 
 from ._hedge import Sample
-from ._routes import Route, RouteState
+from ._routes import Route
+from ._state import RouteState
 from ._steps import StepRunner
 
 __all__ = ["Live", "build_routes"]

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import httpx
 
 from flux_sdk._base._errors import ConfigError
-from flux_sdk._policy._breaker import State
 from flux_sdk._policy._limits import ConcurrencyLimit, RateLimit
 from flux_sdk._policy._shared import SharedLimit
 from flux_sdk._transport._http import Http
@@ -18,7 +16,7 @@ from flux_sdk.providers._base import FlowProvider, Provider
 
 from ._hedge import Hedge
 
-__all__ = ["Hedge", "Route", "RouteState", "Strategy", "as_routes", "route_https"]
+__all__ = ["Hedge", "Route", "Strategy", "as_routes", "route_https"]
 
 # How a client of several providers picks a route (see `Router`).
 Strategy = Literal["failover", "balanced", "cheapest"]
@@ -60,21 +58,6 @@ class Route:
 
     def __repr__(self) -> str:
         return f"Route({self.provider!r}, weight={self.weight:g}, price={self.price!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class RouteState:
-    """One route as a dashboard sees it (`FluxClient.routes`)."""
-
-    provider: str
-    circuit: State
-    in_flight: int
-    max_concurrency: int
-    latency_p50: float | None
-    latency_p95: float | None
-    error_rate: float
-    calls: int
-    failures: int
 
 
 def as_routes(

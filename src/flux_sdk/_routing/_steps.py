@@ -32,7 +32,6 @@ from flux_sdk._pipeline._middleware import AttemptNext
 from flux_sdk._policy._breaker import CircuitOpen
 from flux_sdk._policy._hold import Held, release_ended, release_held
 from flux_sdk._policy._retry import Retry
-from flux_sdk._transport._downloads import MAX_REDIRECTS, check_download, redirected
 from flux_sdk._transport._http import Http
 from flux_sdk._transport._redact import redact, redact_exception, secrets_of
 from flux_sdk.providers._base import (
@@ -142,7 +141,7 @@ class StepRunner:
                     value = self.job_seconds  # when to look first (None: not known yet)
                 elif isinstance(item, Ended):
                     if call.job is not None:  # nothing is left on the host to cancel
-                        call.job = dataclasses.replace(call.job, cancel=None)
+                        call.job = Accepted(call.job.job_id)
                         self._job_took(waited, None if last == waited else last)
                     if self.on_ended is not None:
                         self.on_ended(call)
@@ -211,7 +210,9 @@ class StepRunner:
     async def _step(self, call: Call, step: Step) -> Any:
         if call.origin is None:
             call.origin = step.request.url
-        if step.kind == "download":
+        if step.kind == "download":  # _downloads loads with a flow's first download
+            from flux_sdk._transport._downloads import check_download
+
             await check_download(step.request, call.origin, call.provider_name)
         self.http.prepare(step.request, call.timeout)
         call.step = step
@@ -267,6 +268,8 @@ class StepRunner:
         response = await self.http.send(step.request, call.provider_name)
         if step.kind != "download":
             return response
+        from flux_sdk._transport._downloads import MAX_REDIRECTS, check_download, redirected
+
         for _ in range(MAX_REDIRECTS):
             target = redirected(response, call.provider_name)
             if target is None:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from flux_sdk._base._errors import Billed, ConfigError
 
-__all__ = ["Budget", "HostSpend", "Ledger", "usd"]
+if TYPE_CHECKING:  # built only when the spend is read: the first generate does not load it
+    from ._hostspend import HostSpend
+
+__all__ = ["Budget", "Ledger", "usd"]
 
 
 def usd(amount: float | None) -> str:
@@ -24,37 +27,26 @@ def usd(amount: float | None) -> str:
     return f"USD {amount:.4f}" if amount < 100 else f"USD {amount:,.2f}"
 
 
-@dataclass(frozen=True, slots=True)
-class HostSpend:
-    """One host's account in a `Ledger`.
-
-    ``calls`` that ended at this host and ``images`` it delivered; ``attempts`` counts
-    every HTTP request sent to it (polls and downloads too); ``billed`` the attempts it
-    charged for (an image came back) and ``maybe_billed`` those it may have charged for.
-    ``cost`` is what is certainly owed, ``cost_at_most`` adds every maybe-billed
-    attempt. Costs are None for a host without a known price.
-    """
-
-    provider: str
-    calls: int = 0
-    images: int = 0
-    attempts: int = 0
-    billed: int = 0
-    maybe_billed: int = 0
-    cost: float | None = 0.0
-    cost_at_most: float | None = 0.0
-
-
-@dataclass
 class _Account:
-    calls: int = 0
-    images: int = 0
-    attempts: int = 0
-    billed: int = 0
-    maybe_billed: int = 0
-    cost: Decimal = field(default_factory=Decimal)
-    at_most: Decimal = field(default_factory=Decimal)
-    priced: bool = True
+    """One host's running counts (a plain class: a dataclass costs ~1 ms to build at
+    import, and every first generate imports this module)."""
+
+    __slots__ = (
+        "at_most",
+        "attempts",
+        "billed",
+        "calls",
+        "cost",
+        "images",
+        "maybe_billed",
+        "priced",
+    )
+
+    def __init__(self, priced: bool = True) -> None:
+        self.calls = self.images = self.attempts = self.billed = self.maybe_billed = 0
+        self.cost = Decimal(0)
+        self.at_most = Decimal(0)
+        self.priced = priced
 
 
 class Ledger:
@@ -101,7 +93,7 @@ class Ledger:
             account.images += image
 
     def __getitem__(self, host: str) -> HostSpend:
-        return self.hosts.get(host, HostSpend(host))
+        return self.hosts.get(host) or _spend(host, _Account())
 
     @property
     def hosts(self) -> dict[str, HostSpend]:
@@ -159,6 +151,8 @@ class Ledger:
 
 
 def _spend(name: str, a: _Account) -> HostSpend:
+    from ._hostspend import HostSpend
+
     return HostSpend(
         provider=name,
         calls=a.calls,

@@ -211,11 +211,17 @@ class CallMeter:
 def make_tracer() -> Any:
     """The OpenTelemetry tracer when opentelemetry-api is installed; without it nothing
     is imported and nothing is traced."""
-    import importlib.util
+    return _LazyTracer() if _installed("opentelemetry") else None
 
-    if importlib.util.find_spec("opentelemetry") is None:
-        return None
-    return _LazyTracer()
+
+def _installed(name: str) -> bool:
+    """Whether ``import name`` (a top-level name) would find it, importing nothing: what
+    ``importlib.util.find_spec`` does, without loading importlib.util (and importlib.abc)
+    into every first generate."""
+    if name in sys.modules:
+        return sys.modules[name] is not None  # None: hidden, ``import`` would fail
+    finders = (getattr(finder, "find_spec", None) for finder in sys.meta_path)
+    return any(find is not None and find(name, None) is not None for find in finders)
 
 
 class _LazyTracer:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from flux_sdk._base._errors import ConfigError
+from flux_sdk._base._frozen import ByValue
 from flux_sdk._base._models import GenerateRequest
 
 __all__ = ["LIST_PRICES", "Price", "as_price"]
@@ -29,8 +30,8 @@ def _usd(value: object, what: str) -> Decimal:
     return Decimal(repr(float(value)))
 
 
-@dataclass(frozen=True, slots=True)
-class Price:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)  # ByValue's: see _frozen
+class Price(ByValue):
     """The price of one image at a host, in USD.
 
     The parts add up: ``per_image``, plus ``per_megapixel`` for each started megapixel

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import httpx
 
 from flux_sdk._base._errors import InvalidRequestError
+from flux_sdk._base._frozen import ByValue, Frozen
 from flux_sdk._base._models import MAX_PROMPT_CHARS, MAX_SEED, GeneratedImage, GenerateRequest
 
 __all__ = [
@@ -32,8 +33,8 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class ParamRules:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)  # ByValue's: see _frozen
+class ParamRules(ByValue):
     """The parameter ranges one provider (and model) accepts, checked before sending.
 
     Bounds are inclusive. ``size=None`` means the model takes no width or height;
@@ -100,8 +101,7 @@ StepKind = Literal["generate", "submit", "poll", "download"]
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(Frozen):
     """One HTTP request of a flow and how to read its answer.
 
     The client sends ``request`` (through the rate and concurrency limits, with the
@@ -110,23 +110,36 @@ class Step:
     `FluxError` for a failed answer, and the client retries the step if ``kind`` allows.
     """
 
+    __slots__ = __match_args__ = ("request", "parse", "kind")
     request: httpx.Request
     parse: Callable[[httpx.Response], Any]
-    kind: StepKind = "generate"
+    kind: StepKind
+
+    def __init__(
+        self,
+        request: httpx.Request,
+        parse: Callable[[httpx.Response], Any],
+        kind: StepKind = "generate",
+    ) -> None:
+        object.__setattr__(self, "request", request)
+        object.__setattr__(self, "parse", parse)
+        object.__setattr__(self, "kind", kind)
 
 
-@dataclass(frozen=True, slots=True)
-class Wait:
+class Wait(Frozen):
     """Ask the client to wait ``seconds`` before the next step (a poll interval).
 
     The client sleeps holding no concurrency slot, and the call's deadline still applies.
     """
 
+    __slots__ = __match_args__ = ("seconds",)
     seconds: float
 
+    def __init__(self, seconds: float) -> None:
+        object.__setattr__(self, "seconds", seconds)
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
+
+class Accepted(Frozen):
     """The host accepted a paid job: from now on the flow is never submitted again.
 
     ``cancel`` is the request that cancels the job on the host, if it has one: the client
@@ -134,12 +147,16 @@ class Accepted:
     ``job_id`` is the host's id for the job, for logs and events.
     """
 
-    job_id: str | None = None
-    cancel: httpx.Request | None = None
+    __slots__ = __match_args__ = ("job_id", "cancel")
+    job_id: str | None
+    cancel: httpx.Request | None
+
+    def __init__(self, job_id: str | None = None, cancel: httpx.Request | None = None) -> None:
+        object.__setattr__(self, "job_id", job_id)
+        object.__setattr__(self, "cancel", cancel)
 
 
-@dataclass(frozen=True, slots=True)
-class Ended:
+class Ended(Frozen):
     """The host reports the accepted job ended (``ok``: without an error of its own).
 
     A queue host frees the job's worker then, not once its result and image are
@@ -148,7 +165,11 @@ class Ended:
     on (there is nothing left to cancel).
     """
 
-    ok: bool = True
+    __slots__ = __match_args__ = ("ok",)
+    ok: bool
+
+    def __init__(self, ok: bool = True) -> None:
+        object.__setattr__(self, "ok", ok)
 
 
 Flow = Generator[Step | Wait | Accepted | Ended, Any, GeneratedImage]
