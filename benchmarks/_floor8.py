@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from _figures import LABELS, WORKLOADS
 
@@ -65,14 +65,22 @@ def spread(values: list[float]) -> float:
     return (high - low) / statistics.median(values)
 
 
-def start(
-    client: str, url: str, count: int, warmup: int, keep_memory: bool
-) -> subprocess.Popen[str]:
+class Sizes(NamedTuple):
+    """A round: ``blocks`` blocks of ``block`` images for each of the pair, one block of
+    ``reference`` images for each reference; ``warmup`` images first in every process."""
+
+    blocks: int
+    block: int
+    reference: int
+    warmup: int
+
+
+def start(client: str, url: str, warmup: int, keep_memory: bool) -> subprocess.Popen[str]:
     spec = {
         "client": client,
         "url": url,
         "concurrency": CONCURRENCY,
-        "count": count,
+        "count": 0,
         "warmup": warmup,
         "image_bytes": next(w for w in WORKLOADS if w.key == "2mib").image_bytes,
         "write": True,
@@ -91,10 +99,10 @@ def start(
     return process
 
 
-def one_round(process: subprocess.Popen[str]) -> dict[str, float]:
+def one_block(process: subprocess.Popen[str], count: int) -> dict[str, float]:
     assert process.stdin is not None
     assert process.stdout is not None
-    process.stdin.write("go\n")
+    process.stdin.write(f"go {count}\n")
     process.stdin.flush()
     line = process.stdout.readline()
     if not line:
@@ -103,24 +111,37 @@ def one_round(process: subprocess.Popen[str]) -> dict[str, float]:
     return result
 
 
+def order(turn: int, blocks: int) -> list[str]:
+    """One round's blocks: the pair in alternating order (AB BA AB BA, then BA AB ... in
+    the next round), so each goes first as often as the other and each block of one has
+    a block of the other beside it; the references one block each, before the pair in
+    one round and after it in the next."""
+    pair = [c for b in range(blocks) for c in (CLIENTS if (b + turn) % 2 == 0 else CLIENTS[::-1])]
+    others = list(ALL[len(CLIENTS) :] if turn % 4 < 2 else ALL[: len(CLIENTS) - 1 : -1])
+    return [*pair, *others] if turn % 2 == 0 else [*others, *pair]
+
+
 def compare(
-    url: str, rounds: int, count: int, warmup: int, log: Any, keep_memory: bool = False
+    url: str, rounds: int, sizes: Sizes, log: Any, keep_memory: bool = False
 ) -> dict[str, Any]:
     """Run the rounds; log each, and return every figure (milliseconds of CPU per image)."""
-    processes = {client: start(client, url, count, warmup, keep_memory) for client in ALL}
+    processes = {client: start(client, url, sizes.warmup, keep_memory) for client in ALL}
     per_image: dict[str, list[float]] = {client: [] for client in ALL}
     faults: dict[str, list[float]] = {client: [] for client in ALL}
     try:
         for turn in range(rounds):
-            # The pair compared runs back to back (drift between their rounds is what
-            # makes a ratio wander), who goes first swapping every round; the references
-            # run before the pair in one round and after it in the next.
-            pair = CLIENTS if turn % 2 == 0 else CLIENTS[::-1]
-            others = ALL[len(CLIENTS) :] if turn % 4 < 2 else ALL[: len(CLIENTS) - 1 : -1]
-            for client in (*pair, *others) if turn % 2 == 0 else (*others, *pair):
-                result = one_round(processes[client])
-                per_image[client].append(result["cpu"] / count * 1000)
-                faults[client].append(result["minor_faults"] / count)
+            cpu = dict.fromkeys(ALL, 0.0)
+            minor = dict.fromkeys(ALL, 0.0)
+            images = dict.fromkeys(ALL, 0)
+            for client in order(turn, sizes.blocks):
+                count = sizes.block if client in CLIENTS else sizes.reference
+                result = one_block(processes[client], count)
+                cpu[client] += result["cpu"]
+                minor[client] += result["minor_faults"]
+                images[client] += count
+            for client in ALL:
+                per_image[client].append(cpu[client] / images[client] * 1000)
+                faults[client].append(minor[client] / images[client])
             floor = per_image["floor_issue"][-1]
             log(
                 f"  round {turn + 1:2}: floor {floor:6.2f} ms  "
@@ -142,14 +163,17 @@ def compare(
     return {
         "rounds": rounds,
         "keep_memory": keep_memory,
-        "images_per_round": count,
-        "warmup": warmup,
+        "images_per_round": sizes.blocks * sizes.block,
+        "blocks": sizes.blocks,
+        "reference_images": sizes.reference,
+        "warmup": sizes.warmup,
         "ms_per_image": per_image,
         "faults_per_image": faults,
         "ratios": ratios,
         "against_floor": against,
         "median_ratio": statistics.median(ratios),
         "ratio_spread": spread(ratios),
+        "pooled_ratio": sum(per_image["flux_sdk"]) / sum(per_image["floor_issue"]),
         "spread": {client: spread(values) for client, values in per_image.items()},
         "median_ms": {client: statistics.median(values) for client, values in per_image.items()},
     }
@@ -243,12 +267,12 @@ def run(args: Any, command: str, emulator: Any, log: Any) -> int:
     from _marked import write_marked
 
     rounds = args.rounds or (4 if args.quick else 16)
-    count, warmup = (32, 16) if args.quick else (160, 32)
+    sizes = Sizes(2, 16, 16, 16) if args.quick else Sizes(4, 64, 48, 32)
     workload = next(w for w in WORKLOADS if w.key == "2mib")
     load = os.getloadavg()[0]
     with emulator(workload) as (url, _, body):
         log(f"{workload.title}: {url}, {body:,} bytes per answer, load {load:.2f}")
-        figures = compare(url, rounds, count, warmup, log, args.keep_memory)
+        figures = compare(url, rounds, sizes, log, args.keep_memory)
     for line in summary(figures):
         log(line)
     if not args.quick:
