@@ -18,25 +18,16 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
+from _blocks import CONCURRENCY, Sizes, one_block, start
 from _figures import LABELS, WORKLOADS
 
 HERE = Path(__file__).resolve().parent
 CLIENTS = ("floor_issue", "flux_sdk")  # the pair the goal compares
 ALL = (*CLIENTS, "httpx", "openai")  # and two references, in the same rounds
-CONCURRENCY = 8
 GOAL, SPREAD_GOAL = 1.3, 0.15
-# --keep-memory: glibc serves large blocks from its heap and never gives freed memory
-# back, so no client pays page faults for memory it freed an image ago. Without it, the
-# floor's figure follows its page faults from round to round (StreamReader grows its
-# buffer as each body arrives): 2.5 ms with none, 3.9 ms with ~400 per image.
-KEEP_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
-
-
 # From `python benchmarks/profile_client.py flux_sdk 2mib 8 --count 640 --cpu` and
 # this comparison with page faults per image, 2026-12 (see the module docstring of
 # flux_sdk/_transport/_http11.py and _http11_io.py).
@@ -63,52 +54,6 @@ def spread(values: list[float]) -> float:
         return 0.0
     low, _, high = statistics.quantiles(values, n=4, method="inclusive")
     return (high - low) / statistics.median(values)
-
-
-class Sizes(NamedTuple):
-    """A round: ``blocks`` blocks of ``block`` images for each of the pair, one block of
-    ``reference`` images for each reference; ``warmup`` images first in every process."""
-
-    blocks: int
-    block: int
-    reference: int
-    warmup: int
-
-
-def start(client: str, url: str, warmup: int, keep_memory: bool) -> subprocess.Popen[str]:
-    spec = {
-        "client": client,
-        "url": url,
-        "concurrency": CONCURRENCY,
-        "count": 0,
-        "warmup": warmup,
-        "image_bytes": next(w for w in WORKLOADS if w.key == "2mib").image_bytes,
-        "write": True,
-        "rounds": True,
-    }
-    process = subprocess.Popen(
-        [sys.executable, str(HERE / "_worker.py"), json.dumps(spec)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(KEEP_MEMORY if keep_memory else {})},
-    )
-    assert process.stdout is not None
-    if process.stdout.readline().strip() != "warm":
-        raise RuntimeError(f"{client} did not warm up")
-    return process
-
-
-def one_block(process: subprocess.Popen[str], count: int) -> dict[str, float]:
-    assert process.stdin is not None
-    assert process.stdout is not None
-    process.stdin.write(f"go {count}\n")
-    process.stdin.flush()
-    line = process.stdout.readline()
-    if not line:
-        raise RuntimeError("a worker stopped")
-    result: dict[str, float] = json.loads(line)
-    return result
 
 
 def order(turn: int, blocks: int) -> list[str]:
@@ -184,7 +129,9 @@ def summary(figures: dict[str, Any]) -> list[str]:
     met = median <= GOAL and ratio_spread < SPREAD_GOAL
     lines = [
         f"CPU per 2 MiB image at concurrency {CONCURRENCY}, {figures['rounds']} interleaved "
-        f"rounds of {figures['images_per_round']} images after {figures['warmup']} warm-up:",
+        f"rounds after {figures['warmup']} warm-up; in each, {figures['images_per_round']} "
+        f"images for the floor and flux_sdk in {figures['blocks']} alternating blocks, "
+        f"{figures['reference_images']} for each reference:",
     ]
     for client in ALL:
         ms, faults = figures["median_ms"][client], figures["faults_per_image"][client]
@@ -199,10 +146,28 @@ def summary(figures: dict[str, Any]) -> list[str]:
                 f"spread {spread(ratios):.0%})"
             )
         lines.append(text)
+    floor_faults = figures["faults_per_image"]["floor_issue"]
+    floor_ms = figures["ms_per_image"]["floor_issue"]
+    if max(floor_faults) >= 20 and len(set(floor_faults)) > 1 and len(set(floor_ms)) > 1:
+        fit = statistics.linear_regression(floor_faults, floor_ms)
+        lines.append(
+            f"  the floor's rounds against their page faults: {fit.slope * 1000:+.2f} us "
+            f"per fault, correlation {statistics.correlation(floor_faults, floor_ms):.2f}"
+        )
+    counted = figures.get("instructions")
+    if counted:
+        per_image = counted["median"]
+        lines.append(
+            f"  instructions per image under callgrind (user space, {counted['blocks']} "
+            f"blocks of {counted['block']}): floor {per_image['floor_issue'] / 1e6:.1f} M, "
+            f"flux_sdk {per_image['flux_sdk'] / 1e6:.1f} M: {counted['median_ratio']:.2f}x "
+            f"(range {min(counted['ratios']):.2f}x-{max(counted['ratios']):.2f}x)"
+        )
     return [
         *lines,
         f"  flux_sdk over the floor: median {median:.2f}x, spread {ratio_spread:.0%}, "
-        f"range {min(figures['ratios']):.2f}x-{max(figures['ratios']):.2f}x",
+        f"range {min(figures['ratios']):.2f}x-{max(figures['ratios']):.2f}x, all rounds "
+        f"pooled {figures['pooled_ratio']:.2f}x",
         f"goal: median at most {GOAL}x with a spread under {SPREAD_GOAL:.0%}: "
         + ("met" if met else "missed"),
     ]
@@ -210,7 +175,7 @@ def summary(figures: dict[str, Any]) -> list[str]:
 
 def section(figures: dict[str, Any], command: str, when: str, load: float) -> str:
     """The page's ``floor8`` section: the figures of one run, the command and the load."""
-    ms = figures["ms_per_image"]
+    ms, faults = figures["ms_per_image"], figures["faults_per_image"]["floor_issue"]
     kept = figures.get("keep_memory")
     title = ", glibc keeping freed memory" if kept else ""
     how = (
@@ -226,7 +191,7 @@ def section(figures: dict[str, Any], command: str, when: str, load: float) -> st
     rows = [
         "| "
         + " | ".join(
-            [str(turn + 1), f"{ms['floor_issue'][turn]:.2f}"]
+            [str(turn + 1), f"{ms['floor_issue'][turn]:.2f}", f"{faults[turn]:.0f}"]
             + [f"{ms[c][turn]:.2f} ({ms[c][turn] / ms['floor_issue'][turn]:.2f}x)" for c in ALL[1:]]
         )
         + " |"
@@ -242,11 +207,18 @@ def section(figures: dict[str, Any], command: str, when: str, load: float) -> st
             "validate=True)`) against `FluxClient(Dataoorts(...), max_concurrency=8)`,",
             "with raw httpx and openai-python (as in the tables above) for reference.",
             "Each runs in a warm process of its own (one warm-up batch first), then they",
-            "take turns, one round each: the floor and flux_sdk back to back, who goes",
-            "first swapping every round, the references before or after them. A round's",
-            "figure is its process CPU time over its images, every image written to a",
-            "file the same way for all. A ratio is a client's round over the floor's",
-            "round of the same turn. Spread: the interquartile range over the median.",
+            "take turns, never two at once. A round gives the floor and flux_sdk blocks",
+            "of images in alternation (AB BA AB BA, BA AB BA AB in the next round), so",
+            "each goes first as often as the other and the machine's drift within a round",
+            "falls on both; the references run one smaller block each, before the pair in",
+            "one round and after it in the next. A round's figure is its blocks' process",
+            "CPU time (user and system, `time.process_time()` in the worker, ramp and",
+            "drain included) over their images, every image written to a file the same",
+            "way for all. A ratio is a client's round over the floor's round of the same",
+            "turn; spread: the interquartile range of the rounds over their median. The",
+            "instruction counts (`_instructions.py`) are the cross-check that load cannot",
+            "move: user-space instructions only, the client slowed some 50 times by",
+            "valgrind, so its receives find fuller socket buffers than when timed.",
             *how,
             f"From one run, `{command}`, {when}, load average {load:.2f} at its start:",
             "**noisy**, on a 2-core machine shared with other jobs.",
@@ -254,8 +226,10 @@ def section(figures: dict[str, Any], command: str, when: str, load: float) -> st
             *(f"- {line.strip()}" for line in summary(figures)),
             "",
             *([] if kept else [*WHERE, ""]),
-            "| round | floor, ms | " + " | ".join(f"{LABELS[c]}, ms" for c in ALL[1:]) + " |",
-            "|---:|---:|" + "---:|" * (len(ALL) - 1),
+            "| round | floor, ms | its faults per image | "
+            + " | ".join(f"{LABELS[c]}, ms" for c in ALL[1:])
+            + " |",
+            "|---:|---:|---:|" + "---:|" * (len(ALL) - 1),
             *rows,
         ]
     )
@@ -264,6 +238,7 @@ def section(figures: dict[str, Any], command: str, when: str, load: float) -> st
 def run(args: Any, command: str, emulator: Any, log: Any) -> int:
     """``bench.py --floor8``: the rounds against bench.py's 2 MiB emulator; a full run
     (not ``--quick``) writes the page's ``floor8`` section."""
+    from _instructions import count
     from _marked import write_marked
 
     rounds = args.rounds or (4 if args.quick else 16)
@@ -273,6 +248,10 @@ def run(args: Any, command: str, emulator: Any, log: Any) -> int:
     with emulator(workload) as (url, _, body):
         log(f"{workload.title}: {url}, {body:,} bytes per answer, load {load:.2f}")
         figures = compare(url, rounds, sizes, log, args.keep_memory)
+        if not args.keep_memory:
+            log("instructions under callgrind (about a minute)")
+            blocks, block = (2, 8) if args.quick else (4, 32)
+            figures["instructions"] = count(url, CLIENTS, blocks, block, sizes.warmup)
     for line in summary(figures):
         log(line)
     if not args.quick:
