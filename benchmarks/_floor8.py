@@ -73,6 +73,7 @@ def compare(
     processes = {client: start(client, url, sizes.warmup, keep_memory) for client in ALL}
     per_image: dict[str, list[float]] = {client: [] for client in ALL}
     faults: dict[str, list[float]] = {client: [] for client in ALL}
+    pair_blocks: list[tuple[str, float]] = []  # the pair's blocks, in the order they ran
     try:
         for turn in range(rounds):
             cpu = dict.fromkeys(ALL, 0.0)
@@ -82,6 +83,8 @@ def compare(
                 count = sizes.block if client in CLIENTS else sizes.reference
                 result = one_block(processes[client], count)
                 cpu[client] += result["cpu"]
+                if client in CLIENTS:
+                    pair_blocks.append((client, result["cpu"] / count * 1000))
                 minor[client] += result["minor_faults"]
                 images[client] += count
             for client in ALL:
@@ -121,7 +124,17 @@ def compare(
         "pooled_ratio": sum(per_image["flux_sdk"]) / sum(per_image["floor_issue"]),
         "spread": {client: spread(values) for client, values in per_image.items()},
         "median_ms": {client: statistics.median(values) for client, values in per_image.items()},
+        "order_effect": order_effect(pair_blocks),
     }
+
+
+def order_effect(blocks: list[tuple[str, float]]) -> dict[str, float]:
+    """Whether going first or second biases a block: the median ratio of flux_sdk's block
+    over the floor's beside it (blocks in twos, AB or BA), by which of them went first."""
+    ratios: dict[str, list[float]] = {client: [] for client in CLIENTS}
+    for (first, a), (_, b) in zip(blocks[::2], blocks[1::2], strict=True):
+        ratios[first].append(b / a if first == "floor_issue" else a / b)
+    return {client: statistics.median(values) for client, values in ratios.items() if values}
 
 
 def summary(figures: dict[str, Any]) -> list[str]:
@@ -151,8 +164,9 @@ def summary(figures: dict[str, Any]) -> list[str]:
     if max(floor_faults) >= 20 and len(set(floor_faults)) > 1 and len(set(floor_ms)) > 1:
         fit = statistics.linear_regression(floor_faults, floor_ms)
         lines.append(
-            f"  the floor's rounds against their page faults: {fit.slope * 1000:+.2f} us "
-            f"per fault, correlation {statistics.correlation(floor_faults, floor_ms):.2f}"
+            f"  the floor's rounds against their page faults: correlation "
+            f"{statistics.correlation(floor_faults, floor_ms):.2f} (least-squares fit "
+            f"{fit.slope * 1000:+.2f} us per fault, {fit.intercept:.2f} ms at none)"
         )
     counted = figures.get("instructions")
     if counted:
@@ -162,6 +176,12 @@ def summary(figures: dict[str, Any]) -> list[str]:
             f"blocks of {counted['block']}): floor {per_image['floor_issue'] / 1e6:.1f} M, "
             f"flux_sdk {per_image['flux_sdk'] / 1e6:.1f} M: {counted['median_ratio']:.2f}x "
             f"(range {min(counted['ratios']):.2f}x-{max(counted['ratios']):.2f}x)"
+        )
+    effect = figures.get("order_effect", {})
+    if len(effect) == 2:
+        lines.append(
+            f"  block by block, flux_sdk over the floor beside it: {effect['floor_issue']:.2f}x "
+            f"when the floor went first, {effect['flux_sdk']:.2f}x when flux_sdk did"
         )
     return [
         *lines,
