@@ -18,25 +18,16 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from _blocks import CONCURRENCY, Sizes, one_block, start
 from _figures import LABELS, WORKLOADS
 
 HERE = Path(__file__).resolve().parent
 CLIENTS = ("floor_issue", "flux_sdk")  # the pair the goal compares
 ALL = (*CLIENTS, "httpx", "openai")  # and two references, in the same rounds
-CONCURRENCY = 8
 GOAL, SPREAD_GOAL = 1.3, 0.15
-# --keep-memory: glibc serves large blocks from its heap and never gives freed memory
-# back, so no client pays page faults for memory it freed an image ago. Without it, the
-# floor's figure follows its page faults from round to round (StreamReader grows its
-# buffer as each body arrives): 2.5 ms with none, 3.9 ms with ~400 per image.
-KEEP_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
-
-
 # From `python benchmarks/profile_client.py flux_sdk 2mib 8 --count 640 --cpu` and
 # this comparison with page faults per image, 2026-12 (see the module docstring of
 # flux_sdk/_transport/_http11.py and _http11_io.py).
@@ -52,8 +43,20 @@ WHERE = [
     "With a fresh `bytearray` per answer flux_sdk took 6.1 ms and 1,340 faults per",
     "image; with receive buffers kept between answers, about 3 ms and none. The",
     "floor's own figure still wanders with its page faults (StreamReader grows its",
-    "buffer as the body arrives), and with the machine's load. GC is not a cause:",
+    "buffer as the body arrives; the correlation over rounds is above), and with the",
+    "machine's load, which moves both clients but not in step. GC is not a cause:",
     "gen 0 collections cost under 1 ms per round of 64 images, and no gen 2 ran.",
+    "",
+    "With one back-to-back round of 160 images per client, the ratio's spread was",
+    "12-25% from run to run; with four alternating blocks of 64 per round (and",
+    "smaller blocks for the references, which took most of the time), 5-11% over",
+    "six runs at load 2.4 to 4.6. How many faults the floor takes per image is set",
+    "for its process's life (about 30 in one run, 280 in another), and that moves",
+    "the median between runs, 0.76x to 1.01x. The instruction counts hardly move,",
+    "0.30x-0.31x in every run: flux_sdk lifts the base64 out of the body and decodes",
+    "it in place, the floor parses the whole body into a `str` first. CPU time is",
+    "mostly the kernel's (receives, page faults, file writes) and memory copies,",
+    "which instruction counts do not see.",
 ]
 
 
@@ -65,62 +68,40 @@ def spread(values: list[float]) -> float:
     return (high - low) / statistics.median(values)
 
 
-def start(
-    client: str, url: str, count: int, warmup: int, keep_memory: bool
-) -> subprocess.Popen[str]:
-    spec = {
-        "client": client,
-        "url": url,
-        "concurrency": CONCURRENCY,
-        "count": count,
-        "warmup": warmup,
-        "image_bytes": next(w for w in WORKLOADS if w.key == "2mib").image_bytes,
-        "write": True,
-        "rounds": True,
-    }
-    process = subprocess.Popen(
-        [sys.executable, str(HERE / "_worker.py"), json.dumps(spec)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(KEEP_MEMORY if keep_memory else {})},
-    )
-    assert process.stdout is not None
-    if process.stdout.readline().strip() != "warm":
-        raise RuntimeError(f"{client} did not warm up")
-    return process
-
-
-def one_round(process: subprocess.Popen[str]) -> dict[str, float]:
-    assert process.stdin is not None
-    assert process.stdout is not None
-    process.stdin.write("go\n")
-    process.stdin.flush()
-    line = process.stdout.readline()
-    if not line:
-        raise RuntimeError("a worker stopped")
-    result: dict[str, float] = json.loads(line)
-    return result
+def order(turn: int, blocks: int) -> list[str]:
+    """One round's blocks: the pair in alternating order (AB BA AB BA, then BA AB ... in
+    the next round), so each goes first as often as the other and each block of one has
+    a block of the other beside it; the references one block each, before the pair in
+    one round and after it in the next."""
+    pair = [c for b in range(blocks) for c in (CLIENTS if (b + turn) % 2 == 0 else CLIENTS[::-1])]
+    others = list(ALL[len(CLIENTS) :] if turn % 4 < 2 else ALL[: len(CLIENTS) - 1 : -1])
+    return [*pair, *others] if turn % 2 == 0 else [*others, *pair]
 
 
 def compare(
-    url: str, rounds: int, count: int, warmup: int, log: Any, keep_memory: bool = False
+    url: str, rounds: int, sizes: Sizes, log: Any, keep_memory: bool = False
 ) -> dict[str, Any]:
     """Run the rounds; log each, and return every figure (milliseconds of CPU per image)."""
-    processes = {client: start(client, url, count, warmup, keep_memory) for client in ALL}
+    processes = {client: start(client, url, sizes.warmup, keep_memory) for client in ALL}
     per_image: dict[str, list[float]] = {client: [] for client in ALL}
     faults: dict[str, list[float]] = {client: [] for client in ALL}
+    pair_blocks: list[tuple[str, float]] = []  # the pair's blocks, in the order they ran
     try:
         for turn in range(rounds):
-            # The pair compared runs back to back (drift between their rounds is what
-            # makes a ratio wander), who goes first swapping every round; the references
-            # run before the pair in one round and after it in the next.
-            pair = CLIENTS if turn % 2 == 0 else CLIENTS[::-1]
-            others = ALL[len(CLIENTS) :] if turn % 4 < 2 else ALL[: len(CLIENTS) - 1 : -1]
-            for client in (*pair, *others) if turn % 2 == 0 else (*others, *pair):
-                result = one_round(processes[client])
-                per_image[client].append(result["cpu"] / count * 1000)
-                faults[client].append(result["minor_faults"] / count)
+            cpu = dict.fromkeys(ALL, 0.0)
+            minor = dict.fromkeys(ALL, 0.0)
+            images = dict.fromkeys(ALL, 0)
+            for client in order(turn, sizes.blocks):
+                count = sizes.block if client in CLIENTS else sizes.reference
+                result = one_block(processes[client], count)
+                cpu[client] += result["cpu"]
+                if client in CLIENTS:
+                    pair_blocks.append((client, result["cpu"] / count * 1000))
+                minor[client] += result["minor_faults"]
+                images[client] += count
+            for client in ALL:
+                per_image[client].append(cpu[client] / images[client] * 1000)
+                faults[client].append(minor[client] / images[client])
             floor = per_image["floor_issue"][-1]
             log(
                 f"  round {turn + 1:2}: floor {floor:6.2f} ms  "
@@ -142,17 +123,30 @@ def compare(
     return {
         "rounds": rounds,
         "keep_memory": keep_memory,
-        "images_per_round": count,
-        "warmup": warmup,
+        "images_per_round": sizes.blocks * sizes.block,
+        "blocks": sizes.blocks,
+        "reference_images": sizes.reference,
+        "warmup": sizes.warmup,
         "ms_per_image": per_image,
         "faults_per_image": faults,
         "ratios": ratios,
         "against_floor": against,
         "median_ratio": statistics.median(ratios),
         "ratio_spread": spread(ratios),
+        "pooled_ratio": sum(per_image["flux_sdk"]) / sum(per_image["floor_issue"]),
         "spread": {client: spread(values) for client, values in per_image.items()},
         "median_ms": {client: statistics.median(values) for client, values in per_image.items()},
+        "order_effect": order_effect(pair_blocks),
     }
+
+
+def order_effect(blocks: list[tuple[str, float]]) -> dict[str, float]:
+    """Whether going first or second biases a block: the median ratio of flux_sdk's block
+    over the floor's beside it (blocks in twos, AB or BA), by which of them went first."""
+    ratios: dict[str, list[float]] = {client: [] for client in CLIENTS}
+    for (first, a), (_, b) in zip(blocks[::2], blocks[1::2], strict=True):
+        ratios[first].append(b / a if first == "floor_issue" else a / b)
+    return {client: statistics.median(values) for client, values in ratios.items() if values}
 
 
 def summary(figures: dict[str, Any]) -> list[str]:
@@ -160,7 +154,9 @@ def summary(figures: dict[str, Any]) -> list[str]:
     met = median <= GOAL and ratio_spread < SPREAD_GOAL
     lines = [
         f"CPU per 2 MiB image at concurrency {CONCURRENCY}, {figures['rounds']} interleaved "
-        f"rounds of {figures['images_per_round']} images after {figures['warmup']} warm-up:",
+        f"rounds after {figures['warmup']} warm-up; in each, {figures['images_per_round']} "
+        f"images for the floor and flux_sdk in {figures['blocks']} alternating blocks, "
+        f"{figures['reference_images']} for each reference:",
     ]
     for client in ALL:
         ms, faults = figures["median_ms"][client], figures["faults_per_image"][client]
@@ -175,10 +171,35 @@ def summary(figures: dict[str, Any]) -> list[str]:
                 f"spread {spread(ratios):.0%})"
             )
         lines.append(text)
+    floor_faults = figures["faults_per_image"]["floor_issue"]
+    floor_ms = figures["ms_per_image"]["floor_issue"]
+    if max(floor_faults) >= 20 and len(set(floor_faults)) > 1 and len(set(floor_ms)) > 1:
+        fit = statistics.linear_regression(floor_faults, floor_ms)
+        lines.append(
+            f"  the floor's rounds against their page faults: correlation "
+            f"{statistics.correlation(floor_faults, floor_ms):.2f} (least-squares fit "
+            f"{fit.slope * 1000:+.2f} us per fault, {fit.intercept:.2f} ms at none)"
+        )
+    counted = figures.get("instructions")
+    if counted:
+        per_image = counted["median"]
+        lines.append(
+            f"  instructions per image under callgrind (user space, {counted['blocks']} "
+            f"blocks of {counted['block']}): floor {per_image['floor_issue'] / 1e6:.1f} M, "
+            f"flux_sdk {per_image['flux_sdk'] / 1e6:.1f} M: {counted['median_ratio']:.2f}x "
+            f"(range {min(counted['ratios']):.2f}x-{max(counted['ratios']):.2f}x)"
+        )
+    effect = figures.get("order_effect", {})
+    if len(effect) == 2:
+        lines.append(
+            f"  block by block, flux_sdk over the floor beside it: {effect['floor_issue']:.2f}x "
+            f"when the floor went first, {effect['flux_sdk']:.2f}x when flux_sdk did"
+        )
     return [
         *lines,
         f"  flux_sdk over the floor: median {median:.2f}x, spread {ratio_spread:.0%}, "
-        f"range {min(figures['ratios']):.2f}x-{max(figures['ratios']):.2f}x",
+        f"range {min(figures['ratios']):.2f}x-{max(figures['ratios']):.2f}x, all rounds "
+        f"pooled {figures['pooled_ratio']:.2f}x",
         f"goal: median at most {GOAL}x with a spread under {SPREAD_GOAL:.0%}: "
         + ("met" if met else "missed"),
     ]
@@ -186,7 +207,7 @@ def summary(figures: dict[str, Any]) -> list[str]:
 
 def section(figures: dict[str, Any], command: str, when: str, load: float) -> str:
     """The page's ``floor8`` section: the figures of one run, the command and the load."""
-    ms = figures["ms_per_image"]
+    ms, faults = figures["ms_per_image"], figures["faults_per_image"]["floor_issue"]
     kept = figures.get("keep_memory")
     title = ", glibc keeping freed memory" if kept else ""
     how = (
@@ -202,7 +223,7 @@ def section(figures: dict[str, Any], command: str, when: str, load: float) -> st
     rows = [
         "| "
         + " | ".join(
-            [str(turn + 1), f"{ms['floor_issue'][turn]:.2f}"]
+            [str(turn + 1), f"{ms['floor_issue'][turn]:.2f}", f"{faults[turn]:.0f}"]
             + [f"{ms[c][turn]:.2f} ({ms[c][turn] / ms['floor_issue'][turn]:.2f}x)" for c in ALL[1:]]
         )
         + " |"
@@ -218,11 +239,18 @@ def section(figures: dict[str, Any], command: str, when: str, load: float) -> st
             "validate=True)`) against `FluxClient(Dataoorts(...), max_concurrency=8)`,",
             "with raw httpx and openai-python (as in the tables above) for reference.",
             "Each runs in a warm process of its own (one warm-up batch first), then they",
-            "take turns, one round each: the floor and flux_sdk back to back, who goes",
-            "first swapping every round, the references before or after them. A round's",
-            "figure is its process CPU time over its images, every image written to a",
-            "file the same way for all. A ratio is a client's round over the floor's",
-            "round of the same turn. Spread: the interquartile range over the median.",
+            "take turns, never two at once. A round gives the floor and flux_sdk blocks",
+            "of images in alternation (AB BA AB BA, BA AB BA AB in the next round), so",
+            "each goes first as often as the other and the machine's drift within a round",
+            "falls on both; the references run one smaller block each, before the pair in",
+            "one round and after it in the next. A round's figure is its blocks' process",
+            "CPU time (user and system, `time.process_time()` in the worker, ramp and",
+            "drain included) over their images, every image written to a file the same",
+            "way for all. A ratio is a client's round over the floor's round of the same",
+            "turn; spread: the interquartile range of the rounds over their median. The",
+            "instruction counts (`_instructions.py`) are the cross-check that load cannot",
+            "move: user-space instructions only, the client slowed some 50 times by",
+            "valgrind, so its receives find fuller socket buffers than when timed.",
             *how,
             f"From one run, `{command}`, {when}, load average {load:.2f} at its start:",
             "**noisy**, on a 2-core machine shared with other jobs.",
@@ -230,8 +258,10 @@ def section(figures: dict[str, Any], command: str, when: str, load: float) -> st
             *(f"- {line.strip()}" for line in summary(figures)),
             "",
             *([] if kept else [*WHERE, ""]),
-            "| round | floor, ms | " + " | ".join(f"{LABELS[c]}, ms" for c in ALL[1:]) + " |",
-            "|---:|---:|" + "---:|" * (len(ALL) - 1),
+            "| round | floor, ms | its faults per image | "
+            + " | ".join(f"{LABELS[c]}, ms" for c in ALL[1:])
+            + " |",
+            "|---:|---:|---:|" + "---:|" * (len(ALL) - 1),
             *rows,
         ]
     )
@@ -240,15 +270,20 @@ def section(figures: dict[str, Any], command: str, when: str, load: float) -> st
 def run(args: Any, command: str, emulator: Any, log: Any) -> int:
     """``bench.py --floor8``: the rounds against bench.py's 2 MiB emulator; a full run
     (not ``--quick``) writes the page's ``floor8`` section."""
+    from _instructions import count
     from _marked import write_marked
 
     rounds = args.rounds or (4 if args.quick else 16)
-    count, warmup = (32, 16) if args.quick else (160, 32)
+    sizes = Sizes(2, 16, 16, 16) if args.quick else Sizes(4, 64, 48, 32)
     workload = next(w for w in WORKLOADS if w.key == "2mib")
     load = os.getloadavg()[0]
     with emulator(workload) as (url, _, body):
         log(f"{workload.title}: {url}, {body:,} bytes per answer, load {load:.2f}")
-        figures = compare(url, rounds, count, warmup, log, args.keep_memory)
+        figures = compare(url, rounds, sizes, log, args.keep_memory)
+        if not args.keep_memory:
+            log("instructions under callgrind (about a minute)")
+            blocks, block = (2, 8) if args.quick else (4, 32)
+            figures["instructions"] = count(url, CLIENTS, blocks, block, sizes.warmup)
     for line in summary(figures):
         log(line)
     if not args.quick:

@@ -334,16 +334,18 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
 async def rounds(
     generate: Generate, spec: dict[str, Any], check: Callable[[int, bytes], None]
 ) -> None:
-    """Round after round in this warm process, each on a line from the parent: all of a
-    round's images count, its ramp and drain included, the same for every client."""
+    """Block after block in this warm process, each on a line from the parent (``go`` and
+    how many images): all of a block's images count, its ramp and drain included, the
+    same for every client."""
     first = spec["warmup"]
-    while sys.stdin.readline().strip() == "go":
+    while (line := sys.stdin.readline().split())[:1] == ["go"]:
+        count = int(line[1]) if len(line) > 1 else spec["count"]
         start = resource.getrusage(resource.RUSAGE_SELF)
         cpu, wall = time.process_time(), time.perf_counter()
-        await run_batch(generate, first, spec["count"], spec["concurrency"], check)
+        await run_batch(generate, first, count, spec["concurrency"], check)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         end = resource.getrusage(resource.RUSAGE_SELF)
-        first += spec["count"]
+        first += count
         faults = end.ru_minflt - start.ru_minflt
         print(json.dumps({"cpu": cpu, "wall": wall, "minor_faults": faults}), flush=True)
 
