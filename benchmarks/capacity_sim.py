@@ -7,16 +7,19 @@ batch, retries and limit) against a simulated host in virtual time, so a change 
 host is an attempt middleware with ``replicas`` serving at once, lognormal service
 times (median ``max(0.1, replicas / 250)`` s as in capacity.py, sigma 0.25), a FIFO
 queue of a quarter of the replicas (at least 4), and a 429 with ``Retry-After: 0.5``
-beyond it; ``--lag`` adds a one-way delay to every request and answer (the network and
-the client's own turnaround, which capacity.py has and this otherwise leaves out).
+beyond it (``--queue-host``: a host that queues every request and never refuses);
+``--lag`` adds a one-way delay to every request and answer (the network and the client's
+own turnaround, which capacity.py has and this otherwise leaves out).
 The clock moves to the next event once every task waits, so nothing is timed for real.
 
     python benchmarks/capacity_sim.py                          # 4 to 192 replicas
     python benchmarks/capacity_sim.py --capacities 48,192 --lag 0.005
+    python benchmarks/capacity_sim.py --queue-host --capacities 8,16,24,48,96
 
 For each capacity: the defaults' and the told client's completion time against the
-least possible (prompts x median / replicas), their 429s, and the time lost to the ramp
-(the replicas idle before 95% of them were first busy, as a share of the least time).
+least possible (prompts x median / replicas), their 429s, the time lost to the ramp
+(the replicas idle before 95% of them were first busy, as a share of the least time),
+and the most requests the host held at once (served and queued) over its replicas.
 """
 
 from __future__ import annotations
@@ -45,12 +48,14 @@ class Host:
     """The simulated host and the clock: ``run`` moves time to the next service end or
     sleep's wake once every other task waits, until ``stop``."""
 
-    def __init__(self, replicas: int, median: float, lag: float, seed: int = 17) -> None:
-        self.replicas, self.queue = replicas, max(4, replicas // 4)
+    def __init__(
+        self, replicas: int, median: float, lag: float, seed: int = 17, refuses: bool = True
+    ) -> None:
+        self.replicas, self.queue = replicas, max(4, replicas // 4) if refuses else math.inf
         self.median, self.lag = median, lag
         self.random = random.Random(seed)
         self.now = 0.0
-        self.busy = self.refused = 0
+        self.busy = self.refused = self.peak = 0
         self.stop = False
         self.timeline: list[tuple[float, int]] = [(0.0, 0)]
         self._events: list[tuple[float, int, anyio.Event, bool]] = []
@@ -93,6 +98,7 @@ class Host:
                 await self.sleep(self.lag)
             headers = {"retry-after": str(RETRY_AFTER)}
             return httpx.Response(429, headers=headers, json={"error": "busy"})
+        self.peak = max(self.peak, self.busy + len(self._queued))
         await done.wait()
         if self.lag:
             await self.sleep(self.lag)
@@ -113,10 +119,10 @@ class Host:
             event.set()
 
 
-async def batch(replicas: int, known: bool, lag: float) -> dict[str, float]:
+async def batch(replicas: int, known: bool, lag: float, refuses: bool) -> dict[str, float]:
     median = max(0.1, replicas / 250)
     count = max(1200, 25 * replicas) if replicas >= 48 else 1000  # as capacity.py
-    host = Host(replicas, median, lag)
+    host = Host(replicas, median, lag, refuses=refuses)
     limit = ConcurrencyLimit(replicas) if known else AdaptiveLimit(clock=host.clock)
     client = FluxClient(
         Dataoorts(api_key="sk-sim"),
@@ -146,6 +152,7 @@ async def batch(replicas: int, known: bool, lag: float) -> dict[str, float]:
         "refused": host.refused,
         "failed": sum(isinstance(r, Exception) for r in results),
         "ramp": idle / replicas / best,
+        "peak": host.peak / replicas,
     }
 
 
@@ -153,15 +160,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--capacities", default="4,8,12,16,24,48,96,192")
     parser.add_argument("--lag", type=float, default=0.0, help="one-way seconds, each way")
+    parser.add_argument(
+        "--queue-host", action="store_true", help="a host that queues all, never a 429"
+    )
     options = parser.parse_args()
-    print(f"lag {options.lag * 1000:.0f} ms each way")
+    refuses = not options.queue_host
+    print(f"lag {options.lag * 1000:.0f} ms each way, {'429s' if refuses else 'no 429s'}")
     for replicas in (int(c) for c in options.capacities.split(",")):
-        mine = anyio.run(batch, replicas, False, options.lag)
-        told = anyio.run(batch, replicas, True, options.lag)
+        mine = anyio.run(batch, replicas, False, options.lag, refuses)
+        told = anyio.run(batch, replicas, True, options.lag, refuses)
         print(
             f"{replicas:4} replicas  defaults {mine['ratio']:.3f}x ({mine['refused']:.0f} 429s, "
-            f"{mine['failed']:.0f} failed, ramp {mine['ramp']:.1%})  told the capacity "
-            f"{told['ratio']:.3f}x  defaults / told {mine['ratio'] / told['ratio']:.3f}",
+            f"{mine['failed']:.0f} failed, ramp {mine['ramp']:.1%}, held {mine['peak']:.2f}x)  "
+            f"told the capacity {told['ratio']:.3f}x  defaults / told "
+            f"{mine['ratio'] / told['ratio']:.3f}",
             flush=True,
         )
 

@@ -40,11 +40,8 @@ import builtins  # the class's own min and max arguments shadow the builtins
 import functools
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 
-import anyio
-import anyio.lowlevel
 import httpx
 
 from flux_sdk._base._errors import ConfigError
@@ -55,6 +52,7 @@ from flux_sdk._transport._timing import HOST_TIME
 
 from ._hold import holding, keep
 from ._limits import ConcurrencyLimit
+from ._slots import Slots
 
 __all__ = ["DEFAULT_CEILING", "DEFAULT_START", "AdaptiveLimit"]
 
@@ -123,8 +121,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         self.backoff = float(backoff)
         self._clock = clock if clock is not None else time.monotonic
         self._value = float(start)
-        self._in_flight = 0
-        self._waiters: deque[anyio.Event] = deque()
+        self._slots = Slots(start)
         self._slow_start = True
         self._base: float | None = None  # lowest window latency: the host unloaded
         self._rtt: float | None = None  # latest window latency
@@ -168,44 +165,21 @@ class AdaptiveLimit(ConcurrencyLimit):
 
     @property
     def in_flight(self) -> int:
-        return self._in_flight
+        return self._slots.in_flight
 
     def __repr__(self) -> str:
-        return f"AdaptiveLimit(max={self.max}, limit={self.limit}, in_flight={self._in_flight})"
+        return f"AdaptiveLimit(max={self.max}, limit={self.limit}, in_flight={self.in_flight})"
 
     async def acquire(self) -> None:
         """Wait for a slot (first come, first served), without polling."""
-        if not self._waiters and self._in_flight < int(self._value):
-            await anyio.lowlevel.checkpoint_if_cancelled()
-            self._in_flight += 1
-            # As anyio's Semaphore does: let the other tasks started with this one take
-            # their slots too before any of them goes on to its I/O.
-            await anyio.lowlevel.cancel_shielded_checkpoint()
-            return
-        turn = anyio.Event()
-        self._waiters.append(turn)
-        try:
-            await turn.wait()
-        except BaseException:
-            if turn.is_set():  # a slot was handed over as we left: pass it on
-                self.release()
-            else:
-                self._waiters.remove(turn)
-            raise
+        await self._slots.acquire()
 
     def release(self) -> None:
-        self._in_flight -= 1
-        self._wake()
-
-    def _wake(self) -> None:
-        """Hand free slots to the waiters in order (the slot is taken on their behalf)."""
-        while self._waiters and self._in_flight < int(self._value):
-            self._in_flight += 1
-            self._waiters.popleft().set()
+        self._slots.release()
 
     def _set(self, value: float) -> None:
         self._value = builtins.min(float(self.max), builtins.max(float(self.min), value))
-        self._wake()
+        self._slots.resize(int(self._value))
 
     # What the answers say
 
@@ -221,7 +195,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         now = self._clock()
         rtt = self._rtt if self._rtt is not None else self._recent
         burst = now - self._last_cut < (rtt if rtt is not None else math.inf)
-        held = self._in_flight - 1  # what the host holds, this request refused
+        held = self.in_flight - 1  # what the host holds, this request refused
         self._refused_at = builtins.min(self._refused_at, held + 1) if burst else held + 1
         self._since_refused = 0
         if self._base is None:
@@ -240,7 +214,7 @@ class AdaptiveLimit(ConcurrencyLimit):
             self._set(builtins.min(self._value, held))
             return
         self._last_cut = now
-        self._set(builtins.min(self._value, self._in_flight) * self.backoff)
+        self._set(builtins.min(self._value, self.in_flight) * self.backoff)
         self._good = builtins.min(self._good, self._value)
         self._cut()
 
@@ -263,7 +237,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         before the slot is released); ``epoch`` is `epoch` when it was sent."""
         if epoch is not None and epoch != self._epoch:
             return  # sent before the latest cut
-        saturated = self._in_flight >= _nearly(int(self._value))
+        saturated = self.in_flight >= _nearly(int(self._value))
         if latency is not None:
             recent = self._recent
             self._recent = latency if recent is None else recent + (latency - recent) * _RECENT
@@ -329,7 +303,7 @@ class AdaptiveLimit(ConcurrencyLimit):
         self._resumable = True
         base, recent = self._base, self._recent
         if self._saturated and base and recent and recent > base:
-            served = self._in_flight * base / recent
+            served = self.in_flight * base / recent
             self._set(builtins.min(self._value, builtins.max(float(self.min), _HEADROOM * served)))
         self._cut()
 
