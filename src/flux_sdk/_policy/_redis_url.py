@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-__all__ = ["safe_text", "safe_url"]
+from flux_sdk._base._errors import ConfigError
+
+__all__ = ["check_shared", "safe_text", "safe_url"]
 
 _SECRET_PARAMS = frozenset({"password", "username"})
 
@@ -46,3 +48,23 @@ def safe_text(exc: BaseException, url: str) -> str:
     for secret in url_secrets(url):
         text = text.replace(secret, "***")
     return text
+
+
+def check_shared(
+    redis_url: object, name: object, concurrency: object, rate: object, on_unavailable: object
+) -> None:
+    """`SharedLimit`'s settings that are not numbers, checked before anything connects
+    (the numbers are checked by the local limits, which share their messages)."""
+    if not isinstance(redis_url, str) or not redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError(
+            "SharedLimit needs a Redis URL such as 'redis://localhost:6379/0' "
+            f"(got {safe_url(redis_url)!r})"
+        )
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"SharedLimit needs a non-empty name (got {name!r})")
+    if concurrency is None and rate is None:
+        raise ConfigError(f"SharedLimit {name!r} needs concurrency=, rate=, or both")
+    if on_unavailable not in ("fail", "local"):
+        raise ConfigError(f'on_unavailable must be "fail" or "local" (got {on_unavailable!r})')

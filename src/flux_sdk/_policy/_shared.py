@@ -95,23 +95,11 @@ class SharedLimit:
         min_rate: float | None = None,
     ) -> None:
         from ._redis_outage import Outage
-        from ._redis_url import safe_url as _safe_url
+        from ._redis_url import check_shared, safe_url
 
-        if not isinstance(redis_url, str) or not redis_url.startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
-            raise ConfigError(
-                "SharedLimit needs a Redis URL such as 'redis://localhost:6379/0' "
-                f"(got {_safe_url(redis_url)!r})"
-            )
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"SharedLimit needs a non-empty name (got {name!r})")
-        if concurrency is None and rate is None:
-            raise ConfigError(f"SharedLimit {name!r} needs concurrency=, rate=, or both")
-        if on_unavailable not in ("fail", "local"):
-            raise ConfigError(f'on_unavailable must be "fail" or "local" (got {on_unavailable!r})')
+        check_shared(redis_url, name, concurrency, rate, on_unavailable)
         self.name = name
-        self.url = _safe_url(redis_url)
+        self.url = safe_url(redis_url)
         self._redis_url = redis_url
         self.concurrency = (
             None
