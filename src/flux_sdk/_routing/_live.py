@@ -32,7 +32,7 @@ __all__ = ["Live", "build_routes"]
 
 _LATENCIES = 200  # recent successful call times kept per route
 _SHARE = 0.02  # how fast a route's share of first tries follows the calls (about 50 calls)
-_TAIL = 0.9  # a given-up call counts as this quantile of the longer answers
+_TAIL = 0.9  # a call given up on counts as this quantile of the answers that took longer
 _DECAY = 2.0  # seconds: how fast a route's service time forgets a slow call (peak-EWMA)
 _now = time.perf_counter  # the clock of the estimates (a test's own, in tests)
 
@@ -117,10 +117,13 @@ class Live:
     def gave_up(self, seconds: float, admitted: float | None) -> None:
         """A call here was given up on after ``seconds`` because a hedge elsewhere won:
         it would have taken longer, so it counts for the hedge's delay and (from
-        ``admitted``, when it had a slot) in the service estimate as long as the answers
-        here that took longer did on average, or twice as long as it ran when none did
-        (else a tail that hedges rescue would look short, and balancing would send the
-        host more calls than it should)."""
+        ``admitted``, when it had a slot) in the service estimate as the 90th percentile
+        of the answers here that took longer, or twice as long as it ran when none did,
+        decaying only from when that answer would have come. A hedge wins the tail, so
+        the answers just past ``seconds`` that beat one make the mean too short, and a
+        decay from the give-up would bring the host back sooner than its answer seen to
+        the end: either way a tail rescued by hedges looked short, and balancing sent the
+        host more calls hedged than unhedged."""
         self.samples.append((seconds, False))
         if admitted is None:
             return
