@@ -4,16 +4,17 @@ counts as slow, for the next delay and for balancing."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import AsyncGenerator, Generator
 
 import anyio
 import httpx
 import pytest
 import respx
 
-from flux_sdk import ConfigError, Hedge, Route
+from flux_sdk import ConfigError, FluxClient, Hedge, Route
 from flux_sdk._routing import _live
 from flux_sdk._routing._hedge import Sample
+from flux_sdk._routing._live import Live
 
 from .test_routing import OK, A, B, Clock, client
 
@@ -116,3 +117,53 @@ async def test_a_host_given_up_on_for_a_winning_hedge_counts_as_slow_when_balanc
         assert alpha.service == pytest.approx(0.6)
         assert flux._router.order([alpha, beta])[0] is beta
         assert alpha.share > beta.share  # the call was tried at alpha first
+
+
+@pytest.fixture
+async def pair(monkeypatch: pytest.MonkeyPatch) -> AsyncGenerator[tuple[Clock, Live, Live], None]:
+    """Two balanced routes, timed on a clock of the test's own."""
+    clock = Clock()
+    clock.now = 1000.0
+    monkeypatch.setattr(_live, "_now", clock)
+    async with FluxClient([Route(A), Route(B)], routing="balanced") as flux:
+        assert flux._router is not None
+        first, second = flux._router.routes
+        yield clock, first, second
+
+
+async def test_a_call_given_up_on_counts_as_the_hosts_slow_answers_not_their_mean(
+    pair: tuple[Clock, Live, Live],
+) -> None:
+    """Past 0.12 s this host answered twice just after (answers that beat a hedge) and
+    once its tail, 0.6 s. A call given up on there for a winning hedge is a tail call: it
+    counts as 0.6 s. Counted as the mean of the three (0.29 s), the host came back into
+    favour sooner than after a tail answer seen to its end, and took more calls hedged
+    than unhedged."""
+    clock, live, _ = pair
+    for seconds in [0.05] * 20 + [0.13, 0.13, 0.6]:
+        live.answered(seconds)
+    live.gave_up(0.12, admitted=clock.now - 0.12)
+    assert live.service == pytest.approx(0.6)
+
+
+async def test_a_hedge_win_keeps_the_slow_host_passed_over_as_long_as_its_answer_would(
+    pair: tuple[Clock, Live, Live],
+) -> None:
+    """Two hosts whose answers past 0.1 s take 2 s. At one a call is seen to its 2 s end;
+    at the other the same call is given up on at 0.1 s for a winning hedge. From then on
+    both estimates are the same: decaying from the give-up, the hedged host was tried
+    again 1.9 s early, and the hedge made the tail host busier than no hedge."""
+    clock, hedged, seen = pair
+    for live in (hedged, seen):
+        live.answered(0.05)
+        live.answered(2.0)
+    start = clock.now
+    clock.now = start + 0.1
+    hedged.gave_up(0.1, admitted=start)
+    assert hedged.service == pytest.approx(2.0)
+    clock.now = start + 2.0
+    seen.observe(2.0)  # the same call, answered
+    for later in (2.0, 3.0, 6.0):
+        clock.now = start + later
+        assert hedged.service == pytest.approx(seen.service or 0.0)
+    assert (hedged.service or 1.0) < 1.0  # and then tried again, as the other one

@@ -33,6 +33,7 @@ __all__ = ["Live", "build_routes"]
 
 _LATENCIES = 200  # recent successful call times kept per route
 _SHARE = 0.02  # how fast a route's share of first tries follows the calls (about 50 calls)
+_TAIL = 0.9  # a call given up on counts as this quantile of the answers that took longer
 _DECAY = 2.0  # seconds: how fast a route's service time forgets a slow call (peak-EWMA)
 _now = time.perf_counter  # the clock of the estimates (a test's own, in tests)
 
@@ -117,17 +118,21 @@ class Live:
     def gave_up(self, seconds: float, admitted: float | None) -> None:
         """A call here was given up on after ``seconds`` because a hedge elsewhere won:
         it would have taken longer, so it counts for the hedge's delay and (from
-        ``admitted``, when it had a slot) in the service estimate as long as the answers
-        here that took longer did on average, or twice as long as it ran when none did
-        (else a tail that hedges rescue would look short, and balancing would send the
-        host more calls than it should)."""
+        ``admitted``, when it had a slot) in the service estimate as the 90th percentile
+        of the answers here that took longer, or twice as long as it ran when none did,
+        decaying only from when that answer would have come. A hedge wins the tail, so
+        the answers just past ``seconds`` that beat one make the mean too short, and a
+        decay from the give-up would bring the host back sooner than its answer seen to
+        the end: either way a tail rescued by hedges looked short, and balancing sent the
+        host more calls hedged than unhedged."""
         self.samples.append((seconds, False))
         if admitted is None:
             return
-        longer = [s for s in self.latencies if s > seconds]
+        longer = sorted(s for s in self.latencies if s > seconds)
         # With no longer answer seen, the rest counts as long as it ran so far.
-        rest = sum(longer) / len(longer) - seconds if longer else seconds
-        self.observe(_now() - admitted + rest)
+        rest = longer[math.ceil(_TAIL * len(longer)) - 1] - seconds if longer else seconds
+        now = _now()
+        self.observe(now - admitted + rest, at=now + rest)
 
     def tried_first(self, first: bool) -> None:
         """A call was tried here first, or (``first=False``) elsewhere."""
@@ -139,16 +144,18 @@ class Live:
         ``freed`` (a queue job: when the host said it ended) or now."""
         self.observe((_now() if freed is None else freed) - admitted)
 
-    def observe(self, seconds: float) -> None:
+    def observe(self, seconds: float, at: float | None = None) -> None:
         """A call held a slot here ``seconds``: a slower one than the estimate counts at
-        once, a faster one in a time-weighted average (peak-EWMA)."""
+        once, a faster one in a time-weighted average (peak-EWMA). ``at``: when it would
+        have ended (a call given up on), from which the estimate starts to decay."""
         now = _now()
         if self._service is None or seconds >= self._service:
             self._service = seconds
+            self._stamp = now if at is None else at
         else:
-            weight = math.exp(-(now - self._stamp) / _DECAY)
+            weight = math.exp(-max(0.0, now - self._stamp) / _DECAY)
             self._service = self._service * weight + seconds * (1.0 - weight)
-        self._stamp = now
+            self._stamp = max(now, self._stamp)
 
     @property
     def service(self) -> float | None:
@@ -162,7 +169,7 @@ class Live:
             return None
         if self.pending:
             return self._service
-        return self._service * math.exp(-(_now() - self._stamp) / _DECAY)
+        return self._service * math.exp(-max(0.0, _now() - self._stamp) / _DECAY)
 
 
 def build_routes(

@@ -2,12 +2,12 @@
 
 The router is the innermost per-call layer of a client made with a list of providers
 (in place of the single-provider step runner). For each call it lists the routes whose
-rules accept the request, orders them by the strategy, and tries them in turn. Each
-route runs the call with its own limits; inside a route a failure is retried only when
-the host asked for it (``Retry-After``), otherwise the call moves to the next route.
-Moving on spends a token of the client's retry budget, and the caller's deadline holds
-across routes (it is outside). An accepted queue job is never sent to another host, nor
-a submit the host may have taken.
+rules accept the request, orders them by the strategy (`_balance`), and tries them in
+turn. Each route runs the call with its own limits; inside a route a failure is retried
+only when the host asked for it (``Retry-After``), otherwise the call moves to the next
+route. Moving on spends a token of the client's retry budget, and the caller's deadline
+holds across routes (it is outside). An accepted queue job is never sent to another
+host, nor a submit the host may have taken.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from flux_sdk._policy._breaker import CircuitOpen
 from flux_sdk._policy._retry import Retry
 from flux_sdk.providers._base import StepKind
 
-from . import _live
+from . import _balance, _live
 from ._live import Live, build_routes
 from ._routes import Hedge, Strategy
 from ._steps import start_flow
@@ -95,35 +95,8 @@ class Router:
         return accepted
 
     def order(self, candidates: list[Live]) -> list[Live]:
-        """The routes to try, first choice first. In "failover" and "cheapest" order a
-        full route comes after the routes with a free slot, so a busy first choice sends
-        the overflow to the backup instead of making it wait."""
-        if self.strategy == "balanced" and len(candidates) > 1:
-            costs = _costs(candidates)
-            healthy = [live for live in candidates if live.breaker.state == "closed"] or candidates
-            first = self._cheapest(healthy, costs)
-            rest = [live for live in candidates if live is not first]
-            return [first, *sorted(rest, key=lambda live: costs[id(live)])]
-        if self.strategy == "cheapest":
-            candidates = sorted(candidates, key=_price)
-        return sorted(candidates, key=lambda live: not live.has_room)  # stable: order kept
-
-    def _cheapest(self, healthy: list[Live], costs: dict[int, tuple[bool, float]]) -> Live:
-        """The route where a call would finish soonest; routes within `_TIE` of it are as
-        good, and one of those is drawn by weight times the calls it serves a second
-        (slots per service time): drawn evenly, a small host among the ties would get
-        more than its share, and the batch would end waiting for it."""
-        full, best = min(costs[id(live)] for live in healthy)
-        ties = [
-            live
-            for live in healthy
-            if costs[id(live)][0] == full and costs[id(live)][1] <= best * _TIE
-        ]
-        if len(ties) == 1:
-            return ties[0]
-        seconds = _service_times(ties)
-        weights = [live.route.weight * live.concurrency.limit / seconds[id(live)] for live in ties]
-        return self._rng.choices(ties, weights=weights)[0]
+        """The routes to try, first choice first (see `_balance.order`)."""
+        return _balance.order(candidates, self.strategy, self._rng)
 
     async def __call__(self, call: Call) -> GeneratedImage:
         accepted = self.accepting(call.request, call)
@@ -343,36 +316,6 @@ def _host_fault(error: FluxError) -> bool:
     if isinstance(error, BadRequestError) and not error.retryable:
         return False
     return isinstance(error, (ProviderError, TransportError, InvalidResponseError))
-
-
-_TIE = 1.2  # routes whose costs are within this factor of the least are as good
-_FLOOR = 0.01  # seconds: shorter service times are the client's own noise, all alike
-
-
-def _costs(lives: list[Live]) -> dict[int, tuple[bool, float]]:
-    """Each route's cost for one more call, least first: a route with a free slot before
-    a full one, then the calls there (every process's, with a `SharedLimit`) per slot
-    times how long a call holds a slot there (a host not yet timed: the others' mean)."""
-    seconds = _service_times(lives)
-    costs = {}
-    for live in lives:
-        per_slot = (live.busy + 1) / live.concurrency.limit
-        costs[id(live)] = (not live.has_room, per_slot * seconds[id(live)])
-    return costs
-
-
-def _service_times(lives: list[Live]) -> dict[int, float]:
-    """How long a call holds a slot at each route (one not yet timed: the others' mean)."""
-    known = [seconds for live in lives if (seconds := live.service) is not None]
-    default = sum(known) / len(known) if known else 1.0
-    return {
-        id(live): max(_FLOOR, default if (service := live.service) is None else service)
-        for live in lives
-    }
-
-
-def _price(live: Live) -> tuple[bool, float]:
-    return (live.route.price is None, live.route.price or 0.0)
 
 
 class _Failed(Exception):
