@@ -104,6 +104,11 @@ class Cell:
 Results = dict[tuple[str, str, int], Cell]  # (workload, client, concurrency)
 
 
+def ratio(a: float | None, b: float | None) -> float | None:
+    """``a / b``, or None when either is missing (or ``b`` is 0)."""
+    return None if a is None or b is None or b == 0 else a / b
+
+
 def import_cases() -> dict[str, str]:
     return {
         "raw httpx": "import httpx",
