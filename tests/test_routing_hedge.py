@@ -90,9 +90,9 @@ async def test_a_host_given_up_on_for_a_winning_hedge_counts_as_slow_when_balanc
     router: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """alpha never answers; the hedge to beta wins after 0.3 s. alpha's call counts as
-    given up on after 0.3 s (for its next hedge delay) and as twice that for balancing,
-    so the next call goes to beta; counted as nothing, alpha looked fast (it had no
-    answer) and got the call again."""
+    given up on after 0.3 s (for its next hedge delay) and as five times that for
+    balancing (no slower answer seen there), so the next call goes to beta; counted as
+    nothing, alpha looked fast (it had no answer) and got the call again."""
     clock = Clock()
     monkeypatch.setattr(_live, "_now", clock)
 
@@ -114,7 +114,7 @@ async def test_a_host_given_up_on_for_a_winning_hedge_counts_as_slow_when_balanc
         assert (await flux.generate("a cat")).provider == "beta"
         assert list(alpha.samples) == [(0.3, False)]
         assert list(beta.samples) == [(0.3, True)]
-        assert alpha.service == pytest.approx(0.6)
+        assert alpha.service == pytest.approx(1.5)
         assert flux._router.order([alpha, beta])[0] is beta
         assert alpha.share > beta.share  # the call was tried at alpha first
 
@@ -167,3 +167,33 @@ async def test_a_hedge_win_keeps_the_slow_host_passed_over_as_long_as_its_answer
         clock.now = start + later
         assert hedged.service == pytest.approx(seen.service or 0.0)
     assert (hedged.service or 1.0) < 1.0  # and then tried again, as the other one
+
+
+async def test_a_tail_never_seen_to_its_end_counts_as_a_stall_not_as_twice_what_it_ran(
+    pair: tuple[Clock, Live, Live],
+) -> None:
+    """Hedged from the first call, a host's tail is never answered: each call given up
+    on is all that is known of it. Counted as twice the 0.11 s it ran (0.22 s), the host
+    was back in favour within a second and took three times the calls it took unhedged
+    (routing.py's tail figure, p99 over 2x p50); counted as five times, as a stall."""
+    clock, live, _ = pair
+    for _ in range(20):
+        live.answered(0.05)
+    live.gave_up(0.11, admitted=clock.now - 0.11)
+    assert live.service == pytest.approx(0.55)
+
+
+async def test_slow_answers_pushed_out_by_fast_ones_still_time_a_call_given_up_on(
+    pair: tuple[Clock, Live, Live],
+) -> None:
+    """Two 0.7 s answers, then 200 fast ones: the recent answers hold nothing slower
+    than a call given up on at 0.12 s, but the slow answers kept apart do."""
+    clock, live, _ = pair
+    for seconds in [0.05] * 10 + [0.7] + [0.05] * 10 + [0.7] + [0.05] * 200:
+        clock.now += 0.05
+        live.answered(seconds)  # as the router does: the answer, then its service time
+        live.observe(seconds)
+    assert max(live.latencies) == 0.05
+    assert (live.service or 1.0) < 0.1
+    live.gave_up(0.12, admitted=clock.now - 0.12)
+    assert live.service == pytest.approx(0.7)

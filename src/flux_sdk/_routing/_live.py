@@ -34,6 +34,8 @@ __all__ = ["Live", "build_routes"]
 _LATENCIES = 200  # recent successful call times kept per route
 _SHARE = 0.02  # how fast a route's share of first tries follows the calls (about 50 calls)
 _TAIL = 0.9  # a call given up on counts as this quantile of the answers that took longer
+_UNSEEN = 4.0  # a call given up on, no slower answer seen: the rest takes this times as long
+_SLOW = 2.0  # an answer this many times the estimate is a slow one, kept apart (`slow`)
 _DECAY = 2.0  # seconds: how fast a route's service time forgets a slow call (peak-EWMA)
 _now = time.perf_counter  # the clock of the estimates (a test's own, in tests)
 
@@ -60,6 +62,10 @@ class Live:
         # What a hedge's delay is worked out from: the same times, and also the calls
         # given up on when a hedge won (they would have taken longer).
         self.samples: deque[Sample] = deque(maxlen=_LATENCIES)
+        # The slow answers, kept apart so the fast ones do not push them out: once hedges
+        # rescue a host's tail, none of its slow calls is seen to the end any more, and
+        # a call given up on is timed by the last ones that were (`gave_up`).
+        self.slow: deque[float] = deque(maxlen=_LATENCIES // 10)
         self.share = 1.0  # of recent calls, how many were tried here first (a moving mean)
         self.calls = 0
         self.failures = 0
@@ -114,23 +120,29 @@ class Live:
         """A call here ended well after ``seconds``."""
         self.latencies.append(seconds)
         self.samples.append((seconds, True))
+        if self._service is not None and seconds > _SLOW * self._service:
+            self.slow.append(seconds)
 
     def gave_up(self, seconds: float, admitted: float | None) -> None:
         """A call here was given up on after ``seconds`` because a hedge elsewhere won:
         it would have taken longer, so it counts for the hedge's delay and (from
         ``admitted``, when it had a slot) in the service estimate as the 90th percentile
-        of the answers here that took longer, or twice as long as it ran when none did,
-        decaying only from when that answer would have come. A hedge wins the tail, so
-        the answers just past ``seconds`` that beat one make the mean too short, and a
-        decay from the give-up would bring the host back sooner than its answer seen to
-        the end: either way a tail rescued by hedges looked short, and balancing sent the
-        host more calls hedged than unhedged."""
+        of the answers here that took longer (the recent ones, else the slow ones kept
+        apart), or, with none seen, as five times what it ran (a stall: a host hedged
+        from its first calls never has its tail seen to the end, and counted as twice,
+        it was back in favour within a second and took three times its unhedged share).
+        It decays only from when that answer would have come. A hedge wins the tail,
+        so the answers just past ``seconds`` that beat one make the mean too short, and
+        a decay from the give-up would bring the host back sooner than its answer seen
+        to the end: either way a tail rescued by hedges looked short, and balancing sent
+        the host more calls hedged than unhedged."""
         self.samples.append((seconds, False))
         if admitted is None:
             return
-        longer = sorted(s for s in self.latencies if s > seconds)
-        # With no longer answer seen, the rest counts as long as it ran so far.
-        rest = longer[math.ceil(_TAIL * len(longer)) - 1] - seconds if longer else seconds
+        longer = sorted(s for s in self.latencies if s > seconds) or sorted(
+            s for s in self.slow if s > seconds
+        )
+        rest = longer[math.ceil(_TAIL * len(longer)) - 1] - seconds if longer else _UNSEEN * seconds
         now = _now()
         self.observe(now - admitted + rest, at=now + rest)
 
