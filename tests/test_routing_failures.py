@@ -38,9 +38,9 @@ from flux_sdk.emulator import DEFAULT_API_KEY, EmulatorApp
 from flux_sdk.providers import FlowProvider, Provider
 
 from ._images import image_bytes
+from ._routing import OK, Clock, Host, _circuit, client, no_sleep
 from ._server import serve
 from .test_flows import JOB, QueueHost, status
-from .test_routing import OK, Clock, Host, _circuit, client, no_sleep
 
 pytestmark = pytest.mark.anyio
 
