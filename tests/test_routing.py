@@ -25,9 +25,6 @@ from flux_sdk import (
 
 from ._routing import OK, A, B, C, Clock, Host, _circuit, client, no_sleep
 
-# test_routing_hedge.py and test_routing_balance.py import these from here.
-__all__ = ["OK", "A", "B", "Clock", "Host", "client"]
-
 pytestmark = pytest.mark.anyio
 
 

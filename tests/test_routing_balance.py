@@ -14,7 +14,7 @@ import respx
 from flux_sdk import FluxClient, Retry, Route
 from flux_sdk._routing import _live
 
-from .test_routing import OK, A, B, Host, client
+from ._routing import OK, A, B, Host, client
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,7 @@ from flux_sdk._routing import _live
 from flux_sdk._routing._hedge import Sample
 from flux_sdk._routing._live import Live
 
-from .test_routing import OK, A, B, Clock, client
+from ._routing import OK, A, B, Clock, client
 
 pytestmark = pytest.mark.anyio
 
